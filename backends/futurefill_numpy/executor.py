@@ -1,0 +1,106 @@
+"""NumPy executor: the reference algorithm with every per-step allocation it can avoid removed."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import array_api_compat.numpy as cnp
+import numpy as np
+
+from futurefill.executor import ArrayAPIExecutor, ConvState
+from futurefill.plan import Plan
+
+__all__ = ["NumpyExecutor"]
+
+
+class NumpyExecutor(ArrayAPIExecutor):
+    """Executor for NumPy arrays on the CPU.
+
+    * one state buffer per (batch, channel), allocated once in :meth:`prepare`;
+    * filter spectra per ``(filter slice, FFT size)`` computed once;
+    * each FFT task writes its spectrum and its inverse into preallocated work arrays
+      (``numpy.fft``'s ``out=``) and adds into the buffer in place;
+    * the local window is one ``numpy.vecdot`` call.
+
+    Parameters
+    ----------
+    device : None or "cpu"
+        NumPy arrays live on the CPU.
+    """
+
+    name = "numpy"
+    #: Crossover of the continuous schedule, measured with
+    #: ``futurefill bench --crossover`` (see docs/benchmarks.md): below it the per-call
+    #: overhead of an FFT task exceeds the direct window it replaces.
+    crossover: ClassVar[tuple[tuple[int, int], ...]] = ((64, 64), (512, 32), (1 << 62, 16))
+
+    def __init__(self, device: Any = None) -> None:
+        if device not in (None, "cpu"):
+            raise ValueError(f"the numpy backend runs on the CPU, not on {device!r}")
+        super().__init__(cnp, None)
+
+    def is_native(self, x: object) -> bool:
+        return type(x) is np.ndarray
+
+    def to_numpy(self, x: np.ndarray) -> np.ndarray:
+        return np.asarray(x)
+
+    def default_direct_below(self, batch: int, channels: int, dtype: Any) -> int:
+        width = batch * channels
+        return next(k0 for limit, k0 in self.crossover if width <= limit)
+
+    def prepare(self, plan: Plan, filters: Any, *, batch: int, dtype: Any) -> ConvState:
+        state = super().prepare(plan, filters, batch=batch, dtype=dtype)
+        complex_dtype = np.result_type(state.buffer.dtype, np.complex64)
+        lead = state.buffer.shape[:2]
+        # One pair of work arrays per FFT size, reused by every task of that size.
+        state.extra["work"] = {
+            n: (np.empty((*lead, n // 2 + 1), complex_dtype), np.empty((*lead, n), dtype))
+            for n in {key[2] for key in plan.spectrum_keys}
+        }
+        return state
+
+    def emit(self, state: ConvState, u: np.ndarray, channels: slice) -> np.ndarray:
+        plan = state.plan
+        t = state.step
+        slot = plan.prompt + t - plan.origin
+        start = plan.window_start.item(t) - plan.origin
+        buf = state.buffer
+        taps = state.taps_reversed
+        W = taps.shape[-1]
+        y = taps[channels, W - 1] * u
+        y += buf[:, channels, slot]
+        if slot > start:
+            y += np.vecdot(
+                buf[:, channels, start:slot], taps[channels, W - 1 - slot + start : W - 1]
+            )
+        buf[:, channels, slot] = u
+        return y
+
+    def advance(self, state: ConvState) -> None:
+        plan = state.plan
+        t = state.step
+        first, stop = plan.task_ptr.item(t), plan.task_ptr.item(t + 1)
+        if first < stop:
+            self._run_tasks(state, first, stop)
+        state.step = t + 1
+
+    def _run_tasks(self, state: ConvState, first: int, stop: int) -> None:
+        plan = state.plan
+        buf = state.buffer
+        o = plan.origin
+        for i in range(first, stop):
+            a, b = plan.src_start.item(i) - o, plan.src_stop.item(i) - o
+            c, d = plan.dst_start.item(i) - o, plan.dst_stop.item(i) - o
+            lo, hi, n = plan.filter_start.item(i), plan.filter_stop.item(i), plan.fft_size.item(i)
+            spec_work, real_work = state.extra["work"][n]
+            spectrum = np.fft.rfft(buf[..., a:b], n, axis=-1, out=spec_work)
+            spectrum *= state.spectra[(lo, hi, n)]
+            z = np.fft.irfft(spectrum, n, axis=-1, out=real_work)
+            r = c - a - lo  # where output c sits in the linear convolution
+            buf[..., c:d] += z[..., r : r + d - c]
+
+    def reset(self, state: ConvState) -> None:
+        state.buffer[...] = 0
+        state.step = 0
+        state.prefilled = False

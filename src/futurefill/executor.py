@@ -1,0 +1,258 @@
+"""The executor contract and the reference executor that interprets any plan with any namespace.
+
+An executor turns a :class:`~futurefill.plan.Plan` plus filters into a :class:`ConvState` and
+advances it. The public boundary (:class:`futurefill.OnlineConv`) validates every argument once;
+executors may assume valid input and are free to mutate the buffers of their own state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+import array_api_extra as xpx
+import numpy as np
+
+from . import ops
+from .plan import Plan
+
+__all__ = ["ArrayAPIExecutor", "ConvState", "Executor"]
+
+Array = Any
+
+
+@dataclass
+class ConvState:
+    """Everything an executor keeps for one online convolution.
+
+    Attributes
+    ----------
+    plan : Plan
+        The schedule being run.
+    filters : array, shape (C, N)
+        Filter taps in the working dtype, on the working device.
+    taps_reversed : array, shape (C, W)
+        The first ``W = plan.window_length`` taps reversed, for local windows.
+    spectra : dict
+        Filter spectrum per ``(filter_start, filter_stop, fft_size)`` of the plan, computed once.
+    buffer : array, shape (B, C, plan.buffer_length)
+        Slot ``p - plan.origin`` holds the accumulated future contributions to output ``p``
+        until ``p`` is emitted and the input ``u[p]`` afterwards (one buffer serves both, so the
+        state is exactly ``buffer_length`` values per channel).
+    step : int
+        Index of the next online step.
+    prefilled : bool
+        Whether the prompt was given.
+    extra : dict
+        Executor-private derived data (work arrays, compiled functions).
+    """
+
+    plan: Plan
+    filters: Array
+    taps_reversed: Array
+    spectra: dict[tuple[int, int, int], Array]
+    buffer: Array
+    step: int = 0
+    prefilled: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def batch(self) -> int:
+        """Batch size ``B``."""
+        return int(self.buffer.shape[0])
+
+    @property
+    def channels(self) -> int:
+        """Number of channels ``C``."""
+        return int(self.buffer.shape[1])
+
+
+@runtime_checkable
+class Executor(Protocol):
+    """What a backend provides. Register one under the entry-point group
+    ``futurefill.executors``; the factory is called as ``factory(device=None)``."""
+
+    name: str
+    xp: Any
+    device: Any
+
+    def is_native(self, x: object) -> bool:
+        """Whether ``x`` is an array of this backend (and device)."""
+
+    def asarray(self, x: Any, dtype: Any = None) -> Array:
+        """Convert host data (NumPy arrays, lists) to this backend's arrays."""
+
+    def to_numpy(self, x: Array) -> np.ndarray:
+        """Copy an array of this backend to a NumPy array."""
+
+    def resolve_dtype(self, dtype: Any) -> Any:
+        """This backend's float32 or float64 dtype for ``dtype`` (a name or a dtype)."""
+
+    def default_direct_below(self, batch: int, channels: int, dtype: Any) -> int:
+        """Tuned ``direct_below`` of the continuous schedule for this backend."""
+
+    def prepare(self, plan: Plan, filters: Array, *, batch: int, dtype: Any) -> ConvState:
+        """Allocate the state: buffers once, filter spectra once."""
+
+    def prefill(self, state: ConvState, u: Array) -> Array:
+        """Consume the prompt ``(B, C, P)``; return its outputs ``(B, C, P)``."""
+
+    def emit(self, state: ConvState, u: Array, channels: slice) -> Array:
+        """Return ``y_t`` ``(B, c)`` for ``channels`` and record the inputs ``u_t``."""
+
+    def advance(self, state: ConvState) -> None:
+        """Run the tasks planned after the current step and move to the next step."""
+
+    def reset(self, state: ConvState) -> None:
+        """Zero the buffer and return to step 0 (spectra are kept)."""
+
+    def synchronize(self) -> None:
+        """Wait for queued device work (timing)."""
+
+
+_DTYPE_NAMES = ("float32", "float64")
+
+
+class ArrayAPIExecutor:
+    """Reference executor: interprets any plan with any array-API namespace.
+
+    It uses only the array API standard (plus ``array_api_extra.at`` for updates, which mutates
+    where the namespace allows it and rebinds otherwise), so it also serves immutable arrays.
+    Backend executors subclass it and override only what they make faster.
+
+    Parameters
+    ----------
+    xp : namespace
+        An array-API-compatible namespace with the FFT extension.
+    device : optional
+        Device for new arrays.
+    name : str
+        Backend name used in messages.
+    """
+
+    name: str = "array_api"
+    #: Continuous-schedule crossover; subclasses set measured values.
+    direct_below: ClassVar[int] = 1
+
+    def __init__(self, xp: Any, device: Any = None, name: str | None = None) -> None:
+        self.xp = xp
+        self.device = device
+        if name is not None:
+            self.name = name
+
+    def __repr__(self) -> str:
+        dev = "" if self.device is None else f", device={self.device!r}"
+        return f"{type(self).__name__}(name={self.name!r}{dev})"
+
+    # ------------------------------------------------------------------ conversions
+    def is_native(self, x: object) -> bool:
+        try:
+            return self._namespace_of(x) is self.xp
+        except TypeError:
+            return False
+
+    def _namespace_of(self, x: object) -> Any:
+        from array_api_compat import array_namespace
+
+        return array_namespace(x)
+
+    def asarray(self, x: Any, dtype: Any = None) -> Array:
+        if self.device is None:
+            return self.xp.asarray(x, dtype=dtype)
+        return self.xp.asarray(x, dtype=dtype, device=self.device)
+
+    def to_numpy(self, x: Array) -> np.ndarray:
+        return np.asarray(x)
+
+    def resolve_dtype(self, dtype: Any) -> Any:
+        for name in _DTYPE_NAMES:
+            native = getattr(self.xp, name)
+            if dtype == name or dtype == native or str(dtype).endswith(name):
+                return native
+        raise TypeError(
+            f"futurefill computes in float32 or float64, not {dtype}; low-precision FFTs "
+            "(bfloat16/float16) lose the exactness this library promises: cast to float32"
+        )
+
+    def dtype_of(self, x: Array) -> Any:
+        """The dtype of an array of this backend."""
+        return x.dtype
+
+    def default_direct_below(self, batch: int, channels: int, dtype: Any) -> int:
+        return self.direct_below
+
+    def synchronize(self) -> None:
+        return None
+
+    # ------------------------------------------------------------------ state
+    def prepare(self, plan: Plan, filters: Array, *, batch: int, dtype: Any) -> ConvState:
+        xp = self.xp
+        filt = self.asarray(filters, dtype=dtype)
+        spectra = {key: ops.filter_spectrum(filt, *key, xp=xp) for key in plan.spectrum_keys}
+        kwargs = {} if self.device is None else {"device": self.device}
+        buffer = xp.zeros((batch, filt.shape[0], plan.buffer_length), dtype=dtype, **kwargs)
+        return ConvState(
+            plan=plan,
+            filters=filt,
+            taps_reversed=ops.reversed_taps(filt, plan.window_length, xp=xp),
+            spectra=spectra,
+            buffer=buffer,
+        )
+
+    def reset(self, state: ConvState) -> None:
+        state.buffer = xpx.at(state.buffer)[...].set(0)
+        state.step = 0
+        state.prefilled = False
+
+    # ------------------------------------------------------------------ running
+    def prefill(self, state: ConvState, u: Array) -> Array:
+        plan = state.plan
+        P = plan.prompt
+        stop = plan.total if plan.prefill_fills_future else P
+        n = plan.prefill_fft_size
+        spectrum = ops.filter_spectrum(state.filters, 0, stop, n, xp=self.xp)
+        z = ops.fill_future(u, spectrum, n, 0, stop, xp=self.xp)
+        if plan.prefill_fills_future:
+            state.buffer = xpx.at(state.buffer)[...].set(z[..., P:])
+        else:
+            state.buffer = xpx.at(state.buffer)[..., :P].set(u)
+        state.prefilled = True
+        return z[..., :P]
+
+    def emit(self, state: ConvState, u: Array, channels: slice) -> Array:
+        plan = state.plan
+        t = state.step
+        slot = plan.prompt + t - plan.origin
+        start = int(plan.window_start[t]) - plan.origin
+        W = state.taps_reversed.shape[-1]
+        width = slot - start + 1
+        buf = state.buffer
+        taps = state.taps_reversed[channels, W - width :]
+        # Everything older than the window (already in the slot) + the window's older inputs
+        # + phi[0] * u_t; computed before the slot is overwritten by the input u_t.
+        y = buf[:, channels, slot] + taps[..., -1] * u
+        if width > 1:
+            y = y + ops.window_sum(buf[:, channels, start:slot], taps[..., :-1], xp=self.xp)
+        state.buffer = xpx.at(buf)[:, channels, slot].set(u)
+        return y
+
+    def advance(self, state: ConvState) -> None:
+        plan = state.plan
+        t = state.step
+        o = plan.origin
+        for i in range(int(plan.task_ptr[t]), int(plan.task_ptr[t + 1])):
+            a, b, c, d, lo, hi, n = (
+                int(plan.src_start[i]),
+                int(plan.src_stop[i]),
+                int(plan.dst_start[i]),
+                int(plan.dst_stop[i]),
+                int(plan.filter_start[i]),
+                int(plan.filter_stop[i]),
+                int(plan.fft_size[i]),
+            )
+            block = state.buffer[..., a - o : b - o]
+            z = ops.fill_future(
+                block, state.spectra[(lo, hi, n)], n, c - a - lo, d - a - lo, xp=self.xp
+            )
+            state.buffer = xpx.at(state.buffer)[..., c - o : d - o].add(z)
+        state.step = t + 1
