@@ -8,6 +8,7 @@ executors may assume valid input and are free to mutate the buffers of their own
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import array_api_extra as xpx
@@ -106,6 +107,11 @@ class Executor(Protocol):
     def reset(self, state: ConvState) -> None:
         """Zero the buffer and return to step 0 (spectra are kept)."""
 
+    def rollout(
+        self, state: ConvState, u0: Array, feedback: Callable[[Array], Array], steps: int
+    ) -> Array:
+        """Run ``steps`` steps with ``u[t+1] = feedback(y[t])``; return ``y`` as ``(B, C, steps)``."""
+
     def synchronize(self) -> None:
         """Wait for queued device work (timing)."""
 
@@ -167,7 +173,7 @@ class ArrayAPIExecutor:
     def resolve_dtype(self, dtype: Any) -> Any:
         for name in _DTYPE_NAMES:
             native = getattr(self.xp, name)
-            if dtype == name or dtype == native or str(dtype).endswith(name):
+            if dtype in (name, native) or str(dtype).endswith(name):
                 return native
         raise TypeError(
             f"futurefill computes in float32 or float64, not {dtype}; low-precision FFTs "
@@ -235,6 +241,26 @@ class ArrayAPIExecutor:
             y = y + ops.window_sum(buf[:, channels, start:slot], taps[..., :-1], xp=self.xp)
         state.buffer = xpx.at(buf)[:, channels, slot].set(u)
         return y
+
+    def rollout(
+        self, state: ConvState, u0: Array, feedback: Callable[[Array], Array], steps: int
+    ) -> Array:
+        """Python loop of :meth:`emit` and :meth:`advance`; compiled backends override it."""
+        every = slice(None)
+        u = u0
+        ys = []
+        for i in range(steps):
+            y = self.emit(state, u, every)
+            self.advance(state)
+            ys.append(y)
+            if i + 1 < steps:
+                u = feedback(y)
+                if tuple(u.shape) != tuple(y.shape) or u.dtype != y.dtype:
+                    raise ValueError(
+                        f"feedback must return shape {tuple(y.shape)} and dtype {y.dtype}, got "
+                        f"{tuple(u.shape)} and {u.dtype}"
+                    )
+        return self.xp.stack(ys, axis=-1)
 
     def advance(self, state: ConvState) -> None:
         plan = state.plan

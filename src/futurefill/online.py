@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -254,6 +255,44 @@ class OnlineConv:
             raise RuntimeError(f"{missing} channels were not emitted at this step")
         self._executor.advance(self._state)
         self._emitted[:] = False
+
+    def rollout(
+        self, u0: Array, feedback: Callable[[Array], Array], steps: int | None = None
+    ) -> Array:
+        """Generate with feedback: ``u[t+1] = feedback(y[t])``, starting from ``u0``.
+
+        Backends with a compiler (JAX) run the whole loop as one compiled program; others loop
+        over :meth:`step`. On any error the state is restored to what it was before the call.
+
+        Parameters
+        ----------
+        u0 : array, shape (B, C)
+            Input of the first step.
+        feedback : callable
+            Maps ``y[t]`` ``(B, C)`` to ``u[t+1]`` ``(B, C)``, same dtype; for JAX it must be
+            traceable (pure ``jax.numpy``).
+        steps : int, optional
+            Number of steps; all remaining steps by default.
+
+        Returns
+        -------
+        array, shape (B, C, steps)
+        """
+        self._check_can_step()
+        if self._emitted.any():
+            raise RuntimeError("some channels were emitted at this step; finish with advance()")
+        if not callable(feedback):
+            raise TypeError("feedback must be callable")
+        steps = self.remaining if steps is None else steps
+        if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= self.remaining:
+            raise ValueError(f"steps must be an int in 1..{self.remaining}, got {steps!r}")
+        self._check_input(u0, (self.batch, self.channels), "u0")
+        snapshot = self.state_dict()
+        try:
+            return self._executor.rollout(self._state, u0, feedback, steps)
+        except BaseException:
+            self.load_state_dict(snapshot)
+            raise
 
     # ------------------------------------------------------------------ state
     def reset(self) -> None:

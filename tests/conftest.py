@@ -1,0 +1,77 @@
+"""Shared fixtures: one ``backend`` fixture parametrized over every backend that can run here.
+
+``FUTUREFILL_TEST_BACKENDS`` (comma-separated) restricts the backends, as each nox session does;
+by default every known backend is tried and the unavailable ones are skipped with the reason.
+"""
+
+from __future__ import annotations
+
+import os
+
+# JAX silently computes float64 in float32 unless x64 is enabled before it is imported.
+os.environ.setdefault("JAX_ENABLE_X64", "1")
+
+import numpy as np
+import pytest
+
+import futurefill
+from futurefill import Executor
+
+KNOWN_BACKENDS = ("numpy", "array_api_strict", "torch", "jax", "cupy")
+
+
+def selected_backends() -> list[str]:
+    chosen = os.environ.get("FUTUREFILL_TEST_BACKENDS")
+    return [b.strip() for b in chosen.split(",") if b.strip()] if chosen else list(KNOWN_BACKENDS)
+
+
+def load_backend(name: str) -> Executor:
+    """The executor for ``name``, or skip the test saying why it cannot run here."""
+    if name not in futurefill.list_backends():
+        pytest.skip(f"backend {name!r} is not installed")
+    try:
+        return futurefill.get_backend(name)
+    except ImportError as exc:
+        pytest.skip(f"backend {name!r} unavailable: {exc}")
+    except RuntimeError as exc:  # e.g. no CUDA device for cupy
+        pytest.skip(f"backend {name!r} unavailable: {exc}")
+
+
+@pytest.fixture(params=selected_backends())
+def backend(request: pytest.FixtureRequest) -> Executor:
+    return load_backend(request.param)
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(20241003)
+
+
+def decaying_filters(rng: np.random.Generator, channels: int, taps: int, scale: float = 50.0):
+    """Random filters with an exponential envelope (float64, NumPy)."""
+    envelope = np.exp(-np.arange(taps) / scale)
+    return rng.standard_normal((channels, taps)) * envelope
+
+
+def oracle(u: np.ndarray, filters: np.ndarray) -> np.ndarray:
+    """Causal convolution by ``numpy.convolve`` per (batch, channel): the independent oracle."""
+    B, C, T = u.shape
+    out = np.empty((B, C, T))
+    for b in range(B):
+        for c in range(C):
+            out[b, c] = np.convolve(u[b, c].astype(np.float64), filters[c].astype(np.float64))[:T]
+    return out
+
+
+def run_online(conv: futurefill.OnlineConv, u: np.ndarray) -> np.ndarray:
+    """Feed host inputs ``(B, C, P + L)`` through prefill and steps; return host outputs."""
+    ex = conv.backend
+    P = conv.plan.prompt
+    dtype = conv.dtype
+    parts = []
+    if P:
+        parts.append(ex.to_numpy(conv.prefill(ex.asarray(u[..., :P], dtype=dtype))))
+    for t in range(conv.plan.length):
+        y = conv.step(ex.asarray(np.ascontiguousarray(u[..., P + t]), dtype=dtype))
+        parts.append(ex.to_numpy(y)[..., None])
+    return np.concatenate(parts, axis=-1)
