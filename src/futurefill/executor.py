@@ -7,8 +7,8 @@ executors may assume valid input and are free to mutate the buffers of their own
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import array_api_extra as xpx
@@ -110,7 +110,7 @@ class Executor(Protocol):
     def rollout(
         self, state: ConvState, u0: Array, feedback: Callable[[Array], Array], steps: int
     ) -> Array:
-        """Run ``steps`` steps with ``u[t+1] = feedback(y[t])``; return ``y`` as ``(B, C, steps)``."""
+        """Run ``steps`` steps with ``u[t+1] = feedback(y[t])``; return ``(B, C, steps)``."""
 
     def synchronize(self) -> None:
         """Wait for queued device work (timing)."""
@@ -163,6 +163,8 @@ class ArrayAPIExecutor:
         return array_namespace(x)
 
     def asarray(self, x: Any, dtype: Any = None) -> Array:
+        if dtype is not None:
+            dtype = self.resolve_dtype(dtype)
         if self.device is None:
             return self.xp.asarray(x, dtype=dtype)
         return self.xp.asarray(x, dtype=dtype, device=self.device)

@@ -284,7 +284,11 @@ class OnlineConv:
         if not callable(feedback):
             raise TypeError("feedback must be callable")
         steps = self.remaining if steps is None else steps
-        if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= self.remaining:
+        if (
+            isinstance(steps, bool)
+            or not isinstance(steps, int)
+            or not 1 <= steps <= self.remaining
+        ):
             raise ValueError(f"steps must be an int in 1..{self.remaining}, got {steps!r}")
         self._check_input(u0, (self.batch, self.channels), "u0")
         snapshot = self.state_dict()

@@ -1,0 +1,64 @@
+"""nox sessions: tests per backend, lint, docs, quick benchmarks, the demo.
+
+``nox -s tests`` runs one session per backend; the torch session pins the CPU wheel
+``torch==2.13.0`` (an unpinned torch pulls a multi-GB CUDA build).
+"""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.default_venv_backend = "venv"
+nox.options.sessions = ["tests"]
+
+TORCH_PIN = "torch==2.13.0"
+BACKEND_EXTRAS: dict[str, list[str]] = {
+    "numpy": [],
+    "array_api_strict": [],
+    "torch": [TORCH_PIN],
+    "jax": ["jax[cpu]"],
+    "cupy": [],  # the cupy wheel needs CUDA; the session skips without a device
+}
+
+
+@nox.session
+@nox.parametrize("backend", list(BACKEND_EXTRAS))
+def tests(session: nox.Session, backend: str) -> None:
+    """Run the whole test suite on one backend (``FUTUREFILL_TEST_BACKENDS``)."""
+    if backend == "cupy":
+        if not _has_cuda():
+            session.skip("no CUDA device on this machine: the cupy backend cannot run")
+        session.install("cupy-cuda12x")
+    extra = BACKEND_EXTRAS[backend]
+    if extra:
+        session.install(*extra)
+    session.install("-e", ".[test]")
+    session.run(
+        "pytest",
+        *session.posargs,
+        env={"FUTUREFILL_TEST_BACKENDS": backend, "JAX_ENABLE_X64": "1"},
+    )
+
+
+def _has_cuda() -> bool:
+    import shutil
+    import subprocess
+
+    smi = shutil.which("nvidia-smi")
+    return smi is not None and subprocess.run([smi, "-L"], capture_output=True).returncode == 0
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff (lint and format) and mypy."""
+    session.install("-e", ".[lint]")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+    session.run("mypy")
+
+
+@nox.session
+def demo(session: nox.Session) -> None:
+    """The main job: generation on the default NumPy backend."""
+    session.install("-e", ".[cli]")
+    session.run("futurefill", "demo", *session.posargs)
