@@ -81,7 +81,7 @@ def test_environment_variable(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_unknown_name_lists_the_installed_ones() -> None:
-    with pytest.raises(futurefill.BackendError, match="installed: .*numpy"):
+    with pytest.raises(futurefill.BackendError, match=r"installed: .*numpy"):
         futurefill.set_backend("tensorflow")
     assert futurefill.get_backend().name == "numpy"  # the failed call changed nothing
     with pytest.raises(TypeError):

@@ -165,7 +165,7 @@ def test_validate_detects_a_missing_task() -> None:
 
 def test_validate_detects_double_counting() -> None:
     plan = make_plan(16, schedule="epoched", epoch=4)
-    with pytest.raises(PlanError, match="twice|beyond"):
+    with pytest.raises(PlanError, match=r"twice|beyond"):
         _broken(plan, window_start=np.zeros(16, np.int32)).validate()
 
 
@@ -179,7 +179,7 @@ def test_validate_detects_reading_the_future() -> None:
 
 def test_validate_detects_a_short_fft() -> None:
     plan = make_plan(16)
-    with pytest.raises(PlanError, match="FFT is too short|filter slice"):
+    with pytest.raises(PlanError, match=r"FFT is too short|filter slice"):
         _broken(plan, fft_size=np.asarray(plan.fft_size) // 2).validate()
 
 

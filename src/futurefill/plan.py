@@ -348,7 +348,8 @@ class PlanCost:
             + (f" (FFT size {p.prefill_fft_size})" if p.prompt else ""),
             f"  online FLOPs              : {self.online_flops:.4g}"
             f" ({self.flops_per_step:.4g} per step)",
-            f"  worst step                : t={self.worst_step} ({self.worst_step_flops:.4g} FLOPs)",
+            f"  worst step                : t={self.worst_step}"
+            f" ({self.worst_step_flops:.4g} FLOPs)",
             f"  state (inputs + future)   : {self.state_values} values",
             f"  filter spectra            : {self.spectrum_values} complex values",
             f"  longest local window      : {p.window_length} taps",
