@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import array_api_compat.numpy as cnp
@@ -58,6 +59,12 @@ class NumpyExecutor(ArrayAPIExecutor):
             n: (np.empty((*lead, n // 2 + 1), complex_dtype), np.empty((*lead, n), dtype))
             for n in {key[2] for key in plan.spectrum_keys}
         }
+        # The reversed taps with phi[0] replaced by 1: one vecdot over the window *and* the slot
+        # (which still holds the accumulator A[j]) gives A[j] + the window's older inputs.
+        window_taps = state.taps_reversed.copy()
+        window_taps[:, -1] = 1
+        state.extra["window_taps"] = window_taps
+        state.extra["phi0"] = np.ascontiguousarray(state.taps_reversed[:, -1])
         return state
 
     def emit(self, state: ConvState, u: np.ndarray, channels: slice) -> np.ndarray:
@@ -66,16 +73,47 @@ class NumpyExecutor(ArrayAPIExecutor):
         slot = plan.prompt + t - plan.origin
         start = plan.window_start.item(t) - plan.origin
         buf = state.buffer
-        taps = state.taps_reversed
+        taps = state.extra["window_taps"]
         W = taps.shape[-1]
-        y = taps[channels, W - 1] * u
-        y += buf[:, channels, slot]
-        if slot > start:
-            y += np.vecdot(
-                buf[:, channels, start:slot], taps[channels, W - 1 - slot + start : W - 1]
-            )
+        y = np.vecdot(buf[:, channels, start : slot + 1], taps[channels, W - 1 - slot + start :])
+        y += state.extra["phi0"][channels] * u
         buf[:, channels, slot] = u
         return y
+
+    def rollout(
+        self, state: ConvState, u0: np.ndarray, feedback: Callable[[Any], Any], steps: int
+    ) -> np.ndarray:
+        """The emit/advance loop with every lookup hoisted out of it."""
+        plan = state.plan
+        buf = state.buffer
+        taps, phi0 = state.extra["window_taps"], state.extra["phi0"]
+        W = taps.shape[-1]
+        window_start, task_ptr = plan.window_start, plan.task_ptr
+        shift = plan.prompt - plan.origin
+        o = plan.origin
+        vecdot = np.vecdot
+        out = np.empty((steps, *buf.shape[:2]), dtype=buf.dtype)
+        u = u0
+        t = state.step
+        for i in range(steps):
+            slot = t + shift
+            start = window_start.item(t) - o
+            y = vecdot(buf[..., start : slot + 1], taps[:, W - 1 - slot + start :], out=out[i])
+            y += phi0 * u
+            buf[..., slot] = u
+            first, stop = task_ptr.item(t), task_ptr.item(t + 1)
+            if first < stop:
+                self._run_tasks(state, first, stop)
+            t += 1
+            state.step = t
+            if i + 1 < steps:
+                u = feedback(y)
+                if u.shape != y.shape or u.dtype != y.dtype:
+                    raise ValueError(
+                        f"feedback must return shape {y.shape} and dtype {y.dtype}, got "
+                        f"{u.shape} and {u.dtype}"
+                    )
+        return np.moveaxis(out, 0, -1)
 
     def advance(self, state: ConvState) -> None:
         plan = state.plan

@@ -13,6 +13,8 @@ from .plan import Plan, make_plan
 
 __all__ = ["OnlineConv"]
 
+_ALL = slice(None)
+
 Array = Any
 
 
@@ -88,6 +90,7 @@ class OnlineConv:
             plan, filters if executor.is_native(filters) else host, batch=int(batch), dtype=dtype
         )
         self._emitted = np.zeros(channels, dtype=bool)
+        self._num_emitted = 0  # channels emitted at this step (a counter keeps step() cheap)
 
     # ------------------------------------------------------------------ properties
     @property
@@ -152,13 +155,14 @@ class OnlineConv:
                 + ("" if ex.device is None else f" on device {ex.device!r}")
                 + f", got {type(u).__module__}.{type(u).__name__}"
             )
-        if tuple(u.shape) != shape:
+        if u.shape != shape:
             raise ValueError(f"{what} must have shape {shape}, got {tuple(u.shape)}")
         if u.dtype != self._dtype:
             raise TypeError(f"{what} must have dtype {self._dtype}, got {u.dtype}; cast it first")
 
     def _check_can_step(self) -> None:
-        s, p = self._state, self.plan
+        s = self._state
+        p = s.plan
         if s.step >= p.length:
             raise RuntimeError(
                 f"all {p.length} planned steps are done; call reset() or plan a longer OnlineConv"
@@ -213,11 +217,11 @@ class OnlineConv:
         array, shape (B, C)
         """
         self._check_can_step()
-        if self._emitted.any():
+        if self._num_emitted:
             raise RuntimeError("some channels were emitted at this step; finish with advance()")
-        self._check_input(u, (self.batch, self.channels), "u_t")
         s = self._state
-        y = self._executor.emit(s, u, slice(None))
+        self._check_input(u, s.buffer.shape[:2], "u_t")
+        y = self._executor.emit(s, u, _ALL)
         self._executor.advance(s)
         return y
 
@@ -245,16 +249,18 @@ class OnlineConv:
         self._check_input(u, (self.batch, ch.stop - ch.start), "u_t")
         y = self._executor.emit(self._state, u, ch)
         self._emitted[ch] = True
+        self._num_emitted += ch.stop - ch.start
         return y
 
     def advance(self) -> None:
         """Fill the future after every channel has been emitted at this step."""
         self._check_can_step()
-        if not self._emitted.all():
-            missing = int((~self._emitted).sum())
+        if self._num_emitted < self.channels:
+            missing = self.channels - self._num_emitted
             raise RuntimeError(f"{missing} channels were not emitted at this step")
         self._executor.advance(self._state)
         self._emitted[:] = False
+        self._num_emitted = 0
 
     def rollout(
         self, u0: Array, feedback: Callable[[Array], Array], steps: int | None = None
@@ -279,7 +285,7 @@ class OnlineConv:
         array, shape (B, C, steps)
         """
         self._check_can_step()
-        if self._emitted.any():
+        if self._num_emitted:
             raise RuntimeError("some channels were emitted at this step; finish with advance()")
         if not callable(feedback):
             raise TypeError("feedback must be callable")
@@ -303,6 +309,7 @@ class OnlineConv:
         """Forget all inputs and return to step 0 (the filters and spectra stay)."""
         self._executor.reset(self._state)
         self._emitted[:] = False
+        self._num_emitted = 0
 
     def state_dict(self) -> dict[str, Any]:
         """A snapshot from which :meth:`load_state_dict` resumes bit-identically.
@@ -342,6 +349,7 @@ class OnlineConv:
         s.step = position
         s.prefilled = bool(state["prefilled"])
         self._emitted[:] = emitted
+        self._num_emitted = int(emitted.sum())
 
 
 def _host_filters(executor: Executor, filters: Array) -> np.ndarray:

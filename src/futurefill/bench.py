@@ -1,0 +1,199 @@
+"""Same-run benchmarks of the schedules: one depthwise layer generating with feedback.
+
+Every measurement of one configuration runs in the same process, back to back, on the same
+filters and first input, so that methods are compared as ratios (the machines are shared and
+noisy). The feedback is ``u[t+1] = tanh(y[t])``: each input depends on the previous output, so
+no schedule can look ahead. The offline FFT convolution of the whole input sequence produced by
+the run (all inputs known at once) is the floor.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from ._backend import get_backend
+from .executor import Executor
+from .online import OnlineConv
+from .ops import causal_conv
+from .plan import SCHEDULES
+
+__all__ = ["BenchResult", "bench_configuration", "decaying_filters", "measure_crossover"]
+
+OFFLINE = "offline"
+
+
+@dataclass(frozen=True)
+class BenchResult:
+    """One timed method of one configuration."""
+
+    backend: str
+    schedule: str
+    length: int
+    channels: int
+    batch: int
+    dtype: str
+    seconds: float
+    us_per_token: float
+    speedup_vs_naive: float | None
+    ratio_to_floor: float | None
+    max_deviation: float | None
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain dict (for ``--json`` and :func:`futurefill.plot.plot_scaling`)."""
+        return asdict(self)
+
+
+def decaying_filters(channels: int, taps: int, *, seed: int = 0) -> np.ndarray:
+    """Random filters with an exponential envelope, scaled so ``sum |phi| ~ 1``."""
+    rng = np.random.default_rng(seed)
+    decay = np.exp(-np.arange(taps) / max(taps / 8, 1.0))
+    phi = rng.standard_normal((channels, taps)) * decay
+    return phi / np.abs(phi).sum(axis=1, keepdims=True)
+
+
+def _time_rollout(conv: OnlineConv, u0: Any, repeats: int) -> tuple[float, Any]:
+    ex = conv.backend
+    best, ys = float("inf"), None
+    for _ in range(repeats):
+        conv.reset()
+        ex.synchronize()
+        start = time.perf_counter()
+        ys = conv.rollout(u0, ex.xp.tanh)
+        ex.synchronize()
+        best = min(best, time.perf_counter() - start)
+    return best, ys
+
+
+def _time_offline(ex: Executor, u: Any, filters: Any, repeats: int) -> float:
+    best = float("inf")
+    for _ in range(repeats):
+        ex.synchronize()
+        start = time.perf_counter()
+        causal_conv(u, filters, xp=ex.xp)
+        ex.synchronize()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def bench_configuration(
+    *,
+    length: int,
+    channels: int,
+    batch: int = 1,
+    backend: str | Executor | None = None,
+    dtype: str = "float64",
+    schedules: Iterable[str] = SCHEDULES,
+    repeats: int = 1,
+    seed: int = 0,
+    direct_below: int | None = None,
+) -> list[BenchResult]:
+    """Time every schedule and the offline floor on one configuration, in this process.
+
+    Parameters
+    ----------
+    length, channels, batch : int
+        Steps generated, depthwise channels ``D`` and batch size.
+    backend : str or Executor, optional
+        Backend; the one in force by default.
+    dtype : {"float64", "float32"}
+        Working precision.
+    schedules : iterable of str
+        Schedules to run; ``naive`` is the reference of the speedups and deviations.
+    repeats : int
+        Best-of repeats of each timing.
+    seed : int
+        Seed of the filters and the first input.
+    direct_below : int, optional
+        Continuous crossover; the backend's measured default otherwise.
+
+    Returns
+    -------
+    list of BenchResult
+        One per schedule plus one for the offline floor.
+    """
+    ex = get_backend(backend)
+    filters_host = decaying_filters(channels, length, seed=seed).astype(dtype)
+    filters = ex.asarray(filters_host, dtype=dtype)
+    rng = np.random.default_rng(seed + 1)
+    u0 = ex.asarray(rng.standard_normal((batch, channels)).astype(dtype), dtype=dtype)
+    timings: dict[str, float] = {}
+    outputs: dict[str, np.ndarray] = {}
+    for schedule in schedules:
+        conv = OnlineConv(
+            filters,
+            length,
+            schedule=schedule,
+            batch=batch,
+            dtype=dtype,
+            backend=ex,
+            direct_below=direct_below if schedule == "continuous" else None,
+        )
+        timings[schedule], ys = _time_rollout(conv, u0, repeats)
+        outputs[schedule] = ex.to_numpy(ys)
+    # The floor: all inputs of the run known at once (u[0] = u0, u[t+1] = tanh(y[t])).
+    some = outputs[next(iter(outputs))]
+    u_all = np.concatenate([ex.to_numpy(u0)[..., None], np.tanh(some[..., :-1])], axis=-1)
+    timings[OFFLINE] = _time_offline(ex, ex.asarray(u_all, dtype=dtype), filters, repeats)
+
+    naive_time = timings.get("naive")
+    reference = outputs.get("naive")
+    scale = None if reference is None else float(np.abs(reference).max())
+    results = []
+    for method, seconds in timings.items():
+        deviation = None
+        if reference is not None and method in outputs:
+            deviation = float(np.abs(outputs[method] - reference).max()) / scale
+        results.append(
+            BenchResult(
+                backend=ex.name,
+                schedule=method,
+                length=length,
+                channels=channels,
+                batch=batch,
+                dtype=dtype,
+                seconds=seconds,
+                us_per_token=seconds / length * 1e6,
+                speedup_vs_naive=None if naive_time is None else naive_time / seconds,
+                ratio_to_floor=seconds / timings[OFFLINE],
+                max_deviation=deviation,
+            )
+        )
+    return results
+
+
+def measure_crossover(
+    *,
+    length: int,
+    channels: int,
+    batch: int = 1,
+    backend: str | Executor | None = None,
+    dtype: str = "float64",
+    candidates: Iterable[int] = (1, 2, 4, 8, 16, 32, 64, 128, 256),
+    repeats: int = 3,
+) -> Iterator[tuple[int, float]]:
+    """Time the continuous schedule for each ``direct_below``; yield ``(k0, us_per_token)``.
+
+    The measured best is what an executor's ``default_direct_below`` should return for this
+    width (``batch * channels``).
+    """
+    for k0 in candidates:
+        (result,) = (
+            r
+            for r in bench_configuration(
+                length=length,
+                channels=channels,
+                batch=batch,
+                backend=backend,
+                dtype=dtype,
+                schedules=("continuous",),
+                repeats=repeats,
+                direct_below=k0,
+            )
+            if r.schedule == "continuous"
+        )
+        yield k0, result.us_per_token
