@@ -62,3 +62,25 @@ def demo(session: nox.Session) -> None:
     """The main job: generation on the default NumPy backend."""
     session.install("-e", ".[cli]")
     session.run("futurefill", "demo", *session.posargs)
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """Build the documentation site with warnings as errors (``mkdocs build --strict``)."""
+    session.install("-e", ".[docs]")
+    session.run("mkdocs", "build", "--strict", *session.posargs)
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """The asv suite, quick: every benchmark once, on the backends installed in the session.
+
+    Only NumPy is installed here, so the other backends are reported as skipped (n/a); run
+    ``asv`` from ``asv_benchmarks/`` in an environment with torch/jax/cupy to time them.
+    Extra arguments go to ``asv run`` (e.g. ``nox -s bench -- -b Generation``).
+    """
+    session.install("-e", ".[bench]")
+    session.chdir("asv_benchmarks")
+    session.run("asv", "machine", "--yes")
+    session.run("asv", "check", "--python=same")
+    session.run("asv", "run", "--quick", "--python=same", "--show-stderr", *session.posargs)

@@ -1,0 +1,1 @@
+"""asv benchmarks of futurefill: online generation, prefill, memory and in-process ratios."""

@@ -1,0 +1,435 @@
+"""Pictures of plans and of benchmark scaling (matplotlib: ``pip install 'futurefill[plot]'``).
+
+matplotlib is imported inside the functions, so ``import futurefill`` never needs it.
+
+* :func:`plot_plan` draws how a :class:`~futurefill.plan.Plan` tiles the input x output
+  triangle of a causal convolution: every pair (input ``s``, output ``j``) with ``s <= j`` is
+  covered exactly once, by the prefill, by the local window summed directly at step ``j`` or
+  by one FutureFill task.
+* :func:`plot_scaling` draws time per token against length on log-log axes, one line per
+  schedule, with the least-squares slope of each line in the legend.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from os import PathLike
+from typing import Any
+
+import numpy as np
+
+from .plan import Plan
+
+__all__ = ["plot_plan", "plot_scaling"]
+
+#: Colour of each schedule in :func:`plot_scaling`; other names cycle through ``_EXTRA``.
+SCHEDULE_COLORS = {
+    "naive": "#d62728",
+    "epoched": "#ff7f0e",
+    "continuous": "#1f77b4",
+    "offline": "#7f7f7f",
+}
+_EXTRA = ("#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22")
+
+WINDOW_COLOR = "#c9c9c9"
+PREFILL_COLOR = "#9ecae1"
+
+#: ``gid`` of the collections drawn by :func:`plot_plan` (tests and callers find them by it).
+TASKS_GID = "futurefill-tasks"
+WINDOWS_GID = "futurefill-windows"
+PREFILL_GID = "futurefill-prefill"
+
+
+def _require_matplotlib() -> Any:
+    try:
+        import matplotlib
+    except ImportError as exc:  # pragma: no cover - exercised only without matplotlib
+        raise ImportError(
+            "futurefill's plots need matplotlib, which is not installed: "
+            "pip install 'futurefill[plot]'"
+        ) from exc
+    return matplotlib
+
+
+def _new_axes(figsize: tuple[float, float]) -> Any:
+    """Axes on a new figure drawn by the Agg canvas, without touching pyplot's global state."""
+    _require_matplotlib()
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=figsize, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig.add_subplot()
+
+
+def _pyplot_axes(figsize: tuple[float, float]) -> Any:
+    """Axes on a new pyplot figure (shown by notebooks and interactive sessions)."""
+    _require_matplotlib()
+    import matplotlib.pyplot as plt
+
+    _, ax = plt.subplots(figsize=figsize, layout="constrained")
+    return ax
+
+
+def save_figure(ax: Any, path: str | PathLike[str], *, dpi: int = 150) -> None:
+    """Save the figure of ``ax`` to ``path`` (format from the suffix, e.g. ``.png``, ``.svg``).
+
+    Parameters
+    ----------
+    ax : matplotlib.axes.Axes
+        Any axes of the figure.
+    path : str or path-like
+        Output file.
+    dpi : int
+        Resolution of raster formats.
+    """
+    ax.figure.savefig(path, dpi=dpi)
+
+
+# ---------------------------------------------------------------------- plans
+def _plan_title(plan: Plan) -> str:
+    cost = plan.cost()
+    params = [f"L={plan.length}"]
+    if plan.prompt:
+        params.append(f"prompt={plan.prompt}")
+    if plan.schedule == "epoched":
+        params.append(f"epoch={plan.epoch}")
+    if plan.schedule == "continuous":
+        params.append(f"direct_below={plan.direct_below}")
+    line1 = f"{plan.schedule} schedule ({', '.join(params)})"
+    line2 = (
+        f"{plan.num_tasks} FutureFill tasks; per channel {cost.online_flops:.3g} online FLOPs "
+        f"({cost.flops_per_step:.3g}/step), worst step t={cost.worst_step}"
+    )
+    return f"{line1}\n{line2}"
+
+
+def _rects(x0: np.ndarray, x1: np.ndarray, y0: np.ndarray, y1: np.ndarray) -> np.ndarray:
+    """Closed rectangles ``[x0, x1) x [y0, y1)`` as an ``(n, 4, 2)`` vertex array."""
+    x0, x1, y0, y1 = (np.asarray(v, dtype=np.float64) for v in (x0, x1, y0, y1))
+    return np.stack(
+        [np.stack([x0, y0], -1), np.stack([x1, y0], -1), np.stack([x1, y1], -1),
+         np.stack([x0, y1], -1)],
+        axis=1,
+    )  # fmt: skip
+
+
+def _prefill_polygon(plan: Plan) -> np.ndarray:
+    """Cells ``(s, j)`` with ``s < prompt`` and ``s <= j`` covered by the prefill."""
+    P = plan.prompt
+    top = plan.total if plan.prefill_fills_future else P
+    # Staircase along the diagonal for the prompt's own outputs, then a full-width block below.
+    stairs = [(float(k + 1), float(k + dk)) for k in range(P) for dk in (0, 1)]
+    return np.array([(0.0, 0.0), *stairs[:-1], (float(P), float(top)), (0.0, float(top))])
+
+
+def _luminance(rgba: Any) -> float:
+    r, g, b = (float(v) for v in rgba[:3])
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+def _triangle_outline(total: int) -> np.ndarray:
+    stairs = [(float(k + 1), float(k + dk)) for k in range(total) for dk in (0, 1)]
+    return np.array([(0.0, 0.0), *stairs, (0.0, float(total)), (0.0, 0.0)])
+
+
+def plot_plan(
+    plan: Plan,
+    ax: Any = None,
+    *,
+    color_by: str = "size",
+    annotate: bool | None = None,
+) -> Any:
+    """Draw how a plan tiles the input x output triangle of the causal convolution.
+
+    Cell ``(s, j)`` stands for the term ``phi[j - s] * u[s]`` of output ``y[j]``. Rows are
+    outputs (growing downwards, like the rows of the convolution matrix), columns are inputs.
+    Each FutureFill task is the rectangle ``src[start, stop) x dst[start, stop)``, coloured by
+    its FFT size or by the step after which it runs; each online step's local window is the
+    thin grey row ``[window_start, j]`` of output ``j``; a prompt's prefill is the blue region
+    of the first ``prompt`` columns. A valid plan covers every cell once.
+
+    Parameters
+    ----------
+    plan : Plan
+        The schedule to draw (from :func:`futurefill.make_plan`).
+    ax : matplotlib.axes.Axes, optional
+        Where to draw; a new pyplot figure by default.
+    color_by : {"size", "step"}
+        Colour the tasks by FFT size (discrete legend) or by the step after which they run
+        (colorbar).
+    annotate : bool, optional
+        Write the step ``t`` inside each task; by default only for plans of at most 32
+        positions, where the labels fit.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        The axes drawn on.
+
+    Examples
+    --------
+    >>> import futurefill
+    >>> ax = futurefill.make_plan(16, schedule="continuous").plot()  # doctest: +SKIP
+    >>> ax.figure.savefig("plan.png")  # doctest: +SKIP
+    """
+    _require_matplotlib()
+    from matplotlib import colormaps
+    from matplotlib.collections import PolyCollection
+    from matplotlib.colors import BoundaryNorm, Normalize
+    from matplotlib.patches import Patch
+    from matplotlib.ticker import MaxNLocator
+
+    if not isinstance(plan, Plan):
+        raise TypeError(f"plot_plan draws a futurefill.Plan, got {type(plan).__name__}")
+    if color_by not in ("size", "step"):
+        raise ValueError(f"color_by must be 'size' or 'step', got {color_by!r}")
+    total = plan.total
+    if annotate is None:
+        annotate = total <= 32
+    if ax is None:
+        side = 6.5 if total <= 32 else 7.5
+        ax = _pyplot_axes((side + 2.0, side))
+    edge = max(0.15, min(1.2, 48.0 / total))
+    handles: list[Any] = []
+
+    # Prefill: one FFT convolution of the whole prompt.
+    if plan.prompt:
+        poly = PolyCollection(
+            [_prefill_polygon(plan)],
+            facecolors=PREFILL_COLOR,
+            edgecolors="white",
+            linewidths=edge,
+        )
+        poly.set_gid(PREFILL_GID)
+        ax.add_collection(poly)
+        what = "prompt outputs + future cache" if plan.prefill_fills_future else "prompt outputs"
+        handles.append(
+            Patch(
+                facecolor=PREFILL_COLOR,
+                label=f"prefill: 1 FFT of size {plan.prefill_fft_size} ({what})",
+            )
+        )
+
+    # Local windows: output j sums inputs window_start[t] .. j directly.
+    j = plan.prompt + np.arange(plan.length)
+    windows = PolyCollection(
+        list(_rects(plan.window_start, j + 1, j + 0.12, j + 0.88)),
+        facecolors=WINDOW_COLOR,
+        edgecolors="none",
+    )
+    windows.set_gid(WINDOWS_GID)
+    ax.add_collection(windows)
+    handles.append(Patch(facecolor=WINDOW_COLOR, label="local window (direct sum at step t)"))
+
+    # FutureFill tasks.
+    colorbar_mappable = None
+    if plan.num_tasks:
+        verts = _rects(plan.src_start, plan.src_stop, plan.dst_start, plan.dst_stop)
+        tasks = PolyCollection(list(verts), edgecolors="white", linewidths=edge)
+        tasks.set_gid(TASKS_GID)
+        if color_by == "size":
+            sizes = np.unique(plan.fft_size)
+            base = colormaps["viridis"]
+            palette = [base(x) for x in np.linspace(0.15, 0.9, len(sizes))]
+            index = np.searchsorted(sizes, plan.fft_size)
+            tasks.set_facecolor([palette[i] for i in index])
+            cost = plan.cost()
+            for size, color in zip(sizes, palette, strict=True):
+                count = cost.tasks_by_fft_size[int(size)][0]
+                plural = "s" if count > 1 else ""
+                handles.append(
+                    Patch(facecolor=color, label=f"FFT size {size}: {count} task{plural}")
+                )
+        else:
+            cmap = colormaps["viridis"]
+            steps = plan.after_step
+            if plan.length <= 24:
+                bounds = np.arange(plan.length + 1) - 0.5
+                norm: Any = BoundaryNorm(bounds, cmap.N)
+            else:
+                norm = Normalize(vmin=0, vmax=max(plan.length - 1, 1))
+            tasks.set_array(steps.astype(np.float64))
+            tasks.set_cmap(cmap)
+            tasks.set_norm(norm)
+            colorbar_mappable = tasks
+        ax.add_collection(tasks)
+        if annotate:
+            faces = (
+                tasks.get_facecolor()
+                if colorbar_mappable is None
+                else tasks.to_rgba(plan.after_step.astype(np.float64))
+            )
+            for t, a, b, c, d, face in zip(
+                plan.after_step, plan.src_start, plan.src_stop, plan.dst_start, plan.dst_stop,
+                faces, strict=True,
+            ):  # fmt: skip
+                big = min(b - a, d - c) >= 2
+                ax.text(
+                    (a + b) / 2,
+                    (c + d) / 2,
+                    f"t={t}" if big else str(t),
+                    ha="center",
+                    va="center",
+                    fontsize=8 if big else 6.5,
+                    color="black" if _luminance(face) > 0.5 else "white",
+                )
+
+    # Outline of the triangle and the prompt boundary.
+    outline = _triangle_outline(total)
+    ax.plot(outline[:, 0], outline[:, 1], color="black", linewidth=0.8)
+    if plan.prompt:
+        ax.axvline(plan.prompt, color="black", linestyle=":", linewidth=0.8)
+        ax.axhline(plan.prompt, color="black", linestyle=":", linewidth=0.8)
+
+    ax.set_xlim(0, total)
+    ax.set_ylim(total, 0)  # outputs grow downwards, as rows of the convolution matrix
+    ax.set_aspect("equal")
+    if total <= 32:  # label every cell (every other one above 16) at its centre
+        ticks = np.arange(0, total, 1 if total <= 16 else 2)
+        for axis in (ax.xaxis, ax.yaxis):
+            axis.set_ticks(ticks + 0.5, [str(k) for k in ticks])
+            axis.set_tick_params(length=0)
+    else:  # label cell boundaries
+        for axis in (ax.xaxis, ax.yaxis):
+            axis.set_major_locator(MaxNLocator(nbins=16, integer=True))
+    ax.xaxis.tick_top()
+    ax.xaxis.set_label_position("top")
+    ax.set_xlabel("input position s")
+    ax.set_ylabel("output position j")
+    ax.set_title(_plan_title(plan), fontsize=10, pad=10)
+    ax.legend(
+        handles=handles,
+        loc="upper right",
+        fontsize=8,
+        framealpha=0.95,
+        title="covered by",
+        title_fontsize=8,
+    )
+    if colorbar_mappable is not None:
+        bar = ax.figure.colorbar(colorbar_mappable, ax=ax, shrink=0.8, pad=0.02)
+        bar.set_label("task runs after step t")
+        if plan.length <= 24:
+            bar.set_ticks(np.arange(plan.length))
+    return ax
+
+
+# ---------------------------------------------------------------------- scaling
+def fit_slope(lengths: Iterable[float], values: Iterable[float]) -> float:
+    """Least-squares slope of ``log(values)`` against ``log(lengths)``.
+
+    Parameters
+    ----------
+    lengths, values : iterable of float
+        Positive numbers, at least two distinct lengths.
+
+    Returns
+    -------
+    float
+        The exponent ``a`` of the best fit ``value ~ length**a``; NaN with fewer than two
+        distinct lengths.
+    """
+    x = np.log(np.asarray(list(lengths), dtype=np.float64))
+    y = np.log(np.asarray(list(values), dtype=np.float64))
+    if x.shape != y.shape:
+        raise ValueError("lengths and values must have the same number of entries")
+    if np.unique(x).size < 2:
+        return math.nan
+    slope, _ = np.polyfit(x, y, 1)
+    return float(slope)
+
+
+def _short_int(x: float) -> str:
+    """``256``, ``4K``, ``1M``: compact labels for powers of two."""
+    n = round(x)
+    for unit, size in (("M", 1 << 20), ("K", 1 << 10)):
+        if n >= size and n % size == 0:
+            return f"{n // size}{unit}"
+    return str(n)
+
+
+def _series(rows: Iterable[Mapping[str, Any]]) -> dict[str, list[tuple[int, float]]]:
+    rows = list(rows)
+    for k, row in enumerate(rows):
+        missing = {"schedule", "length", "us_per_token"} - set(row)
+        if missing:
+            raise ValueError(f"row {k} lacks {sorted(missing)}: {dict(row)}")
+    backends = {row["backend"] for row in rows if "backend" in row}
+    series: dict[str, list[tuple[int, float]]] = {}
+    for row in rows:
+        name = str(row["schedule"])
+        if len(backends) > 1:
+            name = f"{row.get('backend', '?')}: {name}"
+        value = float(row["us_per_token"])
+        if not value > 0 or not math.isfinite(value):
+            raise ValueError(f"us_per_token must be positive and finite, got {row}")
+        series.setdefault(name, []).append((int(row["length"]), value))
+    return series
+
+
+def plot_scaling(
+    rows: Iterable[Mapping[str, Any]],
+    path: str | PathLike[str] | None = None,
+    *,
+    ax: Any = None,
+    title: str | None = None,
+) -> Any:
+    """Time per token against length on log-log axes, one line per schedule, slopes in the legend.
+
+    A slope of 1 means O(L) work per token (naive), 0.5 the epoched schedule's O(sqrt(L log L)),
+    about 0 (plus logarithms) the continuous schedule's O(log^2 L).
+
+    Parameters
+    ----------
+    rows : iterable of mapping
+        One measurement each: ``{"schedule": str, "length": int, "us_per_token": float}``
+        (microseconds per generated token), as ``futurefill bench`` produces them. Other keys
+        are ignored, except ``"backend"``: with several backends the lines are named
+        ``"backend: schedule"``.
+    path : str or path-like, optional
+        Save the figure there (rendered by Agg; the format follows the suffix).
+    ax : matplotlib.axes.Axes, optional
+        Where to draw; a new figure by default.
+    title : str, optional
+        Figure title.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        The axes drawn on.
+    """
+    _require_matplotlib()
+    series = _series(rows)
+    if not series:
+        raise ValueError("plot_scaling needs at least one row")
+    if ax is None:
+        ax = _new_axes((7.0, 4.8)) if path is not None else _pyplot_axes((7.0, 4.8))
+    extra = iter(_EXTRA * 4)
+    for name, points in series.items():
+        points.sort()
+        lengths = np.array([p[0] for p in points], dtype=np.float64)
+        values = np.array([p[1] for p in points])
+        schedule = name.rsplit(": ", 1)[-1]
+        color = SCHEDULE_COLORS.get(schedule) or next(extra, "black")
+        slope = fit_slope(lengths, values)
+        label = name if math.isnan(slope) else f"{name} (slope {round(slope, 2) + 0.0:.2f})"
+        style = "--" if schedule == "offline" else "-"
+        ax.plot(lengths, values, style, marker="o", markersize=4, color=color, label=label)
+        if not math.isnan(slope):
+            a, b = np.polyfit(np.log(lengths), np.log(values), 1)
+            ax.plot(lengths, np.exp(b) * lengths**a, ":", color=color, linewidth=1.0, alpha=0.7)
+    ax.set_xscale("log", base=2)
+    from matplotlib.ticker import FuncFormatter
+
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: _short_int(x)))
+    ax.set_yscale("log")
+    ax.set_xlabel("length L (tokens)")
+    ax.set_ylabel("time per token (µs)")
+    ax.grid(True, which="major", alpha=0.4)
+    ax.grid(True, which="minor", alpha=0.15)
+    ax.legend(title="schedule (log-log slope)", fontsize=9, title_fontsize=9)
+    ax.set_title(title or "Time per token vs length (dotted: least-squares fit)", fontsize=10)
+    if path is not None:
+        save_figure(ax, path)
+    return ax
