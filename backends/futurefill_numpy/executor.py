@@ -30,10 +30,26 @@ class NumpyExecutor(ArrayAPIExecutor):
     """
 
     name = "numpy"
-    #: Crossover of the continuous schedule, measured with
-    #: ``futurefill bench --crossover`` (see docs/benchmarks.md): below it the per-call
-    #: overhead of an FFT task exceeds the direct window it replaces.
-    crossover: ClassVar[tuple[tuple[int, int], ...]] = ((64, 64), (512, 32), (1 << 62, 16))
+    #: Crossover of the continuous schedule, ``((max batch*channels, direct_below), ...)``.
+    #: Measured with ``futurefill bench --crossover --length 16384 --channels D`` (float64,
+    #: feedback rollout, numpy 2.4, shared 2-core machine), us/token:
+    #:
+    #: ===== ===== ===== ===== ===== ===== ===== ===== ===== =====
+    #: D     1     2     4     8     16    32    64    128   256
+    #: ===== ===== ===== ===== ===== ===== ===== ===== ===== =====
+    #: 1     27.7  10.7  7.8   6.4   5.7   5.4   5.1   5.0   4.8
+    #: 64    30.1  19.9  17.2  13.1  11.4  10.5  9.5   9.9   11.0
+    #: 512   116.5 95.1  71.6  78.3  62.4  56.0  59.5  59.6  67.6
+    #: ===== ===== ===== ===== ===== ===== ===== ===== ===== =====
+    #:
+    #: Below the crossover an FFT task's fixed per-call cost exceeds the direct window it
+    #: replaces; the direct window grows with D, so the best block shrinks as D grows.
+    crossover: ClassVar[tuple[tuple[int, int], ...]] = (
+        (4, 128),
+        (128, 64),
+        (1024, 32),
+        (1 << 62, 16),
+    )
 
     def __init__(self, device: Any = None) -> None:
         if device not in (None, "cpu"):
