@@ -56,28 +56,22 @@ def decaying_filters(channels: int, taps: int, *, seed: int = 0) -> np.ndarray:
     return phi / np.abs(phi).sum(axis=1, keepdims=True)
 
 
-def _time_rollout(conv: OnlineConv, u0: Any, repeats: int) -> tuple[float, Any]:
+def _time_rollout(conv: OnlineConv, u0: Any) -> tuple[float, Any]:
     ex = conv.backend
-    best, ys = float("inf"), None
-    for _ in range(repeats):
-        conv.reset()
-        ex.synchronize()
-        start = time.perf_counter()
-        ys = conv.rollout(u0, ex.xp.tanh)
-        ex.synchronize()
-        best = min(best, time.perf_counter() - start)
-    return best, ys
+    conv.reset()
+    ex.synchronize()
+    start = time.perf_counter()
+    ys = conv.rollout(u0, ex.xp.tanh)
+    ex.synchronize()
+    return time.perf_counter() - start, ys
 
 
-def _time_offline(ex: Executor, u: Any, filters: Any, repeats: int) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        ex.synchronize()
-        start = time.perf_counter()
-        causal_conv(u, filters, xp=ex.xp)
-        ex.synchronize()
-        best = min(best, time.perf_counter() - start)
-    return best
+def _time_offline(ex: Executor, u: Any, filters: Any) -> float:
+    ex.synchronize()
+    start = time.perf_counter()
+    causal_conv(u, filters, xp=ex.xp)
+    ex.synchronize()
+    return time.perf_counter() - start
 
 
 def bench_configuration(
@@ -105,7 +99,8 @@ def bench_configuration(
     schedules : iterable of str
         Schedules to run; ``naive`` is the reference of the speedups and deviations.
     repeats : int
-        Best-of repeats of each timing.
+        Rounds; each round times every method once, in turn (so that a slow spell of the
+        machine hits all methods alike), and each method keeps its best round.
     seed : int
         Seed of the filters and the first input.
     direct_below : int, optional
@@ -121,10 +116,8 @@ def bench_configuration(
     filters = ex.asarray(filters_host, dtype=dtype)
     rng = np.random.default_rng(seed + 1)
     u0 = ex.asarray(rng.standard_normal((batch, channels)).astype(dtype), dtype=dtype)
-    timings: dict[str, float] = {}
-    outputs: dict[str, np.ndarray] = {}
-    for schedule in schedules:
-        conv = OnlineConv(
+    convs = {
+        schedule: OnlineConv(
             filters,
             length,
             schedule=schedule,
@@ -133,12 +126,22 @@ def bench_configuration(
             backend=ex,
             direct_below=direct_below if schedule == "continuous" else None,
         )
-        timings[schedule], ys = _time_rollout(conv, u0, repeats)
-        outputs[schedule] = ex.to_numpy(ys)
-    # The floor: all inputs of the run known at once (u[0] = u0, u[t+1] = tanh(y[t])).
-    some = outputs[next(iter(outputs))]
-    u_all = np.concatenate([ex.to_numpy(u0)[..., None], np.tanh(some[..., :-1])], axis=-1)
-    timings[OFFLINE] = _time_offline(ex, ex.asarray(u_all, dtype=dtype), filters, repeats)
+        for schedule in schedules
+    }
+    timings: dict[str, float] = dict.fromkeys([*convs, OFFLINE], float("inf"))
+    outputs: dict[str, np.ndarray] = {}
+    u_all = None
+    for _ in range(max(repeats, 1)):
+        for schedule, conv in convs.items():
+            seconds, ys = _time_rollout(conv, u0)
+            timings[schedule] = min(timings[schedule], seconds)
+            outputs[schedule] = ex.to_numpy(ys)
+        if u_all is None:
+            # The floor: all inputs of the run known at once (u[0] = u0, u[t+1] = tanh(y[t])).
+            some = outputs[next(iter(outputs))]
+            host = np.concatenate([ex.to_numpy(u0)[..., None], np.tanh(some[..., :-1])], -1)
+            u_all = ex.asarray(host, dtype=dtype)
+        timings[OFFLINE] = min(timings[OFFLINE], _time_offline(ex, u_all, filters))
 
     naive_time = timings.get("naive")
     reference = outputs.get("naive")

@@ -90,21 +90,27 @@ def _demo(args: argparse.Namespace) -> int:
         f"[bold]futurefill demo[/]: one depthwise layer, D={args.channels} channels, "
         f"L={args.length} tokens generated with feedback u(t+1) = tanh(y(t)), NumPy float64"
     )
-    results = bench_configuration(length=args.length, channels=args.channels, backend="numpy")
+    results = bench_configuration(
+        length=args.length, channels=args.channels, backend="numpy", repeats=2
+    )
     console.print(results_table(results, "naive vs FutureFill schedules (same run)"))
-    models = _model_demo_rows()
-    if models is not None:
-        console.print(models)
+    console.print(_model_demo_rows(args.model_prompt, args.model_tokens))
     return 0
 
 
-def _model_demo_rows() -> Any:
-    """The reference-model part of the demo, when the models package is installed."""
-    try:
-        from .models.demo import demo_table
-    except ModuleNotFoundError:
-        return None
-    return demo_table()
+def _model_demo_rows(prompt: int, tokens: int) -> Any:
+    """The reference-model part of the demo: naive vs continuous generation of real models."""
+    from .models.benchmark import demo_models
+
+    table = _rich().table.Table(
+        title=f"reference models (random weights, NumPy float64): prompt {prompt}, "
+        f"{tokens} new tokens, greedy"
+    )
+    for name in ("model", "schedule", "tokens/s", "speedup", "identical tokens"):
+        table.add_column(name, justify="left" if name in ("model", "schedule") else "right")
+    for model, schedule, rate, speedup, same in demo_models(prompt_len=prompt, new_tokens=tokens):
+        table.add_row(model, schedule, f"{rate:.0f}", f"{speedup:.1f}", "yes" if same else "NO")
+    return table
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -159,7 +165,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="generation on NumPy: naive vs epoched vs continuous")
     demo.add_argument("--length", type=int, default=16384, help="tokens to generate")
-    demo.add_argument("--channels", type=int, default=32, help="depthwise channels D")
+    demo.add_argument("--channels", type=int, default=64, help="depthwise channels D")
+    demo.add_argument("--model-prompt", type=int, default=1024, help="reference-model prompt")
+    demo.add_argument("--model-tokens", type=int, default=8192, help="reference-model tokens")
     demo.set_defaults(func=_demo)
 
     bench = sub.add_parser("bench", help="same-run benchmark of the schedules and the floor")

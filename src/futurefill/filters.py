@@ -1,0 +1,266 @@
+"""Long-convolution filters for reference models, built once on the host with NumPy.
+
+Every function returns a NumPy array with time last, ``(channels, taps)``, the layout
+:class:`futurefill.OnlineConv` and :func:`futurefill.causal_conv` take (``(C, N)``). The spectral
+filters of STU are a fixed ``(K, L)`` basis; a model projects them to its channels.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import math
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = ["decaying_random_filters", "hyena_filters", "stu_filters"]
+
+FloatArray = npt.NDArray[np.floating[Any]]
+
+#: Largest length whose STU basis ``method="auto"`` computes with a dense ``eigh`` (O(L^3));
+#: longer ones use the structured subspace iteration (O(L log L) per column).
+DENSE_MAX_LENGTH = 1024
+
+#: Extra columns of the subspace iteration beyond ``k``. The eigenvalues of the Hankel matrix
+#: fall by roughly 3x per index, so 24 more columns reach far below ``eps * sigma_1``.
+_OVERSAMPLE = 24
+_POWER_ITERATIONS = 2
+
+
+def _check_positive(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return int(value)
+
+
+def _hankel_entries(length: int) -> FloatArray:
+    """``g[r] = Z[i, j]`` for ``r = i + j`` (0-based ``i, j``): ``2 / (s^3 - s)``, ``s = r + 2``."""
+    s = np.arange(2, 2 * length + 1, dtype=np.float64)
+    return 2.0 / (s**3 - s)
+
+
+def _dense_eigh(length: int, k: int) -> tuple[FloatArray, FloatArray]:
+    """Top-``k`` eigenpairs of the dense Hankel matrix (``numpy.linalg.eigh``, O(L^3))."""
+    g = _hankel_entries(length)
+    idx = np.arange(length)
+    w, v = np.linalg.eigh(g[idx[:, None] + idx[None, :]])
+    return w[::-1][:k], v[:, ::-1][:, :k]
+
+
+def _structured_eigh(length: int, k: int) -> tuple[FloatArray, FloatArray]:
+    """Top-``k`` eigenpairs by subspace iteration with FFT Hankel products, then Rayleigh-Ritz.
+
+    ``Z @ X`` costs one FFT convolution per column (``Z[i, j] = g[i + j]`` is a correlation with
+    ``g``), so the basis of long filters costs O(p L log L) instead of the O(L^3) of a dense
+    ``eigh``. The eigenvalues decay geometrically, so ``p = k + 24`` columns hold the top-``k``
+    eigenvectors to working precision after two power iterations; the Rayleigh-Ritz step is then
+    as backward stable as a dense solver (residual ``~ eps * sigma_1``).
+    """
+    g = _hankel_entries(length)
+    n = 1 << (2 * length - 2).bit_length()  # >= 2L - 1: wrap-around misses the rows read
+    spectrum = np.fft.rfft(g, n)[:, None]
+
+    def hankel_times(x: FloatArray) -> FloatArray:
+        full = np.fft.irfft(np.fft.rfft(x[::-1], n, axis=0) * spectrum, n, axis=0)
+        return full[length - 1 : 2 * length - 1]
+
+    p = min(length, k + _OVERSAMPLE)
+    q = np.random.default_rng(0).standard_normal((length, p))
+    for _ in range(_POWER_ITERATIONS + 1):
+        q, _ = np.linalg.qr(hankel_times(q))
+    small = q.T @ hankel_times(q)
+    w, u = np.linalg.eigh((small + small.T) / 2)
+    return w[::-1][:k], (q @ u)[:, ::-1][:, :k]
+
+
+@functools.lru_cache(maxsize=16)
+def _stu_basis(length: int, k: int, method: str) -> tuple[FloatArray, FloatArray]:
+    """Cached ``(eigenvalues (k,), sign-normalised eigenvectors (k, L))``, float64, read-only."""
+    solve = _dense_eigh if method == "dense" else _structured_eigh
+    w, v = solve(length, k)
+    vectors = np.ascontiguousarray(v.T)
+    # Deterministic signs: the entry of largest magnitude of every eigenvector is positive.
+    peak = vectors[np.arange(k), np.argmax(np.abs(vectors), axis=1)]
+    vectors *= np.where(peak < 0, -1.0, 1.0)[:, None]
+    for a in (w, vectors):
+        a.setflags(write=False)
+    return w, vectors
+
+
+def stu_filters(
+    length: int,
+    k: int = 24,
+    *,
+    dtype: npt.DTypeLike = np.float64,
+    method: Literal["auto", "dense", "structured"] = "auto",
+    return_eigenvalues: bool = False,
+) -> FloatArray | tuple[FloatArray, FloatArray]:
+    """Spectral filters of the STU: top eigenvectors of a Hankel matrix, scaled.
+
+    ``Z[i, j] = 2 / ((i + j)^3 - (i + j))`` for ``i, j = 1..length``. Filter ``m`` is the
+    eigenvector of the ``m``-th largest eigenvalue ``sigma_m`` times ``sigma_m ** 0.25``
+    (eigenvalues below zero by rounding count as zero). Each eigenvector's sign is fixed so that
+    its entry of largest magnitude is positive. Filters depend on ``length``: shorter ones are
+    not prefixes of longer ones.
+
+    The basis is computed once per ``(length, k, method)`` and cached (float64, 16 entries).
+
+    Parameters
+    ----------
+    length : int
+        Number of taps ``L``.
+    k : int
+        Number of filters ``K`` (24 is usual), at most ``length``.
+    dtype : dtype, optional
+        Output dtype; the eigenproblem is always solved in float64.
+    method : {"auto", "dense", "structured"}
+        ``"dense"``: ``numpy.linalg.eigh`` of the ``L x L`` matrix, O(L^3) time and O(L^2)
+        memory (about a minute at L = 4096 on two cores). ``"structured"``: subspace iteration
+        with FFT products, O(K L log L), which makes L in the hundreds of thousands practical.
+        ``"auto"`` uses ``"dense"`` up to ``DENSE_MAX_LENGTH`` taps. Both are backward stable;
+        eigenvectors whose eigenvalue is within ``~eps * sigma_1`` of another are only determined
+        to ``~eps * sigma_1 / gap`` by either method (the last of 24 at L = 1024 to ~1e-4, its
+        filter scaled by ``sigma ** 0.25 ~ 1e-4``).
+    return_eigenvalues : bool
+        Also return the eigenvalues ``sigma`` (descending).
+
+    Returns
+    -------
+    filters : ndarray, shape (k, length)
+        Time last, one filter per row (the project's ``(C, N)`` layout).
+    sigma : ndarray, shape (k,)
+        Only with ``return_eigenvalues``.
+
+    Examples
+    --------
+    >>> from futurefill.filters import stu_filters
+    >>> stu_filters(256, 8).shape
+    (8, 256)
+    """
+    length = _check_positive("length", length)
+    k = _check_positive("k", k)
+    if k > length:
+        raise ValueError(f"k = {k} filters need length >= k, got length {length}")
+    if method not in ("auto", "dense", "structured"):
+        raise ValueError(f"method must be 'auto', 'dense' or 'structured', got {method!r}")
+    if method == "auto":
+        method = "dense" if length <= DENSE_MAX_LENGTH else "structured"
+    sigma, vectors = _stu_basis(length, k, method)
+    filters = (vectors * np.maximum(sigma, 0.0)[:, None] ** 0.25).astype(dtype, copy=False)
+    if return_eigenvalues:
+        return filters, sigma.copy()
+    return filters
+
+
+def _positional_features(length: int, pairs: int) -> FloatArray:
+    """``(length, 1 + 2 * pairs)``: normalised time and sine/cosine pairs of rising frequency."""
+    t = np.arange(length, dtype=np.float64)[:, None] / max(length - 1, 1)
+    freqs = np.arange(1, pairs + 1, dtype=np.float64)[None, :]
+    angle = 2 * math.pi * freqs * np.arange(length, dtype=np.float64)[:, None] / length
+    return np.concatenate([t, np.sin(angle), np.cos(angle)], axis=1)
+
+
+def hyena_filters(
+    channels: int,
+    length: int,
+    *,
+    seed: int,
+    pairs: int = 4,
+    width: int = 32,
+    frequency: float = 1.0,
+    fast_decay: float = 0.3,
+    slow_decay: float = 1.5,
+    target: float = 1e-2,
+    dtype: npt.DTypeLike = np.float64,
+) -> FloatArray:
+    """Hyena-style implicit filters: a positional-feature MLP times an exponential decay window.
+
+    ``h[c, t] = mlp(features(t))[c] * exp(-alpha_c * t / length)``. The features are the
+    normalised time and ``pairs`` sine/cosine pairs; the MLP has two hidden layers of ``width``
+    units with ``sin(frequency * .)`` activations and seeded Gaussian weights. Channel ``c``
+    decays to ``target`` at the fraction ``d_c`` of the length, ``d_c`` spaced evenly from
+    ``fast_decay`` to ``slow_decay`` over the channels, so some channels are short and others
+    span the whole sequence. Every filter is divided by its L1 norm (unit gain).
+
+    Parameters
+    ----------
+    channels : int
+        Number of filters ``C``.
+    length : int
+        Number of taps ``N``.
+    seed : int
+        Seed of the MLP weights.
+    pairs, width : int
+        Sine/cosine feature pairs and hidden units.
+    frequency : float
+        Frequency of the sine activations.
+    fast_decay, slow_decay : float
+        Fractions of ``length`` at which the fastest and slowest channels reach ``target``.
+    target : float
+        Value of the decay window at those fractions, in ``(0, 1)``.
+    dtype : dtype, optional
+        Output dtype (computed in float64).
+
+    Returns
+    -------
+    ndarray, shape (channels, length)
+    """
+    channels = _check_positive("channels", channels)
+    length = _check_positive("length", length)
+    if not 0 < target < 1 or not 0 < fast_decay <= slow_decay:
+        raise ValueError("need 0 < target < 1 and 0 < fast_decay <= slow_decay")
+    rng = np.random.default_rng(seed)
+    z = _positional_features(length, pairs)
+    sizes = [z.shape[1], width, width, channels]
+    for i, (fan_in, fan_out) in enumerate(itertools.pairwise(sizes)):
+        z = z @ (rng.standard_normal((fan_in, fan_out)) / math.sqrt(fan_in))
+        z = z + 0.1 * rng.standard_normal(fan_out)
+        if i < len(sizes) - 2:
+            z = np.sin(frequency * z)
+    reach = np.linspace(fast_decay, slow_decay, channels)
+    alpha = -math.log(target) / reach  # exp(-alpha * reach) == target
+    t = np.arange(length, dtype=np.float64) / length
+    h = z.T * np.exp(-alpha[:, None] * t[None, :])
+    h /= np.maximum(np.abs(h).sum(axis=1, keepdims=True), np.finfo(np.float64).tiny)
+    return h.astype(dtype, copy=False)
+
+
+def decaying_random_filters(
+    channels: int,
+    length: int,
+    *,
+    seed: int,
+    decay: float | npt.ArrayLike | None = None,
+    dtype: npt.DTypeLike = np.float64,
+) -> FloatArray:
+    """Seeded Gaussian filters under an exponential envelope ``exp(-m / decay)``.
+
+    Parameters
+    ----------
+    channels : int
+        Number of filters ``C``.
+    length : int
+        Number of taps ``N``.
+    seed : int
+        Seed of the Gaussian taps.
+    decay : float or array of shape (channels,), optional
+        Time constant in taps (per channel if an array); default ``length / 8``.
+    dtype : dtype, optional
+        Output dtype (computed in float64).
+
+    Returns
+    -------
+    ndarray, shape (channels, length)
+    """
+    channels = _check_positive("channels", channels)
+    length = _check_positive("length", length)
+    tau = np.asarray(max(length / 8, 1.0) if decay is None else decay, dtype=np.float64)
+    if tau.ndim > 1 or (tau.ndim == 1 and tau.shape[0] != channels):
+        raise ValueError(f"decay must be a number or have shape ({channels},), got {tau.shape}")
+    if not np.all(tau > 0):
+        raise ValueError("decay must be positive")
+    envelope = np.exp(-np.arange(length, dtype=np.float64)[None, :] / np.reshape(tau, (-1, 1)))
+    taps = np.random.default_rng(seed).standard_normal((channels, length)) * envelope
+    return taps.astype(dtype, copy=False)

@@ -1,0 +1,13 @@
+"""Reference convolutional language models (STU-T and Hyena-style) with exact fast generation.
+
+>>> from futurefill.models import ConvLM
+>>> model = ConvLM(mixer="stu", dim=16, layers=2, max_len=128, vocab_size=32, stu_k=8)
+>>> model.generate(None, 4, schedule="continuous").shape
+(1, 4)
+"""
+
+from .config import MIXERS, ModelConfig
+from .decode import Decoder, DecodeStateSize
+from .lm import ConvLM
+
+__all__ = ["MIXERS", "ConvLM", "DecodeStateSize", "Decoder", "ModelConfig"]

@@ -1,0 +1,293 @@
+"""ConvLM: embedding -> M pre-norm residual blocks (conv mixer + MLP) -> norm -> head."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import threading
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+from array_api_compat import device as device_of
+
+from .._backend import get_backend
+from ..executor import Executor
+from .config import ModelConfig
+from .decode import DecodeStateSize, decode_state_size
+from .decode import generate as _generate
+from .mixers import Mixer, get_mixer
+from .network import BackendWeights, sequence_pass
+from .params import init_params, init_shapes, load_params, save_params
+
+__all__ = ["ConvLM"]
+
+Array = Any
+
+
+class ConvLM:
+    """A convolutional language model with an STU-T or Hyena-style mixer.
+
+    ``x = embed(tokens)``; per layer ``x += mixer(norm(x))``, ``x += mlp(norm(x))``;
+    ``logits = norm(x) @ head``. Each mixer is a depthwise long convolution between
+    position-wise maps (see :mod:`futurefill.models.mixers`). The weights live on the host
+    (NumPy) and are converted once per backend; the computation is written against the array
+    API, so :meth:`forward` and :meth:`generate` run on every futurefill backend.
+
+    Parameters
+    ----------
+    config : ModelConfig, optional
+        Sizes and seed; the keyword arguments override its fields (or build one).
+    params : mapping of str to ndarray, optional
+        Weights; seeded random ones (:func:`~futurefill.models.params.init_params`) by default.
+    **overrides
+        Fields of :class:`ModelConfig`.
+
+    Examples
+    --------
+    >>> from futurefill.models import ConvLM
+    >>> model = ConvLM(mixer="hyena", dim=16, layers=2, max_len=64, vocab_size=32)
+    >>> tokens = model.generate([1, 2, 3], 5)
+    >>> tokens.shape
+    (1, 5)
+    """
+
+    def __init__(
+        self,
+        config: ModelConfig | None = None,
+        params: Mapping[str, np.ndarray] | None = None,
+        **overrides: Any,
+    ) -> None:
+        cfg = config if config is not None else ModelConfig()
+        if overrides:
+            cfg = dataclasses.replace(cfg, **overrides)
+        if params is None:
+            params = init_params(cfg)
+        else:
+            expected = init_shapes(cfg)
+            if set(params) != set(expected):
+                raise ValueError("params do not match the configuration's weight names")
+            for k, shape in expected.items():
+                if tuple(params[k].shape) != shape:
+                    raise ValueError(f"weight {k!r} has shape {params[k].shape}, not {shape}")
+            params = {k: np.ascontiguousarray(v, dtype=cfg.dtype) for k, v in params.items()}
+        for v in params.values():
+            v.setflags(write=False)
+        self._config = cfg
+        self._params = dict(params)
+        self._mixer = get_mixer(cfg.mixer)
+        self._lock = threading.Lock()
+        self._filters: list[np.ndarray] | None = None
+        self._converted: dict[tuple[str, str, str], BackendWeights] = {}
+
+    # ------------------------------------------------------------------ description
+    @property
+    def config(self) -> ModelConfig:
+        """The configuration."""
+        return self._config
+
+    @property
+    def params(self) -> Mapping[str, np.ndarray]:
+        """The weights (read-only NumPy arrays)."""
+        return MappingProxyType(self._params)
+
+    @property
+    def mixer(self) -> Mixer:
+        """The layers' mixer."""
+        return self._mixer
+
+    @property
+    def channel_slices(self) -> tuple[slice, ...]:
+        """Channels of each layer in the stacked long convolution of generation."""
+        c = self._mixer.long_channels(self._config)
+        return tuple(slice(i * c, (i + 1) * c) for i in range(self._config.layers))
+
+    def __repr__(self) -> str:
+        c = self._config
+        return (
+            f"ConvLM(mixer={c.mixer!r}, layers={c.layers}, dim={c.dim}, "
+            f"vocab_size={c.vocab_size}, max_len={c.max_len}, dtype={c.dtype})"
+        )
+
+    # ------------------------------------------------------------------ weights
+    def _layer(self, i: int) -> dict[str, np.ndarray]:
+        prefix = f"layers.{i}."
+        return {k[len(prefix) :]: v for k, v in self._params.items() if k.startswith(prefix)}
+
+    def host_filters(self) -> list[np.ndarray]:
+        """Per layer, the long filters ``(C_i, max_len)`` (float64, NumPy, computed once)."""
+        with self._lock:
+            if self._filters is None:
+                cfg = self._config
+                self._filters = [
+                    self._mixer.long_filters(cfg, self._layer(i)) for i in range(cfg.layers)
+                ]
+            return self._filters
+
+    def backend_weights(self, executor: Executor) -> BackendWeights:
+        """The weights converted to ``executor``'s arrays in the model dtype (cached)."""
+        dtype = executor.resolve_dtype(self._config.dtype)
+        key = (executor.name, repr(executor.device), str(dtype))
+        with self._lock:
+            found = self._converted.get(key)
+        if found is not None:
+            return found
+        cfg = self._config
+
+        def conv(a: np.ndarray) -> Array:
+            # Arrays the backend would share with our read-only weights are copied first.
+            return executor.asarray(a if executor.is_native(a) else np.array(a), dtype=dtype)
+
+        top = {k: conv(self._params[k]) for k in ("embed", "norm", "head")}
+        weights = BackendWeights(
+            cfg=cfg,
+            mixer=self._mixer,
+            xp=executor.xp,
+            device=device_of(top["embed"]),
+            top=top,
+            layers=[{k: conv(v) for k, v in self._layer(i).items()} for i in range(cfg.layers)],
+            filters=[conv(f) for f in self.host_filters()],
+        )
+        with self._lock:
+            return self._converted.setdefault(key, weights)
+
+    # ------------------------------------------------------------------ running
+    def forward(self, tokens: Any, *, backend: str | Executor | None = None) -> Array:
+        """Logits of every position of whole sequences (offline FFT convolutions).
+
+        Parameters
+        ----------
+        tokens : integer array, shape (B, T) or (T,)
+            Token ids, ``T <= max_len``; host data or arrays of the backend.
+        backend : str or Executor, optional
+            Backend to compute on; the one in force by default.
+
+        Returns
+        -------
+        array of the backend, shape (B, T, vocab_size) (``(T, vocab_size)`` for 1-D tokens)
+        """
+        executor = get_backend(backend)
+        if not executor.is_native(tokens):
+            tokens = executor.asarray(np.asarray(tokens, dtype=np.int64))
+        squeeze = tokens.ndim == 1
+        if squeeze:
+            tokens = executor.xp.reshape(tokens, (1, -1))
+        if tokens.ndim != 2 or not 1 <= tokens.shape[1] <= self._config.max_len:
+            raise ValueError(
+                f"tokens must have shape (B, T) with 1 <= T <= max_len = {self._config.max_len}"
+                f", got {tuple(tokens.shape)}"
+            )
+        logits = sequence_pass(self.backend_weights(executor), tokens).logits
+        return logits[0, ...] if squeeze else logits
+
+    __call__ = forward
+
+    def generate(
+        self,
+        prompt: Any,
+        max_new_tokens: int,
+        *,
+        schedule: str = "continuous",
+        temperature: float = 0.0,
+        seed: int | None = None,
+        backend: str | Executor | None = None,
+        batch: int | None = None,
+        epoch: int | None = None,
+        direct_below: int | None = None,
+        return_logits: bool = False,
+    ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        """Generate tokens autoregressively with an exact online convolution schedule.
+
+        The prompt (if any) runs through the network at once and one ``prefill`` of the online
+        convolution shared by all layers; then each new position runs every layer with one
+        ``emit`` of its channels and a single ``advance`` after the last layer. Every schedule
+        computes the same function as :meth:`forward`, up to floating-point rounding.
+
+        Parameters
+        ----------
+        prompt : integer array of shape (P,) or (B, P), or None
+            Prompt token ids. ``None`` starts from ``config.bos`` without a prefill.
+        max_new_tokens : int
+            Tokens to generate; ``prompt length + max_new_tokens - 1 <= max_len`` (without a
+            prompt, ``max_new_tokens <= max_len``).
+        schedule : {"continuous", "epoched", "naive"}
+            Online convolution schedule (``naive`` keeps every input: the baseline).
+        temperature : float
+            0 for greedy decoding; otherwise Gumbel-max sampling of ``logits / temperature``
+            with NumPy's generator seeded by ``seed`` (on the host).
+        seed : int, optional
+            Seed of the sampling.
+        backend : str or Executor, optional
+            Backend; the one in force by default.
+        batch : int, optional
+            Number of sequences without a prompt (1 by default).
+        epoch, direct_below : int, optional
+            Schedule parameters (see :func:`futurefill.make_plan`).
+        return_logits : bool
+            Also return the logits each new token was chosen from.
+
+        Returns
+        -------
+        tokens : ndarray of int64, shape (B, max_new_tokens)
+        logits : ndarray, shape (B, max_new_tokens, vocab_size)
+            Only with ``return_logits``; ``logits[:, i]`` equals ``forward(sequence)[:, P-1+i]``
+            with ``sequence`` the prompt followed by the generated tokens.
+        """
+        tokens, logits, _ = _generate(
+            self,
+            prompt,
+            max_new_tokens,
+            schedule=schedule,
+            temperature=temperature,
+            seed=seed,
+            backend=backend,
+            batch=batch,
+            epoch=epoch,
+            direct_below=direct_below,
+            return_logits=return_logits,
+        )
+        return (tokens, logits) if return_logits else tokens
+
+    def decode_state_size(
+        self,
+        prompt_len: int,
+        new_tokens: int,
+        schedule: str = "continuous",
+        *,
+        batch: int = 1,
+        backend: str | Executor | None = None,
+        epoch: int | None = None,
+        direct_below: int | None = None,
+    ) -> DecodeStateSize:
+        """Decode-state size of a generation per component, from its plan (nothing allocated).
+
+        Examples
+        --------
+        >>> from futurefill.models import ConvLM
+        >>> m = ConvLM(mixer="hyena", dim=8, layers=1, max_len=64, vocab_size=16)
+        >>> s = m.decode_state_size(32, 16)
+        >>> s.conv_buffer, s.naive_buffer
+        (120, 376)
+        """
+        return decode_state_size(
+            self,
+            prompt_len,
+            new_tokens,
+            schedule,
+            batch=batch,
+            backend=backend,
+            epoch=epoch,
+            direct_below=direct_below,
+        )
+
+    # ------------------------------------------------------------------ files
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the configuration and weights to a portable ``.npz`` file."""
+        save_params(path, self._config, self._params)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> ConvLM:
+        """Read a model written by :meth:`save`."""
+        cfg, params = load_params(path)
+        return cls(cfg, params)

@@ -1,0 +1,135 @@
+"""The network as pure functions of its weights: a whole sequence at once, or one position.
+
+Both passes share every position-wise computation; they differ only in how the long
+convolution runs (offline FFT here, an online convolution supplied by the caller for one
+position). Written against the array API: ``xp`` is the weights' namespace.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ..ops import causal_conv
+from .config import ModelConfig
+from .layers import embed, mlp, rms_norm
+from .mixers import Mixer, State
+
+__all__ = ["BackendWeights", "position_pass", "sequence_pass"]
+
+Array = Any
+
+
+@dataclass(frozen=True)
+class BackendWeights:
+    """A model's weights converted to one backend (namespace, device, dtype).
+
+    Attributes
+    ----------
+    cfg : ModelConfig
+        The model configuration.
+    mixer : Mixer
+        The layers' mixer.
+    xp : namespace
+        Array namespace of every array below.
+    device : Any
+        Their device.
+    top : dict
+        ``embed`` ``(V, D)``, ``norm`` ``(D,)``, ``head`` ``(D, V)``.
+    layers : list of dict
+        Per layer, the weights with the ``layers.{i}.`` prefix removed.
+    filters : list of arrays
+        Per layer, the long filters ``(C_i, max_len)`` of the offline convolution.
+    """
+
+    cfg: ModelConfig
+    mixer: Mixer
+    xp: Any
+    device: Any
+    top: dict[str, Array]
+    layers: list[dict[str, Array]]
+    filters: list[Array]
+
+
+@dataclass
+class SequenceResult:
+    """What a whole-sequence pass produces besides the logits (used to start generation).
+
+    Attributes
+    ----------
+    logits : array, shape (B, T, V)
+    conv_inputs : list of arrays, shape (B, C_i, T)
+        Per layer, the inputs of its long convolution (time last).
+    states : list of tuples
+        Per layer, the mixer state after the last position.
+    """
+
+    logits: Array
+    conv_inputs: list[Array]
+    states: list[State]
+
+
+def sequence_pass(w: BackendWeights, tokens: Array, *, keep_inputs: bool = False) -> SequenceResult:
+    """Run the network on whole sequences ``tokens`` ``(B, T)`` with offline FFT convolutions.
+
+    Parameters
+    ----------
+    w : BackendWeights
+        Weights on the backend of ``tokens``.
+    tokens : integer array, shape (B, T)
+    keep_inputs : bool
+        Keep every layer's long-convolution inputs in the result (for a prefill).
+    """
+    xp, cfg, mixer = w.xp, w.cfg, w.mixer
+    eps = cfg.norm_eps
+    x = embed(w.top["embed"], tokens, xp)
+    inputs: list[Array] = []
+    states: list[State] = []
+    for lw, filt in zip(w.layers, w.filters, strict=True):
+        u, aux, state = mixer.sequence_inputs(lw, rms_norm(x, lw["norm1"], eps, xp), xp)
+        u_t = xp.permute_dims(u, (0, 2, 1))  # (B, C, T): time last for the FFT
+        y = xp.permute_dims(causal_conv(u_t, filt, xp=xp), (0, 2, 1))
+        x = x + mixer.outputs(lw, y, u, aux, xp)
+        x = x + mlp(rms_norm(x, lw["norm2"], eps, xp), lw, xp)
+        states.append(state)
+        if keep_inputs:
+            inputs.append(u_t)
+    logits = rms_norm(x, w.top["norm"], eps, xp) @ w.top["head"]
+    return SequenceResult(logits=logits, conv_inputs=inputs, states=states)
+
+
+def position_pass(
+    w: BackendWeights,
+    tokens: Array,
+    states: Sequence[State],
+    long_conv: Callable[[int, Array], Array],
+) -> tuple[Array, list[State]]:
+    """Run the network on one position of every sequence.
+
+    Parameters
+    ----------
+    w : BackendWeights
+    tokens : integer array, shape (B,)
+    states : sequence of tuples
+        Per layer, the mixer state before this position.
+    long_conv : callable
+        ``long_conv(layer, u)`` returns the online convolution output ``(B, C_layer)`` of that
+        layer's channels for the inputs ``u`` ``(B, C_layer)``.
+
+    Returns
+    -------
+    logits : array, shape (B, V)
+    states : list of tuples
+        Per layer, the mixer state after this position.
+    """
+    xp, cfg, mixer = w.xp, w.cfg, w.mixer
+    eps = cfg.norm_eps
+    x = embed(w.top["embed"], tokens, xp)
+    new_states: list[State] = []
+    for i, (lw, state) in enumerate(zip(w.layers, states, strict=True)):
+        u, aux, state = mixer.position_inputs(lw, rms_norm(x, lw["norm1"], eps, xp), state, xp)
+        x = x + mixer.outputs(lw, long_conv(i, u), u, aux, xp)
+        x = x + mlp(rms_norm(x, lw["norm2"], eps, xp), lw, xp)
+        new_states.append(state)
+    return rms_norm(x, w.top["norm"], eps, xp) @ w.top["head"], new_states

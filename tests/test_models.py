@@ -1,0 +1,256 @@
+"""Reference models: generation with every schedule reproduces the full-sequence forward pass.
+
+Tolerance: logits are compared relative to their largest magnitude, at 1e-9 in float64. The two
+paths differ only in how the causal convolutions are summed (one FFT of the whole sequence vs
+prefill FFT + FutureFill blocks + direct windows); each FFT level contributes ~1e-16 relative
+error, there are ~log2(L) of them, and norms/gates of a few layers amplify that by at most a few
+hundred, far below 1e-9. A wrong tap, block or offset changes logits by O(1e-3) or more.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import futurefill
+from futurefill.models import ConvLM, Decoder, ModelConfig
+from futurefill.models.benchmark import main as bench_main
+from futurefill.models.decode import decode_state_size
+
+SCHEDULES = ("naive", "epoched", "continuous")
+RTOL = 1e-9
+MIXERS = ("stu", "hyena")
+
+
+def small_model(mixer: str, max_len: int = 256, **kw: object) -> ConvLM:
+    args = {"dim": 8, "layers": 2, "vocab_size": 32, "stu_k": 6, "seed": 6, "mlp_ratio": 2.0}
+    args.update(kw)
+    return ConvLM(mixer=mixer, max_len=max_len, **args)
+
+
+@pytest.fixture(scope="module", params=MIXERS)
+def model(request: pytest.FixtureRequest) -> ConvLM:
+    return small_model(request.param)
+
+
+@pytest.fixture(scope="module", params=MIXERS)
+def long_model(request: pytest.FixtureRequest) -> ConvLM:
+    return small_model(request.param, max_len=2048 + 128)
+
+
+def full_sequence(prompt: np.ndarray | None, tokens: np.ndarray, bos: int) -> np.ndarray:
+    """The positions fed to the network: prompt (or the start token) then all but the last."""
+    start = np.full((tokens.shape[0], 1), bos) if prompt is None else np.atleast_2d(prompt)
+    return np.concatenate([start, tokens[:, :-1]], axis=1)
+
+
+def assert_logits_match_forward(
+    model: ConvLM, prompt: np.ndarray | None, tokens: np.ndarray, logits: np.ndarray
+) -> None:
+    seq = full_sequence(prompt, tokens, model.config.bos)
+    ref = np.asarray(model.forward(seq, backend="numpy"))
+    first = 0 if prompt is None else np.atleast_2d(prompt).shape[1] - 1
+    ref = ref[:, first:]
+    assert ref.shape == logits.shape
+    err = np.abs(logits - ref).max(axis=-1) / np.abs(ref).max(axis=-1)
+    assert err.max() <= RTOL, err.max()
+
+
+@pytest.mark.parametrize("schedule", SCHEDULES)
+@pytest.mark.parametrize("prompt_len", [0, 1, 37])
+def test_generate_logits_equal_forward(model: ConvLM, schedule: str, prompt_len: int) -> None:
+    rng = np.random.default_rng(prompt_len)
+    prompt = rng.integers(0, 32, size=prompt_len) if prompt_len else None
+    tokens, logits = model.generate(prompt, 70, schedule=schedule, return_logits=True)
+    assert tokens.shape == (1, 70) and tokens.dtype == np.int64
+    np.testing.assert_array_equal(tokens, logits.argmax(axis=-1))
+    assert_logits_match_forward(model, prompt, tokens, logits)
+
+
+@pytest.mark.parametrize("prompt_len", [0, 100])
+def test_greedy_2048_tokens_identical_across_schedules(long_model: ConvLM, prompt_len: int) -> None:
+    prompt = np.arange(prompt_len) % 32 if prompt_len else None
+    runs = {}
+    for schedule in SCHEDULES:
+        runs[schedule] = long_model.generate(prompt, 2048, schedule=schedule, return_logits=True)
+    tokens, logits = runs["continuous"]
+    for schedule in ("naive", "epoched"):
+        np.testing.assert_array_equal(runs[schedule][0], tokens)
+    # The random model (seed chosen for it) must not collapse into a short cycle, else equal
+    # tokens would prove little: the last 500 tokens still use several ids.
+    assert len(np.unique(tokens[:, -500:])) > 4
+    assert_logits_match_forward(long_model, prompt, tokens, logits)
+
+
+def test_schedule_parameters_are_passed_through(model: ConvLM) -> None:
+    prompt = np.arange(9)
+    base = model.generate(prompt, 40, schedule="naive", return_logits=True)[1]
+    for kwargs in ({"schedule": "epoched", "epoch": 3}, {"direct_below": 8}):
+        logits = model.generate(prompt, 40, return_logits=True, **kwargs)[1]
+        np.testing.assert_allclose(logits, base, rtol=0, atol=RTOL * np.abs(base).max())
+
+
+def test_batch_rows_are_independent(model: ConvLM) -> None:
+    prompts = np.array([[1, 2, 3, 4], [9, 8, 7, 6]])
+    both = model.generate(prompts, 20)
+    for row in range(2):
+        np.testing.assert_array_equal(both[row], model.generate(prompts[row], 20)[0])
+    assert model.generate(None, 5, batch=3).shape == (3, 5)
+
+
+def test_sampling_is_seeded_and_schedule_independent(model: ConvLM) -> None:
+    a = model.generate([3, 1], 30, temperature=1.0, seed=11, schedule="naive")
+    b = model.generate([3, 1], 30, temperature=1.0, seed=11, schedule="continuous")
+    c = model.generate([3, 1], 30, temperature=1.0, seed=12, schedule="continuous")
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(b, c)
+
+
+def test_one_token_after_a_full_length_prompt() -> None:
+    model = small_model("hyena", max_len=16)
+    prompt = np.arange(16) % 32
+    _, logits = model.generate(prompt, 1, return_logits=True)
+    ref = np.asarray(model.forward(prompt[None]))[:, -1:]
+    np.testing.assert_allclose(logits, ref, rtol=0, atol=RTOL * np.abs(ref).max())
+    with pytest.raises(ValueError, match="max_len"):
+        model.generate(prompt, 2)
+
+
+@pytest.mark.parametrize(
+    ("prompt", "error"),
+    [([[]], ValueError), ([0, 99], ValueError), ([0.5, 1.0], TypeError), ([-1], ValueError)],
+)
+def test_generate_rejects_bad_prompts(model: ConvLM, prompt: object, error: type) -> None:
+    with pytest.raises(error):
+        model.generate(prompt, 3)
+
+
+def test_generate_rejects_bad_arguments(model: ConvLM) -> None:
+    with pytest.raises(ValueError):
+        model.generate([1], 0)
+    with pytest.raises(ValueError):
+        model.generate([1], 3, temperature=-1.0)
+    with pytest.raises(ValueError):
+        model.generate([1, 2], 3, batch=2)
+    with pytest.raises(ValueError, match="unknown schedule"):
+        model.generate([1], 3, schedule="fast")
+
+
+def test_forward_accepts_one_sequence_and_checks_length(model: ConvLM) -> None:
+    seq = np.arange(10) % 32
+    np.testing.assert_array_equal(
+        np.asarray(model.forward(seq)), np.asarray(model.forward(seq[None]))[0]
+    )
+    with pytest.raises(ValueError, match="max_len"):
+        model.forward(np.zeros((1, model.config.max_len + 1), dtype=np.int64))
+
+
+# ---------------------------------------------------------------------- every backend
+@pytest.mark.parametrize("mixer", MIXERS)
+def test_generation_on_every_backend(backend: futurefill.Executor, mixer: str) -> None:
+    model = small_model(mixer, max_len=64)
+    ref_tokens = model.generate([5, 6, 7], 24, backend="numpy")
+    for schedule in SCHEDULES:
+        for prompt in ([5, 6, 7], None):
+            tokens, logits = model.generate(
+                prompt, 24, schedule=schedule, backend=backend, return_logits=True
+            )
+            assert_logits_match_forward(
+                model, None if prompt is None else np.array(prompt), tokens, logits
+            )
+            if prompt is not None:
+                np.testing.assert_array_equal(tokens, ref_tokens)
+
+
+@pytest.mark.parametrize("mixer", MIXERS)
+def test_forward_on_every_backend(backend: futurefill.Executor, mixer: str) -> None:
+    model = small_model(mixer, max_len=64)
+    seq = np.random.default_rng(0).integers(0, 32, size=(2, 50))
+    out = model.forward(seq, backend=backend)
+    assert backend.is_native(out)
+    ref = np.asarray(model.forward(seq, backend="numpy"))
+    np.testing.assert_allclose(backend.to_numpy(out), ref, rtol=0, atol=1e-12 * np.abs(ref).max())
+
+
+# ---------------------------------------------------------------------- files
+def test_save_load_round_trip(model: ConvLM, tmp_path) -> None:
+    path = tmp_path / "model.npz"
+    model.save(path)
+    loaded = ConvLM.load(path)
+    assert loaded.config == model.config
+    assert set(loaded.params) == set(model.params)
+    for k, v in model.params.items():
+        np.testing.assert_array_equal(loaded.params[k], v)
+    np.testing.assert_array_equal(loaded.generate([1, 2], 16), model.generate([1, 2], 16))
+
+
+def test_load_rejects_foreign_files(tmp_path) -> None:
+    path = tmp_path / "other.npz"
+    np.savez(path, x=np.zeros(3))
+    with pytest.raises(ValueError, match="not a futurefill model"):
+        ConvLM.load(path)
+    model = small_model("stu", max_len=32)
+    params = dict(model.params)
+    params.pop("head")
+    with pytest.raises(ValueError):
+        ConvLM(model.config, params)
+
+
+def test_config_validation_and_json() -> None:
+    cfg = ModelConfig(mixer="hyena", dim=4, max_len=10)
+    assert ModelConfig.from_json(cfg.to_json()) == cfg
+    with pytest.raises(ValueError):
+        ModelConfig(mixer="mamba")
+    with pytest.raises(ValueError):
+        ModelConfig(dim=0)
+    with pytest.raises(ValueError):
+        ModelConfig(dtype="float16")
+    with pytest.raises(ValueError):
+        ModelConfig.from_json('{"dim": 4, "colour": 1}')
+
+
+# ---------------------------------------------------------------------- memory
+@pytest.mark.parametrize("schedule", SCHEDULES)
+@pytest.mark.parametrize("prompt_len", [0, 40])
+def test_decode_state_size_matches_the_decoder(
+    model: ConvLM, schedule: str, prompt_len: int
+) -> None:
+    new = 50
+    size = model.decode_state_size(prompt_len, new, schedule, batch=2)
+    steps = new - 1 if prompt_len else new
+    decoder = Decoder(model, prompt_len=prompt_len, steps=steps, schedule=schedule, batch=2)
+    if prompt_len:
+        decoder.prefill(np.ones((2, prompt_len), dtype=np.int64))
+    held = decoder.state_size()
+    assert held["conv_buffer"] == size.conv_buffer
+    assert held["window_taps"] == size.window_taps
+    assert held["spectra"] == size.spectra
+    assert held["short_conv"] == size.short_conv
+    assert size.naive_buffer == 2 * model.config.dim * model.config.layers * (prompt_len + steps)
+
+
+@pytest.mark.parametrize("mixer", MIXERS)
+@pytest.mark.parametrize("schedule", ["continuous", "epoched"])
+def test_decode_state_is_order_new_tokens(mixer: str, schedule: str) -> None:
+    P, K, D = 65536, 4096, 256
+    # Only the configuration is needed: no (D, P + K) filters are built.
+    cfg = ModelConfig(mixer=mixer, dim=D, layers=4, vocab_size=16, max_len=P + K)
+    size = decode_state_size(cfg, P, K, schedule)
+    per_layer = size.per_layer()
+    assert per_layer["conv_state"] <= 1.1 * K * D
+    assert per_layer["conv_buffer"] <= K * D
+    assert per_layer["naive_buffer"] == (P + K - 1) * D
+    assert "naive" in str(size)
+
+
+def test_decoder_rejects_too_long_generation(model: ConvLM) -> None:
+    with pytest.raises(ValueError, match="max_len"):
+        Decoder(model, prompt_len=200, steps=100)
+
+
+# ---------------------------------------------------------------------- benchmark
+def test_benchmark_main_runs_small(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["--layers", "1", "--dim", "8", "--vocab", "16", "--tokens", "24", "--prompt", "0", "9"]
+    assert bench_main(argv) == 0
+    out = capsys.readouterr().out
+    assert "continuous" in out and "naive" in out
