@@ -192,7 +192,7 @@ def _state_snapshot(conv: OnlineConv) -> tuple:
     return (
         conv.backend.to_numpy(state["buffer"]).copy(),
         state["position"],
-        state["prefilled"],
+        state["prefilled"].copy(),
         state["emitted"].copy(),
     )
 
@@ -200,7 +200,8 @@ def _state_snapshot(conv: OnlineConv) -> tuple:
 def _assert_unchanged(conv: OnlineConv, before: tuple) -> None:
     after = _state_snapshot(conv)
     np.testing.assert_array_equal(after[0], before[0])
-    assert after[1:3] == before[1:3]
+    assert after[1] == before[1]
+    np.testing.assert_array_equal(after[2], before[2])
     np.testing.assert_array_equal(after[3], before[3])
 
 
@@ -285,6 +286,29 @@ def test_rejected_calls_leave_state_unchanged_and_usable(backend: Executor, rng)
 def test_construction_errors(backend: Executor, filters, kwargs, error, match) -> None:
     with pytest.raises(error, match=match):
         OnlineConv(filters, 8, backend=backend, **kwargs)
+
+
+@pytest.mark.parametrize("schedule", SCHEDULES)
+def test_prefill_by_channel_ranges_equals_one_prefill(backend: Executor, rng, schedule) -> None:
+    """Layers sharing a state prefill their own channels; the result is the same."""
+    B, C, P, L = 2, 5, 9, 40
+    phi = decaying_filters(rng, C, P + L)
+    u = rng.standard_normal((B, C, P + L))
+    as_b = lambda x: backend.asarray(np.ascontiguousarray(x), dtype="float64")  # noqa: E731
+    conv = OnlineConv(
+        phi, L, schedule=schedule, prompt=P, batch=B, backend=backend, dtype="float64"
+    )
+    y_hi = conv.prefill(as_b(u[:, 2:, :P]), channels=slice(2, None))
+    with pytest.raises(RuntimeError, match="every channel"):
+        conv.step(as_b(u[..., P]))
+    with pytest.raises(RuntimeError, match="already given"):
+        conv.prefill(as_b(u[:, 1:3, :P]), channels=slice(1, 3))
+    y_lo = conv.prefill(as_b(u[:, :2, :P]), channels=slice(0, 2))
+    steps = [backend.to_numpy(conv.step(as_b(u[..., P + t])))[..., None] for t in range(L)]
+    got = np.concatenate(
+        [np.concatenate([backend.to_numpy(y_lo), backend.to_numpy(y_hi)], axis=1), *steps], -1
+    )
+    assert _relative_error(got, oracle(u, phi)) <= RTOL64
 
 
 def test_prefill_without_prompt_is_refused(backend: Executor) -> None:

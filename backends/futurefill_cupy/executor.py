@@ -147,19 +147,18 @@ class CupyExecutor(ArrayAPIExecutor):
         state.prefilled = False
 
     # ------------------------------------------------------------------ running
-    def prefill(self, state: ConvState, u: cupy.ndarray) -> cupy.ndarray:
+    def prefill(self, state: ConvState, u: cupy.ndarray, channels: slice) -> cupy.ndarray:
         plan = state.plan
         P = plan.prompt
         stop = plan.total if plan.prefill_fills_future else P
         n = plan.prefill_fft_size
         with self.device:
-            spectrum = ops.filter_spectrum(state.filters, 0, stop, n, xp=self.xp)
+            spectrum = ops.filter_spectrum(state.filters[channels], 0, stop, n, xp=self.xp)
             z = ops.fill_future(u, spectrum, n, 0, stop, xp=self.xp)
             if plan.prefill_fills_future:
-                state.buffer[...] = z[..., P:]
+                state.buffer[:, channels] = z[..., P:]
             else:
-                state.buffer[..., :P] = u
-            state.prefilled = True
+                state.buffer[:, channels, :P] = u
             return cupy.ascontiguousarray(z[..., :P])
 
     def emit(self, state: ConvState, u: cupy.ndarray, channels: slice) -> cupy.ndarray:

@@ -165,18 +165,18 @@ class TorchExecutor(ArrayAPIExecutor):
         state.prefilled = False
 
     # ------------------------------------------------------------------ running
-    def prefill(self, state: ConvState, u: torch.Tensor) -> torch.Tensor:
+    def prefill(self, state: ConvState, u: torch.Tensor, channels: slice) -> torch.Tensor:
         plan = state.plan
         P = plan.prompt
         stop = plan.total if plan.prefill_fills_future else P
         n = plan.prefill_fft_size
-        spectrum = ops.filter_spectrum(state.filters, 0, stop, n, xp=self.xp)
+        spectrum = ops.filter_spectrum(state.filters[channels], 0, stop, n, xp=self.xp)
         z = ops.fill_future(u.detach(), spectrum, n, 0, stop, xp=self.xp)
+        buf = state.buffer[:, channels]  # a view: the buffer keeps its storage (CUDA graphs)
         if plan.prefill_fills_future:
-            state.buffer.copy_(z[..., P:])
+            buf.copy_(z[..., P:])
         else:
-            state.buffer[..., :P] = u.detach()
-        state.prefilled = True
+            buf[..., :P] = u.detach()
         return z[..., :P].contiguous()
 
     def emit(self, state: ConvState, u: torch.Tensor, channels: slice) -> torch.Tensor:

@@ -95,8 +95,10 @@ class Executor(Protocol):
     def prepare(self, plan: Plan, filters: Array, *, batch: int, dtype: Any) -> ConvState:
         """Allocate the state: buffers once, filter spectra once."""
 
-    def prefill(self, state: ConvState, u: Array) -> Array:
-        """Consume the prompt ``(B, C, P)``; return its outputs ``(B, C, P)``."""
+    def prefill(self, state: ConvState, u: Array, channels: slice) -> Array:
+        """Consume the prompt ``(B, c, P)`` of ``channels``; return its outputs ``(B, c, P)``.
+
+        The caller tracks which channels were prefilled and sets ``state.prefilled``."""
 
     def emit(self, state: ConvState, u: Array, channels: slice) -> Array:
         """Return ``y_t`` ``(B, c)`` for ``channels`` and record the inputs ``u_t``."""
@@ -213,18 +215,17 @@ class ArrayAPIExecutor:
         state.prefilled = False
 
     # ------------------------------------------------------------------ running
-    def prefill(self, state: ConvState, u: Array) -> Array:
+    def prefill(self, state: ConvState, u: Array, channels: slice) -> Array:
         plan = state.plan
         P = plan.prompt
         stop = plan.total if plan.prefill_fills_future else P
         n = plan.prefill_fft_size
-        spectrum = ops.filter_spectrum(state.filters, 0, stop, n, xp=self.xp)
+        spectrum = ops.filter_spectrum(state.filters[channels, ...], 0, stop, n, xp=self.xp)
         z = ops.fill_future(u, spectrum, n, 0, stop, xp=self.xp)
         if plan.prefill_fills_future:
-            state.buffer = xpx.at(state.buffer)[...].set(z[..., P:])
+            state.buffer = xpx.at(state.buffer)[:, channels, :].set(z[..., P:])
         else:
-            state.buffer = xpx.at(state.buffer)[..., :P].set(u)
-        state.prefilled = True
+            state.buffer = xpx.at(state.buffer)[:, channels, :P].set(u)
         return z[..., :P]
 
     def emit(self, state: ConvState, u: Array, channels: slice) -> Array:

@@ -90,6 +90,7 @@ class OnlineConv:
             plan, filters if executor.is_native(filters) else host, batch=int(batch), dtype=dtype
         )
         self._emitted = np.zeros(channels, dtype=bool)
+        self._prefilled = np.zeros(channels, dtype=bool)
         self._num_emitted = 0  # channels emitted at this step (a counter keeps step() cheap)
 
     # ------------------------------------------------------------------ properties
@@ -168,7 +169,9 @@ class OnlineConv:
                 f"all {p.length} planned steps are done; call reset() or plan a longer OnlineConv"
             )
         if p.prompt and not s.prefilled:
-            raise RuntimeError(f"call prefill(u) with the {p.prompt} prompt inputs first")
+            raise RuntimeError(
+                f"call prefill(u) with the {p.prompt} prompt inputs of every channel first"
+            )
 
     def _channel_range(self, channels: slice) -> slice:
         if not isinstance(channels, slice):
@@ -179,30 +182,40 @@ class OnlineConv:
         return slice(start, stop)
 
     # ------------------------------------------------------------------ streaming
-    def prefill(self, u: Array) -> Array:
+    def prefill(self, u: Array, channels: slice = _ALL) -> Array:
         """Consume the prompt and return its outputs.
 
         One FFT convolution gives the prompt outputs and, except for the naive schedule (which
         keeps every input by definition), the prompt's whole contribution to the ``length``
-        outputs still to come; the prompt inputs are then dropped.
+        outputs still to come; the prompt inputs are then dropped. Layers sharing one state
+        may each prefill their own channels (every channel once) before the first step.
 
         Parameters
         ----------
-        u : array, shape (B, C, prompt)
+        u : array, shape (B, c, prompt)
+            Prompt inputs of the ``c`` selected channels.
+        channels : slice
+            Contiguous channel range (all channels by default).
 
         Returns
         -------
-        array, shape (B, C, prompt)
+        array, shape (B, c, prompt)
         """
         p, s = self.plan, self._state
         if p.prompt == 0:
             raise RuntimeError("this OnlineConv was planned without a prompt (prompt=0)")
-        if s.prefilled:
-            raise RuntimeError("the prompt was already given; call reset() to start over")
-        self._check_input(u, (self.batch, self.channels, p.prompt), "the prompt")
+        ch = self._channel_range(channels)
+        if self._prefilled[ch].any():
+            raise RuntimeError(
+                "the prompt was already given for these channels; call reset() to start over"
+            )
+        self._check_input(u, (self.batch, ch.stop - ch.start, p.prompt), "the prompt")
         if not bool(np.all(np.isfinite(self._executor.to_numpy(u)))):
             raise ValueError("the prompt contains NaN or infinite values")
-        return self._executor.prefill(s, u)
+        y = self._executor.prefill(s, u, ch)
+        self._prefilled[ch] = True
+        s.prefilled = bool(self._prefilled.all())
+        return y
 
     def step(self, u: Array) -> Array:
         """One online step for all channels: return ``y_t`` and fill the future.
@@ -309,6 +322,7 @@ class OnlineConv:
         """Forget all inputs and return to step 0 (the filters and spectra stay)."""
         self._executor.reset(self._state)
         self._emitted[:] = False
+        self._prefilled[:] = False
         self._num_emitted = 0
 
     def state_dict(self) -> dict[str, Any]:
@@ -317,15 +331,15 @@ class OnlineConv:
         Returns
         -------
         dict
-            ``buffer`` (a copy, backend array), ``position``, ``prefilled``, ``emitted`` and the
-            ``plan`` parameters it belongs to.
+            ``buffer`` (a copy, backend array), ``position``, ``prefilled`` and ``emitted``
+            (per-channel masks) and the ``plan`` parameters it belongs to.
         """
         s = self._state
         return {
             "plan": s.plan._key,
             "buffer": self._executor.xp.asarray(s.buffer, copy=True),
             "position": s.step,
-            "prefilled": s.prefilled,
+            "prefilled": self._prefilled.copy(),
             "emitted": self._emitted.copy(),
         }
 
@@ -340,6 +354,7 @@ class OnlineConv:
         buffer = state["buffer"]
         self._check_input(buffer, tuple(s.buffer.shape), "the buffer")
         emitted = np.asarray(state["emitted"], dtype=bool)
+        prefilled = np.broadcast_to(np.asarray(state["prefilled"], dtype=bool), emitted.shape)
         if emitted.shape != self._emitted.shape:
             raise ValueError("state dict has a different number of channels")
         position = int(state["position"])
@@ -347,7 +362,8 @@ class OnlineConv:
             raise ValueError(f"position {position} outside the plan's 0..{s.plan.length}")
         s.buffer = self._executor.xp.asarray(buffer, copy=True)
         s.step = position
-        s.prefilled = bool(state["prefilled"])
+        self._prefilled[:] = prefilled
+        s.prefilled = bool(prefilled.all())
         self._emitted[:] = emitted
         self._num_emitted = int(emitted.sum())
 

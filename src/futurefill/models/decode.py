@@ -120,15 +120,18 @@ class Decoder:
     def prefill(self, tokens: Array) -> Array:
         """Consume the prompt ``(B, prompt_len)``; return the logits of its last position.
 
-        The prompt runs layer by layer with offline FFT convolutions (each layer needs the
-        previous one's outputs); every layer's long-conv inputs are then given to one
-        ``prefill`` of the shared online convolution, which keeps only the prompt's
-        contribution to the positions still to come.
+        The prompt runs layer by layer (each layer needs the previous one's outputs); each
+        layer's long convolution is the ``prefill`` of its own channels of the shared online
+        convolution: one FFT convolution gives the layer's prompt outputs and keeps only the
+        prompt's contribution to the positions still to come.
         """
         start = time.perf_counter()
         w = self.weights
-        result = sequence_pass(w, tokens, keep_inputs=True)
-        self.conv.prefill(w.xp.concat(result.conv_inputs, axis=1))
+
+        def prefill_layer(layer: int, u: Array) -> Array:
+            return self.conv.prefill(u, channels=self.slices[layer])
+
+        result = sequence_pass(w, tokens, long_conv=prefill_layer)
         self.states = result.states
         logits = result.logits[:, -1, :]
         if self.timed:

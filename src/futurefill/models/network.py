@@ -70,8 +70,14 @@ class SequenceResult:
     states: list[State]
 
 
-def sequence_pass(w: BackendWeights, tokens: Array, *, keep_inputs: bool = False) -> SequenceResult:
-    """Run the network on whole sequences ``tokens`` ``(B, T)`` with offline FFT convolutions.
+def sequence_pass(
+    w: BackendWeights,
+    tokens: Array,
+    *,
+    keep_inputs: bool = False,
+    long_conv: Callable[[int, Array], Array] | None = None,
+) -> SequenceResult:
+    """Run the network on whole sequences ``tokens`` ``(B, T)``.
 
     Parameters
     ----------
@@ -79,17 +85,23 @@ def sequence_pass(w: BackendWeights, tokens: Array, *, keep_inputs: bool = False
         Weights on the backend of ``tokens``.
     tokens : integer array, shape (B, T)
     keep_inputs : bool
-        Keep every layer's long-convolution inputs in the result (for a prefill).
+        Keep every layer's long-convolution inputs in the result.
+    long_conv : callable, optional
+        ``long_conv(layer, u)`` returns the causal convolution ``(B, C_layer, T)`` of that
+        layer's inputs ``u`` ``(B, C_layer, T)``; an offline FFT convolution
+        (:func:`futurefill.causal_conv`) by default. A decoder passes the prefill of its
+        shared online convolution, which returns the same outputs and keeps the future cache.
     """
     xp, cfg, mixer = w.xp, w.cfg, w.mixer
     eps = cfg.norm_eps
     x = embed(w.top["embed"], tokens, xp)
     inputs: list[Array] = []
     states: list[State] = []
-    for lw, filt in zip(w.layers, w.filters, strict=True):
+    for i, (lw, filt) in enumerate(zip(w.layers, w.filters, strict=True)):
         u, aux, state = mixer.sequence_inputs(lw, rms_norm(x, lw["norm1"], eps, xp), xp)
         u_t = xp.permute_dims(u, (0, 2, 1))  # (B, C, T): time last for the FFT
-        y = xp.permute_dims(causal_conv(u_t, filt, xp=xp), (0, 2, 1))
+        y_t = causal_conv(u_t, filt, xp=xp) if long_conv is None else long_conv(i, u_t)
+        y = xp.permute_dims(y_t, (0, 2, 1))
         x = x + mixer.outputs(lw, y, u, aux, xp)
         x = x + mlp(rms_norm(x, lw["norm2"], eps, xp), lw, xp)
         states.append(state)
