@@ -145,7 +145,7 @@ def bench_configuration(
 
     naive_time = timings.get("naive")
     reference = outputs.get("naive")
-    scale = None if reference is None else float(np.abs(reference).max())
+    scale = 1.0 if reference is None else float(np.abs(reference).max()) or 1.0
     results = []
     for method, seconds in timings.items():
         deviation = None

@@ -150,7 +150,7 @@ class Plan:
         if self.num_tasks == 0:
             return ()
         triples = np.stack([self.filter_start, self.filter_stop, self.fft_size], axis=1)
-        return tuple(tuple(int(v) for v in row) for row in np.unique(triples, axis=0))
+        return tuple((int(lo), int(hi), int(n)) for lo, hi, n in np.unique(triples, axis=0))
 
     def tasks(self, step: int | None = None) -> IntArray:
         """Task table as an ``(n, 8)`` array in :data:`TASK_COLUMNS` order.
@@ -480,7 +480,7 @@ def _build(
         length=L,
         prompt=P,
         epoch=epoch if schedule == "epoched" else None,
-        direct_below=direct_below if schedule == "continuous" else 1,
+        direct_below=direct_below if schedule == "continuous" and direct_below else 1,
         epoch_is_default=epoch_is_default,
         origin=origin,
         window_start=_readonly(window_start),

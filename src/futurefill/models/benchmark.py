@@ -141,7 +141,7 @@ _HEADERS = (
 
 def _rows(results: Sequence[RunResult]) -> list[tuple[str, ...]]:
     base = results[0]
-    rows = []
+    rows: list[tuple[str, ...]] = []
     for r in results:
         same = (
             "baseline" if r is base else ("yes" if np.array_equal(r.tokens, base.tokens) else "NO")

@@ -247,7 +247,10 @@ class ConvLM:
             direct_below=direct_below,
             return_logits=return_logits,
         )
-        return (tokens, logits) if return_logits else tokens
+        if return_logits:
+            assert logits is not None  # _generate returns logits when asked to
+            return tokens, logits
+        return tokens
 
     def decode_state_size(
         self,

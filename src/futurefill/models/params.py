@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -49,7 +50,8 @@ def save_params(
     """Write the configuration (as JSON) and the weights to one uncompressed ``.npz`` file."""
     if _CONFIG_KEY in params:
         raise ValueError(f"{_CONFIG_KEY!r} is reserved for the configuration")
-    np.savez(path, **{_CONFIG_KEY: np.array(cfg.to_json())}, **dict(params))
+    arrays: dict[str, Any] = {_CONFIG_KEY: np.array(cfg.to_json()), **params}
+    np.savez(path, **arrays)
 
 
 def load_params(path: str | os.PathLike[str]) -> tuple[ModelConfig, dict[str, np.ndarray]]:
@@ -83,7 +85,7 @@ def init_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
         "mlp.b2": (D,),
         **get_mixer(cfg.mixer).shapes(cfg),
     }
-    shapes = {"embed": (V, D)}
+    shapes: dict[str, tuple[int, ...]] = {"embed": (V, D)}
     for i in range(cfg.layers):
         shapes.update({f"layers.{i}.{k}": s for k, s in layer.items()})
     shapes.update({"norm": (D,), "head": (D, V)})
