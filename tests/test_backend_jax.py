@@ -1,0 +1,246 @@
+"""JAX executor: exactness of the jitted steps and of the compiled whole-generation rollout."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+import futurefill
+
+from .conftest import decaying_filters, oracle, run_online
+
+jax = pytest.importorskip("jax")
+jnp = pytest.importorskip("jax.numpy")
+
+pytestmark = pytest.mark.skipif(
+    "jax" not in futurefill.list_backends(), reason="the jax backend is not installed"
+)
+
+SCHEDULES = ("naive", "epoched", "continuous")
+LENGTHS = (1, 2, 3, 5, 16, 17, 100, 1000)
+# float64 FFT convolutions of length <= 2048: rounding errors ~1e-15 relative per level,
+# a dozen levels at most; 1e-12 leaves a wide margin yet catches any missing/double term.
+RTOL64 = 1e-12
+
+
+@pytest.fixture(autouse=True)
+def _x64() -> None:
+    if not jax.config.jax_enable_x64:
+        pytest.skip("these tests compare float64 results: set JAX_ENABLE_X64=1")
+
+
+def feedback(y):
+    return 0.9 * jnp.tanh(y) + 0.1
+
+
+def contractive_filters(rng: np.random.Generator, channels: int, taps: int) -> np.ndarray:
+    """Filters with sum |phi| = 0.5: with a 0.9-Lipschitz feedback rounding differences between
+    two exact computations shrink along the trajectory instead of growing."""
+    phi = decaying_filters(rng, channels, taps)
+    return 0.5 * phi / np.abs(phi).sum(axis=1, keepdims=True)
+
+
+def rel_err(got: np.ndarray, ref: np.ndarray) -> float:
+    return float(np.max(np.abs(got - ref)) / max(np.max(np.abs(ref)), 1e-300))
+
+
+def make_conv(phi, length, schedule, prompt, batch=2, prompt_u=None, **kwargs):
+    conv = futurefill.OnlineConv(
+        phi, length, schedule=schedule, prompt=prompt, batch=batch, backend="jax", **kwargs
+    )
+    if prompt:
+        conv.prefill(jnp.asarray(prompt_u))
+    return conv
+
+
+def inputs_of(u0: np.ndarray, ys: np.ndarray) -> np.ndarray:
+    """The inputs a rollout used: ``u[0] = u0``, ``u[t+1] = feedback(y[t])``."""
+    u = np.empty_like(ys)
+    u[..., 0] = u0
+    u[..., 1:] = np.asarray(feedback(jnp.asarray(ys[..., :-1])))
+    return u
+
+
+@pytest.mark.parametrize("schedule", SCHEDULES)
+@pytest.mark.parametrize("length", LENGTHS)
+@pytest.mark.parametrize("prompt", [0, 7])
+def test_steps_match_oracle(rng, schedule, length, prompt):
+    phi = decaying_filters(rng, 3, prompt + length)
+    u = rng.standard_normal((2, 3, prompt + length))
+    conv = futurefill.OnlineConv(
+        phi, length, schedule=schedule, prompt=prompt, batch=2, backend="jax"
+    )
+    assert rel_err(run_online(conv, u), oracle(u, phi)) <= RTOL64
+    assert isinstance(conv._state.buffer, jax.Array)
+
+
+@pytest.mark.parametrize("schedule", SCHEDULES)
+@pytest.mark.parametrize("length", LENGTHS)
+@pytest.mark.parametrize("prompt", [0, 7])
+def test_rollout_matches_oracle(rng, schedule, length, prompt):
+    phi = decaying_filters(rng, 3, prompt + length)
+    up = rng.standard_normal((2, 3, prompt))
+    u0 = rng.standard_normal((2, 3))
+    conv = make_conv(phi, length, schedule, prompt, prompt_u=up)
+    ys = np.asarray(conv.rollout(jnp.asarray(u0), feedback))
+    assert ys.shape == (2, 3, length)
+    assert conv.position == length
+    u = np.concatenate([up, inputs_of(u0, ys)], axis=-1)
+    assert rel_err(ys, oracle(u, phi)[..., prompt:]) <= RTOL64
+
+
+@pytest.mark.parametrize("schedule", SCHEDULES)
+@pytest.mark.parametrize(("length", "cuts"), [(5, (2,)), (100, (1, 17, 64)), (1000, (15, 16, 513))])
+@pytest.mark.parametrize("prompt", [0, 3])
+def test_rollout_equals_step_loop(rng, schedule, length, cuts, prompt):
+    """Rollouts started mid-generation leave the same trajectory, position and buffer as a loop
+    of steps (and of emit/advance) with the same feedback."""
+    phi = contractive_filters(rng, 2, prompt + length)
+    up = rng.standard_normal((1, 2, prompt))
+    u0 = jnp.asarray(rng.standard_normal((1, 2)))
+    looped = make_conv(phi, length, schedule, prompt, batch=1, prompt_u=up)
+    rolled = make_conv(phi, length, schedule, prompt, batch=1, prompt_u=up)
+    ref, u = [], u0
+    for t in range(length):
+        if t % 2:
+            y = looped.step(u)
+        else:
+            y = looped.emit(u)
+            looped.advance()
+        ref.append(np.asarray(y))
+        u = feedback(y)
+    ref = np.stack(ref, axis=-1)
+    parts, u = [], u0
+    for start, stop in zip((0, *cuts), (*cuts, length), strict=True):
+        assert rolled.position == start
+        ys = rolled.rollout(u, feedback, stop - start)
+        parts.append(np.asarray(ys))
+        u = feedback(ys[..., -1])
+    assert rel_err(np.concatenate(parts, axis=-1), ref) <= RTOL64
+    assert rolled.position == looped.position == length
+    buf_r, buf_l = np.asarray(rolled._state.buffer), np.asarray(looped._state.buffer)
+    assert rel_err(buf_r, buf_l) <= RTOL64
+
+
+@pytest.mark.parametrize("direct_below", [1, 2, 4, 32, 64, 128])
+def test_rollout_direct_below(rng, direct_below):
+    """Every crossover, including those above the unrolled group size and the fallback."""
+    length, prompt = 300, 4
+    phi = decaying_filters(rng, 2, prompt + length)
+    up = rng.standard_normal((1, 2, prompt))
+    u0 = rng.standard_normal((1, 2))
+    conv = make_conv(
+        phi, length, "continuous", prompt, batch=1, prompt_u=up, direct_below=direct_below
+    )
+    first = np.asarray(conv.rollout(jnp.asarray(u0), feedback, 77))
+    rest = np.asarray(conv.rollout(feedback(jnp.asarray(first[..., -1])), feedback))
+    ys = np.concatenate([first, rest], axis=-1)
+    u = np.concatenate([up, inputs_of(u0, ys)], axis=-1)
+    assert rel_err(ys, oracle(u, phi)[..., prompt:]) <= RTOL64
+
+
+def test_rollout_then_steps(rng):
+    """Rollouts and ordinary steps interleave on one state."""
+    length = 40
+    phi = decaying_filters(rng, 2, length)
+    u = rng.standard_normal((1, 2, length))
+    u[..., 2:21] = 1.0  # the inputs the constant feedback of the second rollout produces
+
+    def one(y):
+        return jnp.ones_like(y)
+
+    conv = futurefill.OnlineConv(phi, length, backend="jax")
+    ys = [np.asarray(conv.rollout(jnp.asarray(u[..., 0]), one, 1))]
+    ys.append(np.asarray(conv.rollout(jnp.asarray(u[..., 1]), one, 20)))
+    for t in range(21, length):
+        ys.append(np.asarray(conv.step(jnp.asarray(u[..., t])))[..., None])
+    assert rel_err(np.concatenate(ys, axis=-1), oracle(u, phi)) <= RTOL64
+
+
+def test_rollout_float32(rng):
+    length = 200
+    phi = contractive_filters(rng, 2, length).astype(np.float32)
+    conv = futurefill.OnlineConv(phi, length, backend="jax", dtype="float32")
+    u0 = jnp.ones((1, 2), jnp.float32)
+    ys = conv.rollout(u0, feedback)
+    assert ys.dtype == jnp.float32
+    ys = np.asarray(ys, dtype=np.float64)
+    u = inputs_of(np.ones((1, 2)), ys.astype(np.float32)).astype(np.float64)
+    # float32 FFTs: ~1e-7 relative per level, 8 levels at L=200 -> 1e-5 is a safe bound.
+    assert rel_err(ys, oracle(u, phi.astype(np.float64))) <= 1e-5
+
+
+def test_float64_needs_x64(rng):
+    phi = decaying_filters(rng, 1, 8)
+    with jax.enable_x64(False):
+        with pytest.raises(TypeError, match="jax_enable_x64"):
+            futurefill.OnlineConv(phi, 8, backend="jax", dtype="float64")
+        with pytest.raises(TypeError, match="jax_enable_x64"):
+            futurefill.OnlineConv(phi, 8, backend="jax")  # float64 filters, no dtype
+        conv = futurefill.OnlineConv(phi, 8, backend="jax", dtype="float32")
+        assert conv.step(jnp.ones((1, 1), jnp.float32)).dtype == jnp.float32
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_low_precision_refused(rng, dtype):
+    with pytest.raises(TypeError, match="low-precision"):
+        futurefill.OnlineConv(decaying_filters(rng, 1, 8), 8, backend="jax", dtype=dtype)
+
+
+def test_feedback_shape_checked(rng):
+    conv = futurefill.OnlineConv(decaying_filters(rng, 2, 16), 16, backend="jax")
+    before = np.asarray(conv._state.buffer)
+    with pytest.raises(ValueError, match="feedback must return"):
+        conv.rollout(jnp.ones((1, 2)), lambda y: y[:, :1])
+    assert conv.position == 0
+    np.testing.assert_array_equal(np.asarray(conv._state.buffer), before)
+
+
+def test_rollout_programs_are_reused(rng):
+    conv = futurefill.OnlineConv(decaying_filters(rng, 1, 64), 64, backend="jax")
+    ex = conv.backend
+    ex._rollouts.clear()
+    conv.rollout(jnp.ones((1, 1)), feedback, 10)
+    conv.rollout(jnp.ones((1, 1)), feedback, 30)
+    conv.reset()
+    conv.rollout(jnp.ones((1, 1)), feedback)
+    assert len(ex._rollouts) == 1
+
+
+def test_online_conv_end_to_end(rng):
+    """prefill / step / emit+advance / state_dict / load_state_dict / reset with JAX arrays."""
+    P, L, C = 5, 30, 4
+    phi = decaying_filters(rng, C, P + L)
+    u = rng.standard_normal((2, C, P + L))
+    conv = futurefill.OnlineConv(phi, L, prompt=P, batch=2, backend="jax")
+    y = [np.asarray(conv.prefill(jnp.asarray(u[..., :P])))]
+    for t in range(10):
+        y.append(np.asarray(conv.step(jnp.asarray(u[..., P + t])))[..., None])
+    snap = conv.state_dict()
+    assert isinstance(snap["buffer"], jax.Array)
+    for t in range(10, L):
+        ut = jnp.asarray(u[..., P + t])
+        parts = [conv.emit(ut[:, :1], slice(0, 1)), conv.emit(ut[:, 1:], slice(1, None))]
+        conv.advance()
+        y.append(np.asarray(jnp.concatenate(parts, axis=1))[..., None])
+    ref = oracle(u, phi)
+    assert rel_err(np.concatenate(y, axis=-1), ref) <= RTOL64
+    conv.load_state_dict(snap)
+    again = [np.asarray(conv.step(jnp.asarray(u[..., P + t]))) for t in range(10, L)]
+    assert rel_err(np.stack(again, axis=-1), ref[..., P + 10 :]) <= RTOL64
+    conv.reset()
+    assert conv.position == 0
+    assert not np.any(np.asarray(conv._state.buffer))
+
+
+def test_steps_update_in_place(rng):
+    """Donated buffers are reused: no donation warning, and the old buffer is consumed."""
+    conv = futurefill.OnlineConv(decaying_filters(rng, 2, 64), 64, backend="jax")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for _ in range(20):
+            old = conv._state.buffer
+            conv.step(jnp.ones((1, 2)))
+            assert old.is_deleted()
