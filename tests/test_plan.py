@@ -10,9 +10,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from futurefill import Plan, PlanError, make_plan
-from futurefill.plan import SCHEDULES, default_epoch
+from futurefill.plan import SCHEDULES, TASK_COLUMNS, default_epoch
 
 LENGTHS = [1, 2, 3, 5, 16, 17, 100, 1000, 4097]
+STORED_TASK_COLUMNS = TASK_COLUMNS[1:]  # after_step is derived from task_ptr
 
 
 @pytest.mark.parametrize("schedule", SCHEDULES)
@@ -123,17 +124,7 @@ def test_plan_is_read_only() -> None:
 
 def test_large_plan_is_compact() -> None:
     plan = make_plan(1 << 20, schedule="continuous")
-    columns = [
-        "window_start",
-        "task_ptr",
-        "src_start",
-        "src_stop",
-        "dst_start",
-        "dst_stop",
-        "filter_start",
-        "filter_stop",
-        "fft_size",
-    ]
+    columns = ["window_start", "task_ptr", *STORED_TASK_COLUMNS]
     assert sum(getattr(plan, c).nbytes for c in columns) < 48 * 2**20
     assert plan.num_tasks == (1 << 20) - 1
 
@@ -147,18 +138,7 @@ def test_validate_detects_a_missing_task() -> None:
     plan = make_plan(16)
     ptr = np.array(plan.task_ptr)
     ptr[4:] -= 1  # drop the task after step 3
-    cols = {
-        c: np.delete(getattr(plan, c), 3)
-        for c in [
-            "src_start",
-            "src_stop",
-            "dst_start",
-            "dst_stop",
-            "filter_start",
-            "filter_stop",
-            "fft_size",
-        ]
-    }
+    cols = {c: np.delete(getattr(plan, c), 3) for c in STORED_TASK_COLUMNS}
     with pytest.raises(PlanError, match="inputs"):
         _broken(plan, task_ptr=ptr, **cols).validate()
 
@@ -222,3 +202,10 @@ def test_bad_arguments(kwargs: dict, error: type[Exception]) -> None:
     length = kwargs.pop("length")
     with pytest.raises(error):
         make_plan(length, **kwargs)
+
+
+def test_task_offsets_are_buffer_slots() -> None:
+    plan = make_plan(16, schedule="continuous", prompt=5)
+    task = plan.task_offsets(3)  # after step 3: inputs 0..3 -> outputs 4..7 (online positions)
+    assert (task.src_start, task.src_stop, task.dst_start, task.dst_stop) == (0, 4, 4, 8)
+    assert task.read_start == 4 - 0 - 1 and task.spectrum == (1, 8, 8) and task.fft_size == 8

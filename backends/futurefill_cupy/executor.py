@@ -195,14 +195,9 @@ class CupyExecutor(ArrayAPIExecutor):
         state.step = t + 1
 
     def _run_task(self, state: ConvState, i: int) -> None:
-        plan = state.plan
         buf = state.buffer
-        o = plan.origin
-        a, b = plan.src_start.item(i) - o, plan.src_stop.item(i) - o
-        c, d = plan.dst_start.item(i) - o, plan.dst_stop.item(i) - o
-        lo, hi, n = plan.filter_start.item(i), plan.filter_stop.item(i), plan.fft_size.item(i)
+        a, b, c, d, r, n, key = state.plan.task_offsets(i)
         spectrum = cupy.fft.rfft(buf[..., a:b], n=n, axis=-1)
-        spectrum *= state.spectra[(lo, hi, n)]
+        spectrum *= state.spectra[key]
         z = cupy.fft.irfft(spectrum, n=n, axis=-1)
-        r = c - a - lo  # where output c sits in the linear convolution
         buf[..., c:d] += z[..., r : r + d - c]

@@ -140,18 +140,13 @@ class NumpyExecutor(ArrayAPIExecutor):
         state.step = t + 1
 
     def _run_tasks(self, state: ConvState, first: int, stop: int) -> None:
-        plan = state.plan
         buf = state.buffer
-        o = plan.origin
         for i in range(first, stop):
-            a, b = plan.src_start.item(i) - o, plan.src_stop.item(i) - o
-            c, d = plan.dst_start.item(i) - o, plan.dst_stop.item(i) - o
-            lo, hi, n = plan.filter_start.item(i), plan.filter_stop.item(i), plan.fft_size.item(i)
+            a, b, c, d, r, n, key = state.plan.task_offsets(i)
             spec_work, real_work = state.extra["work"][n]
             spectrum = np.fft.rfft(buf[..., a:b], n, axis=-1, out=spec_work)
-            spectrum *= state.spectra[(lo, hi, n)]
+            spectrum *= state.spectra[key]
             z = np.fft.irfft(spectrum, n, axis=-1, out=real_work)
-            r = c - a - lo  # where output c sits in the linear convolution
             buf[..., c:d] += z[..., r : r + d - c]
 
     def reset(self, state: ConvState) -> None:

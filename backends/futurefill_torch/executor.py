@@ -218,14 +218,9 @@ class TorchExecutor(ArrayAPIExecutor):
         state.step = t + 1
 
     def _run_task(self, state: ConvState, i: int) -> None:
-        plan = state.plan
         buf = state.buffer
-        o = plan.origin
-        a, b = plan.src_start.item(i) - o, plan.src_stop.item(i) - o
-        c, d = plan.dst_start.item(i) - o, plan.dst_stop.item(i) - o
-        lo, hi, n = plan.filter_start.item(i), plan.filter_stop.item(i), plan.fft_size.item(i)
+        a, b, c, d, r, n, key = state.plan.task_offsets(i)
         spectrum = torch.fft.rfft(buf.narrow(2, a, b - a), n=n, dim=-1)
-        spectrum.mul_(state.spectra[(lo, hi, n)])
+        spectrum.mul_(state.spectra[key])
         z = torch.fft.irfft(spectrum, n=n, dim=-1)
-        # Output c sits at index c - a - lo of the linear convolution.
-        buf.narrow(2, c, d - c).add_(z.narrow(2, c - a - lo, d - c))
+        buf.narrow(2, c, d - c).add_(z.narrow(2, r, d - c))

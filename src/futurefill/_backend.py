@@ -77,11 +77,15 @@ def _load_factory(name: str) -> Callable[..., Executor]:
     try:
         return eps[name].load()  # type: ignore[no-any-return]
     except ModuleNotFoundError as exc:
-        missing = exc.name or "its array library"
-        raise ImportError(
-            f"the futurefill backend {name!r} needs {missing!r}, which is not installed: "
-            f"pip install 'futurefill[{name}]'"
-        ) from exc
+        raise _missing_library(name, exc) from exc
+
+
+def _missing_library(name: str, exc: ModuleNotFoundError) -> ImportError:
+    missing = exc.name or "its array library"
+    return ImportError(
+        f"the futurefill backend {name!r} needs {missing!r}, which is not installed: "
+        f"pip install 'futurefill[{name}]'"
+    )
 
 
 def _executor(name: str, device: Any) -> Executor:
@@ -94,11 +98,7 @@ def _executor(name: str, device: Any) -> Executor:
     try:
         executor = factory(device=device)
     except ModuleNotFoundError as exc:
-        missing = exc.name or "its array library"
-        raise ImportError(
-            f"the futurefill backend {name!r} needs {missing!r}, which is not installed: "
-            f"pip install 'futurefill[{name}]'"
-        ) from exc
+        raise _missing_library(name, exc) from exc
     with _lock:
         return _executors.setdefault(key, executor)
 

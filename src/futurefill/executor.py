@@ -268,20 +268,15 @@ class ArrayAPIExecutor:
     def advance(self, state: ConvState) -> None:
         plan = state.plan
         t = state.step
-        o = plan.origin
         for i in range(int(plan.task_ptr[t]), int(plan.task_ptr[t + 1])):
-            a, b, c, d, lo, hi, n = (
-                int(plan.src_start[i]),
-                int(plan.src_stop[i]),
-                int(plan.dst_start[i]),
-                int(plan.dst_stop[i]),
-                int(plan.filter_start[i]),
-                int(plan.filter_stop[i]),
-                int(plan.fft_size[i]),
-            )
-            block = state.buffer[..., a - o : b - o]
+            task = plan.task_offsets(i)
             z = ops.fill_future(
-                block, state.spectra[(lo, hi, n)], n, c - a - lo, d - a - lo, xp=self.xp
+                state.buffer[..., task.src_start : task.src_stop],
+                state.spectra[task.spectrum],
+                task.fft_size,
+                task.read_start,
+                task.read_start + task.dst_stop - task.dst_start,
+                xp=self.xp,
             )
-            state.buffer = xpx.at(state.buffer)[..., c - o : d - o].add(z)
+            state.buffer = xpx.at(state.buffer)[..., task.dst_start : task.dst_stop].add(z)
         state.step = t + 1

@@ -21,12 +21,12 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["SCHEDULES", "Plan", "PlanCost", "PlanError", "make_plan"]
+__all__ = ["SCHEDULES", "Plan", "PlanCost", "PlanError", "TaskOffsets", "make_plan"]
 
 Schedule = Literal["naive", "epoched", "continuous"]
 SCHEDULES: tuple[str, ...] = ("naive", "epoched", "continuous")
@@ -51,6 +51,22 @@ MAX_POSITIONS = 1 << 30
 
 class PlanError(ValueError):
     """A plan breaks one of its invariants (coverage, causality or FFT sizing)."""
+
+
+class TaskOffsets(NamedTuple):
+    """One task in the coordinates of an executor's buffer (slot = position - origin).
+
+    ``fill_future(buffer[..., src_start:src_stop], spectra[spectrum], fft_size, read_start,
+    read_start + dst_stop - dst_start)`` is added to ``buffer[..., dst_start:dst_stop]``.
+    """
+
+    src_start: int
+    src_stop: int
+    dst_start: int
+    dst_stop: int
+    read_start: int
+    fft_size: int
+    spectrum: tuple[int, int, int]
 
 
 def _next_pow2(n: int) -> int:
@@ -164,6 +180,21 @@ class Plan:
         if step is None:
             return table
         return table[self.task_ptr[step] : self.task_ptr[step + 1]]
+
+    def task_offsets(self, i: int) -> TaskOffsets:
+        """Task ``i`` as buffer slots: what an executor needs to run it."""
+        o = self.origin
+        a, c = self.src_start.item(i), self.dst_start.item(i)
+        lo, hi, n = self.filter_start.item(i), self.filter_stop.item(i), self.fft_size.item(i)
+        return TaskOffsets(
+            src_start=a - o,
+            src_stop=self.src_stop.item(i) - o,
+            dst_start=c - o,
+            dst_stop=self.dst_stop.item(i) - o,
+            read_start=c - a - lo,  # where output c sits in the linear convolution
+            fft_size=n,
+            spectrum=(lo, hi, n),
+        )
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Plan) and self._key == other._key
