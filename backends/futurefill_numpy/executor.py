@@ -21,7 +21,8 @@ class NumpyExecutor(ArrayAPIExecutor):
     * filter spectra per ``(filter slice, FFT size)`` computed once;
     * each FFT task writes its spectrum and its inverse into preallocated work arrays
       (``numpy.fft``'s ``out=``) and adds into the buffer in place;
-    * the local window is one ``numpy.vecdot`` call.
+    * a step is three calls: store ``u_t``, one ``numpy.vecdot`` over the local window, one
+      addition of the accumulated future (copied once per window block).
 
     Parameters
     ----------
@@ -75,34 +76,55 @@ class NumpyExecutor(ArrayAPIExecutor):
             n: (np.empty((*lead, n // 2 + 1), complex_dtype), np.empty((*lead, n), dtype))
             for n in {key[2] for key in plan.spectrum_keys}
         }
-        # The reversed taps with phi[0] replaced by 1: one vecdot over the window *and* the slot
-        # (which still holds the accumulator A[j]) gives A[j] + the window's older inputs.
-        window_taps = state.taps_reversed.copy()
-        window_taps[:, -1] = 1
-        state.extra["window_taps"] = window_taps
-        state.extra["phi0"] = np.ascontiguousarray(state.taps_reversed[:, -1])
+        # The accumulated future of the current window block, copied when the block starts
+        # (valid because tasks only write blocks not yet started), so that a step is: store
+        # u_t, one vecdot over the window, one addition. Naive accumulates nothing.
+        state.extra["fast"] = plan.tasks_start_windows
+        accumulates = plan.num_tasks > 0 or plan.prefill_fills_future
+        state.extra["acc"] = np.empty((*lead, plan.window_length), dtype) if accumulates else None
+        state.extra["acc_start"] = -1
+        state.extra["acc_buffer"] = None
         return state
 
+    def _block_accumulators(self, state: ConvState, start: int, slot: int) -> np.ndarray | None:
+        """The accumulators of the window block starting at ``start``, read before the slot
+        ``slot`` is overwritten (slots from ``slot`` on still hold accumulators)."""
+        extra = state.extra
+        acc = extra["acc"]
+        if acc is None:
+            return None
+        if extra["acc_start"] != start or extra["acc_buffer"] is not state.buffer:
+            buf = state.buffer
+            stop = min(start + acc.shape[-1], buf.shape[-1])
+            acc[..., slot - start : stop - start] = buf[..., slot:stop]
+            extra["acc_start"], extra["acc_buffer"] = start, buf
+        return acc
+
     def emit(self, state: ConvState, u: np.ndarray, channels: slice) -> np.ndarray:
+        if not state.extra["fast"]:
+            return super().emit(state, u, channels)
         plan = state.plan
-        t = state.step
-        slot = plan.prompt + t - plan.origin
-        start = plan.window_start.item(t) - plan.origin
+        slot = plan.prompt + state.step - plan.origin
+        start = plan.window_start.item(state.step) - plan.origin
+        acc = self._block_accumulators(state, start, slot)
         buf = state.buffer
-        taps = state.extra["window_taps"]
+        buf[:, channels, slot] = u
+        taps = state.taps_reversed
         W = taps.shape[-1]
         y = np.vecdot(buf[:, channels, start : slot + 1], taps[channels, W - 1 - slot + start :])
-        y += state.extra["phi0"][channels] * u
-        buf[:, channels, slot] = u
+        if acc is not None:
+            y += acc[:, channels, slot - start]
         return y
 
     def rollout(
         self, state: ConvState, u0: np.ndarray, feedback: Callable[[Any], Any], steps: int
     ) -> np.ndarray:
         """The emit/advance loop with every lookup hoisted out of it."""
+        if not state.extra["fast"]:
+            return super().rollout(state, u0, feedback, steps)
         plan = state.plan
         buf = state.buffer
-        taps, phi0 = state.extra["window_taps"], state.extra["phi0"]
+        taps = state.taps_reversed
         W = taps.shape[-1]
         window_start, task_ptr = plan.window_start, plan.task_ptr
         shift = plan.prompt - plan.origin
@@ -111,12 +133,17 @@ class NumpyExecutor(ArrayAPIExecutor):
         out = np.empty((steps, *buf.shape[:2]), dtype=buf.dtype)
         u = u0
         t = state.step
+        block = -1
+        acc = None
         for i in range(steps):
             slot = t + shift
             start = window_start.item(t) - o
-            y = vecdot(buf[..., start : slot + 1], taps[:, W - 1 - slot + start :], out=out[i])
-            y += phi0 * u
+            if start != block:
+                acc, block = self._block_accumulators(state, start, slot), start
             buf[..., slot] = u
+            y = vecdot(buf[..., start : slot + 1], taps[:, W - 1 - slot + start :], out=out[i])
+            if acc is not None:
+                y += acc[..., slot - start]
             first, stop = task_ptr.item(t), task_ptr.item(t + 1)
             if first < stop:
                 self._run_tasks(state, first, stop)
@@ -153,3 +180,4 @@ class NumpyExecutor(ArrayAPIExecutor):
         state.buffer[...] = 0
         state.step = 0
         state.prefilled = False
+        state.extra["acc_start"] = -1  # the copied accumulators are stale

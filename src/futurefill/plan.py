@@ -151,6 +151,19 @@ class Plan:
         return int((steps - self.window_start).max()) + 1
 
     @property
+    def tasks_start_windows(self) -> bool:
+        """Whether every task writes from the first position of a window block onwards.
+
+        Then the accumulated future of a whole window block is final when its first step
+        starts (tasks only write blocks not yet started), so an executor may copy it once per
+        block. True for every schedule :func:`make_plan` builds.
+        """
+        if self.num_tasks == 0:
+            return True
+        first = self.dst_start.astype(np.int64)
+        return bool(np.all(self.window_start[first - self.prompt] == first))
+
+    @property
     def num_tasks(self) -> int:
         """Number of FutureFill tasks."""
         return int(self.src_start.shape[0])
