@@ -85,11 +85,33 @@ def test_block_copies_survive_reset_and_reload(rng, schedule: str) -> None:
         ex.advance(state)
     saved, step = state.buffer.copy(), state.step
     ex.reset(state)
-    for _ in range(5):  # other inputs, then rewind by replacing the buffer
-        ex.emit(state, np.zeros((2, 3)), slice(None))
+    # Other inputs up to the same step, so the copy is of the *same* block, then rewind by
+    # replacing the buffer: only the buffer's identity tells the copy is stale.
+    for t in range(13):
+        ex.emit(state, u[..., t] + 1.0, slice(None))
         ex.advance(state)
     state.buffer, state.step = saved, step
     for t in range(13, 40):
         y = ex.emit(state, u[..., t].copy(), slice(None))
+        ex.advance(state)
+        np.testing.assert_allclose(y, want[..., t], rtol=0, atol=1e-12)
+
+
+def test_reset_inside_the_first_block_forgets_the_copy(rng) -> None:
+    ex = NumpyExecutor()
+    P, L = 5, 24
+    plan = make_plan(L, schedule="continuous", prompt=P, direct_below=8)
+    phi = decaying_filters(rng, 2, P + L)
+    u = rng.standard_normal((1, 2, P + L))
+    state = ex.prepare(plan, phi, batch=1, dtype=np.float64)
+    ex.prefill(state, u[..., :P] * 3.0, slice(None))  # another prompt: another cache
+    for t in range(3):  # copy block 0's accumulators, stay inside block 0
+        ex.emit(state, u[..., P + t].copy(), slice(None))
+        ex.advance(state)
+    ex.reset(state)
+    ex.prefill(state, u[..., :P], slice(None))
+    want = oracle(u, phi)[..., P:]
+    for t in range(L):
+        y = ex.emit(state, u[..., P + t].copy(), slice(None))
         ex.advance(state)
         np.testing.assert_allclose(y, want[..., t], rtol=0, atol=1e-12)
