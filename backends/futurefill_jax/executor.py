@@ -128,18 +128,15 @@ class JaxExecutor(ArrayAPIExecutor):
     def advance(self, state: ConvState) -> None:
         plan = state.plan
         t = state.step
-        o = plan.origin
         for i in range(plan.task_ptr.item(t), plan.task_ptr.item(t + 1)):
-            a, b = plan.src_start.item(i) - o, plan.src_stop.item(i) - o
-            c, d = plan.dst_start.item(i) - o, plan.dst_stop.item(i) - o
-            lo, hi, n = plan.filter_start.item(i), plan.filter_stop.item(i), plan.fft_size.item(i)
-            spectrum = state.spectra[(lo, hi, n)]
+            a, b, c, d, r, n, key = plan.task_offsets(i)
+            spectrum = state.spectra[key]
+            lo = key[0]
             if plan.schedule == "epoched" and b <= n and d - lo <= n:
                 state.buffer = _kernels.prefix_task(state.buffer, spectrum, a, b, c, d, n=n, lo=lo)
             else:
-                k = b - a
                 state.buffer = _kernels.block_task(
-                    state.buffer, spectrum, a, c, k=k, n=n, r=c - a - lo, w=k
+                    state.buffer, spectrum, a, c, k=b - a, n=n, r=r, w=b - a
                 )
         state.step = t + 1
 
