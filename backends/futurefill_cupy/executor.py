@@ -150,11 +150,8 @@ class CupyExecutor(ArrayAPIExecutor):
     def prefill(self, state: ConvState, u: cupy.ndarray, channels: slice) -> cupy.ndarray:
         plan = state.plan
         P = plan.prompt
-        stop = plan.total if plan.prefill_fills_future else P
-        n = plan.prefill_fft_size
         with self.device:
-            spectrum = ops.filter_spectrum(state.filters[channels], 0, stop, n, xp=self.xp)
-            z = ops.fill_future(u, spectrum, n, 0, stop, xp=self.xp)
+            z = self.prompt_convolution(state, u, channels)
             if plan.prefill_fills_future:
                 state.buffer[:, channels] = z[..., P:]
             else:

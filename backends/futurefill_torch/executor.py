@@ -13,7 +13,6 @@ import array_api_compat.torch as ctorch
 import numpy as np
 import torch
 
-from futurefill import ops
 from futurefill.executor import ArrayAPIExecutor, ConvState
 from futurefill.plan import Plan
 
@@ -168,10 +167,7 @@ class TorchExecutor(ArrayAPIExecutor):
     def prefill(self, state: ConvState, u: torch.Tensor, channels: slice) -> torch.Tensor:
         plan = state.plan
         P = plan.prompt
-        stop = plan.total if plan.prefill_fills_future else P
-        n = plan.prefill_fft_size
-        spectrum = ops.filter_spectrum(state.filters[channels], 0, stop, n, xp=self.xp)
-        z = ops.fill_future(u.detach(), spectrum, n, 0, stop, xp=self.xp)
+        z = self.prompt_convolution(state, u.detach(), channels)
         buf = state.buffer[:, channels]  # a view: the buffer keeps its storage (CUDA graphs)
         if plan.prefill_fills_future:
             buf.copy_(z[..., P:])

@@ -215,13 +215,22 @@ class ArrayAPIExecutor:
         state.prefilled = False
 
     # ------------------------------------------------------------------ running
+    def prompt_convolution(self, state: ConvState, u: Array, channels: slice) -> Array:
+        """One FFT convolution of the prompt ``u`` ``(B, c, P)`` of ``channels``.
+
+        Returns the outputs at positions ``0 .. P-1`` followed, when the plan fills the future
+        at prefill, by the prompt's contribution to every later position (the cache).
+        """
+        plan = state.plan
+        stop = plan.total if plan.prefill_fills_future else plan.prompt
+        n = plan.prefill_fft_size
+        spectrum = ops.filter_spectrum(state.filters[channels, ...], 0, stop, n, xp=self.xp)
+        return ops.fill_future(u, spectrum, n, 0, stop, xp=self.xp)
+
     def prefill(self, state: ConvState, u: Array, channels: slice) -> Array:
         plan = state.plan
         P = plan.prompt
-        stop = plan.total if plan.prefill_fills_future else P
-        n = plan.prefill_fft_size
-        spectrum = ops.filter_spectrum(state.filters[channels, ...], 0, stop, n, xp=self.xp)
-        z = ops.fill_future(u, spectrum, n, 0, stop, xp=self.xp)
+        z = self.prompt_convolution(state, u, channels)
         if plan.prefill_fills_future:
             state.buffer = xpx.at(state.buffer)[:, channels, :].set(z[..., P:])
         else:
