@@ -181,20 +181,11 @@ class CupyExecutor(ArrayAPIExecutor):
             current[...] = u  # after y is computed: the slot now holds the input u_t
         return y
 
-    def advance(self, state: ConvState) -> None:
-        plan = state.plan
-        t = state.step
-        first, stop = plan.task_ptr.item(t), plan.task_ptr.item(t + 1)
-        if first < stop:
-            with self.device:
-                for i in range(first, stop):
-                    self._run_task(state, i)
-        state.step = t + 1
-
-    def _run_task(self, state: ConvState, i: int) -> None:
+    def run_task(self, state: ConvState, i: int) -> None:
         buf = state.buffer
         a, b, c, d, r, n, key = state.plan.task_offsets(i)
-        spectrum = cupy.fft.rfft(buf[..., a:b], n=n, axis=-1)
-        spectrum *= state.spectra[key]
-        z = cupy.fft.irfft(spectrum, n=n, axis=-1)
-        buf[..., c:d] += z[..., r : r + d - c]
+        with self.device:
+            spectrum = cupy.fft.rfft(buf[..., a:b], n=n, axis=-1)
+            spectrum *= state.spectra[key]
+            z = cupy.fft.irfft(spectrum, n=n, axis=-1)
+            buf[..., c:d] += z[..., r : r + d - c]

@@ -125,20 +125,17 @@ class JaxExecutor(ArrayAPIExecutor):
         )
         return y
 
-    def advance(self, state: ConvState) -> None:
+    def run_task(self, state: ConvState, i: int) -> None:
         plan = state.plan
-        t = state.step
-        for i in range(plan.task_ptr.item(t), plan.task_ptr.item(t + 1)):
-            a, b, c, d, r, n, key = plan.task_offsets(i)
-            spectrum = state.spectra[key]
-            lo = key[0]
-            if plan.schedule == "epoched" and b <= n and d - lo <= n:
-                state.buffer = _kernels.prefix_task(state.buffer, spectrum, a, b, c, d, n=n, lo=lo)
-            else:
-                state.buffer = _kernels.block_task(
-                    state.buffer, spectrum, a, c, k=b - a, n=n, r=r, w=b - a
-                )
-        state.step = t + 1
+        a, b, c, d, r, n, key = plan.task_offsets(i)
+        spectrum = state.spectra[key]
+        lo = key[0]
+        if plan.schedule == "epoched" and b <= n and d - lo <= n:
+            state.buffer = _kernels.prefix_task(state.buffer, spectrum, a, b, c, d, n=n, lo=lo)
+        else:
+            state.buffer = _kernels.block_task(
+                state.buffer, spectrum, a, c, k=b - a, n=n, r=r, w=b - a
+            )
 
     # ------------------------------------------------------------------ whole generation
     def rollout(

@@ -144,9 +144,8 @@ class NumpyExecutor(ArrayAPIExecutor):
             y = vecdot(buf[..., start : slot + 1], taps[:, W - 1 - slot + start :], out=out[i])
             if acc is not None:
                 y += acc[..., slot - start]
-            first, stop = task_ptr.item(t), task_ptr.item(t + 1)
-            if first < stop:
-                self._run_tasks(state, first, stop)
+            for task in range(task_ptr.item(t), task_ptr.item(t + 1)):
+                self.run_task(state, task)
             t += 1
             state.step = t
             if i + 1 < steps:
@@ -158,23 +157,14 @@ class NumpyExecutor(ArrayAPIExecutor):
                     )
         return np.moveaxis(out, 0, -1)
 
-    def advance(self, state: ConvState) -> None:
-        plan = state.plan
-        t = state.step
-        first, stop = plan.task_ptr.item(t), plan.task_ptr.item(t + 1)
-        if first < stop:
-            self._run_tasks(state, first, stop)
-        state.step = t + 1
-
-    def _run_tasks(self, state: ConvState, first: int, stop: int) -> None:
+    def run_task(self, state: ConvState, i: int) -> None:
         buf = state.buffer
-        for i in range(first, stop):
-            a, b, c, d, r, n, key = state.plan.task_offsets(i)
-            spec_work, real_work = state.extra["work"][n]
-            spectrum = np.fft.rfft(buf[..., a:b], n, axis=-1, out=spec_work)
-            spectrum *= state.spectra[key]
-            z = np.fft.irfft(spectrum, n, axis=-1, out=real_work)
-            buf[..., c:d] += z[..., r : r + d - c]
+        a, b, c, d, r, n, key = state.plan.task_offsets(i)
+        spec_work, real_work = state.extra["work"][n]
+        spectrum = np.fft.rfft(buf[..., a:b], n, axis=-1, out=spec_work)
+        spectrum *= state.spectra[key]
+        z = np.fft.irfft(spectrum, n, axis=-1, out=real_work)
+        buf[..., c:d] += z[..., r : r + d - c]
 
     def reset(self, state: ConvState) -> None:
         state.buffer[...] = 0

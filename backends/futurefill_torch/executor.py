@@ -200,20 +200,11 @@ class TorchExecutor(ArrayAPIExecutor):
         current.copy_(u)
         return y
 
-    def advance(self, state: ConvState) -> None:
-        plan = state.plan
-        t = state.step
-        first, stop = plan.task_ptr.item(t), plan.task_ptr.item(t + 1)
-        if first < stop:
-            graphs: TaskGraphs | None = state.extra.get("graphs")
-            for i in range(first, stop):
-                if graphs is None:
-                    self._run_task(state, i)
-                else:
-                    graphs.run(state, i)
-        state.step = t + 1
-
-    def _run_task(self, state: ConvState, i: int) -> None:
+    def run_task(self, state: ConvState, i: int) -> None:
+        graphs: TaskGraphs | None = state.extra.get("graphs")
+        if graphs is not None:
+            graphs.run(state, i)
+            return
         buf = state.buffer
         a, b, c, d, r, n, key = state.plan.task_offsets(i)
         spectrum = torch.fft.rfft(buf.narrow(2, a, b - a), n=n, dim=-1)

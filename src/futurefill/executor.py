@@ -277,15 +277,19 @@ class ArrayAPIExecutor:
     def advance(self, state: ConvState) -> None:
         plan = state.plan
         t = state.step
-        for i in range(int(plan.task_ptr[t]), int(plan.task_ptr[t + 1])):
-            task = plan.task_offsets(i)
-            z = ops.fill_future(
-                state.buffer[..., task.src_start : task.src_stop],
-                state.spectra[task.spectrum],
-                task.fft_size,
-                task.read_start,
-                task.read_start + task.dst_stop - task.dst_start,
-                xp=self.xp,
-            )
-            state.buffer = xpx.at(state.buffer)[..., task.dst_start : task.dst_stop].add(z)
+        for i in range(plan.task_ptr.item(t), plan.task_ptr.item(t + 1)):
+            self.run_task(state, i)
         state.step = t + 1
+
+    def run_task(self, state: ConvState, i: int) -> None:
+        """Run task ``i`` of the plan: the one thing backends specialise in :meth:`advance`."""
+        task = state.plan.task_offsets(i)
+        z = ops.fill_future(
+            state.buffer[..., task.src_start : task.src_stop],
+            state.spectra[task.spectrum],
+            task.fft_size,
+            task.read_start,
+            task.read_start + task.dst_stop - task.dst_start,
+            xp=self.xp,
+        )
+        state.buffer = xpx.at(state.buffer)[..., task.dst_start : task.dst_stop].add(z)
