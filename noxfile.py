@@ -19,6 +19,13 @@ BACKEND_EXTRAS: dict[str, list[str]] = {
     "jax": ["jax[cpu]"],
     "cupy": [],  # the cupy wheel needs CUDA; the session skips without a device
 }
+#: What each session tests (``FUTUREFILL_TEST_BACKENDS``): the numpy session also runs the
+#: CuPy executor over a NumPy-backed stand-in; the torch session also its CUDA variants,
+#: which skip without a device.
+TEST_BACKENDS = {
+    "numpy": "numpy,cupy_standin",
+    "torch": "torch,torch_cuda,torch_cuda_graphs",
+}
 
 
 @nox.session
@@ -36,7 +43,10 @@ def tests(session: nox.Session, backend: str) -> None:
     session.run(
         "pytest",
         *session.posargs,
-        env={"FUTUREFILL_TEST_BACKENDS": backend, "JAX_ENABLE_X64": "1"},
+        env={
+            "FUTUREFILL_TEST_BACKENDS": TEST_BACKENDS.get(backend, backend),
+            "JAX_ENABLE_X64": "1",
+        },
     )
 
 

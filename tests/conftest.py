@@ -2,6 +2,10 @@
 
 ``FUTUREFILL_TEST_BACKENDS`` (comma-separated) restricts the backends, as each nox session does;
 by default every known backend is tried and the unavailable ones are skipped with the reason.
+Besides the registered backends there are executor variants: ``torch_cuda`` and
+``torch_cuda_graphs`` (the torch executor on a CUDA device, without and with CUDA graphs) and
+``cupy_standin`` (the CuPy executor over a NumPy-backed stand-in for ``cupy``, so that its
+logic runs in CI without a GPU; see ``cupy_standin.py``).
 """
 
 from __future__ import annotations
@@ -17,7 +21,16 @@ import pytest
 import futurefill
 from futurefill import Executor
 
-KNOWN_BACKENDS = ("numpy", "array_api_strict", "torch", "jax", "cupy")
+KNOWN_BACKENDS = (
+    "numpy",
+    "cupy_standin",
+    "array_api_strict",
+    "torch",
+    "torch_cuda",
+    "torch_cuda_graphs",
+    "jax",
+    "cupy",
+)
 
 
 def selected_backends() -> list[str]:
@@ -25,8 +38,26 @@ def selected_backends() -> list[str]:
     return [b.strip() for b in chosen.split(",") if b.strip()] if chosen else list(KNOWN_BACKENDS)
 
 
+def _variant(name: str) -> Executor:
+    if name == "cupy_standin":
+        from . import cupy_standin
+
+        with cupy_standin.installed():
+            from futurefill_cupy import CupyExecutor
+
+            return CupyExecutor()
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("torch.cuda.is_available() is False: no CUDA device")
+    from futurefill_torch import TorchExecutor
+
+    return TorchExecutor(device="cuda", cuda_graphs=name == "torch_cuda_graphs")
+
+
 def load_backend(name: str) -> Executor:
     """The executor for ``name``, or skip the test saying why it cannot run here."""
+    if name in ("cupy_standin", "torch_cuda", "torch_cuda_graphs"):
+        return _variant(name)
     if name not in futurefill.list_backends():
         pytest.skip(f"backend {name!r} is not installed")
     try:
@@ -37,7 +68,7 @@ def load_backend(name: str) -> Executor:
         pytest.skip(f"backend {name!r} unavailable: {exc}")
 
 
-@pytest.fixture(params=selected_backends())
+@pytest.fixture(params=selected_backends(), scope="session")
 def backend(request: pytest.FixtureRequest) -> Executor:
     return load_backend(request.param)
 

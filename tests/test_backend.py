@@ -13,7 +13,7 @@ import pytest
 
 import futurefill
 from futurefill import _backend
-from futurefill.executor import ArrayAPIExecutor
+from futurefill.backends import ArrayAPIExecutor
 
 
 @pytest.fixture(autouse=True)
@@ -111,7 +111,7 @@ def test_third_party_executor_is_selectable_by_name(tmp_path, monkeypatch) -> No
         "counting = ff_thirdparty:CountingExecutor",
         module="""
         import array_api_compat.numpy as cnp
-        from futurefill.executor import ArrayAPIExecutor
+        from futurefill.backends import ArrayAPIExecutor, compat_namespace
 
         class CountingExecutor(ArrayAPIExecutor):
             name = "counting"
@@ -124,9 +124,9 @@ def test_third_party_executor_is_selectable_by_name(tmp_path, monkeypatch) -> No
                 import numpy
                 return type(x) is numpy.ndarray
 
-            def advance(self, state):
+            def fill(self, state, step):
                 type(self).advances += 1
-                super().advance(state)
+                super().fill(state, step)
         """,
     )
     monkeypatch.syspath_prepend(str(tmp_path))

@@ -201,12 +201,12 @@ def test_feedback_shape_checked(rng):
 def test_rollout_programs_are_reused(rng):
     conv = futurefill.OnlineConv(decaying_filters(rng, 1, 64), 64, backend="jax")
     ex = conv.backend
-    ex._rollouts.clear()
+    ex._programs.clear()
     conv.rollout(jnp.ones((1, 1)), feedback, 10)
     conv.rollout(jnp.ones((1, 1)), feedback, 30)
     conv.reset()
     conv.rollout(jnp.ones((1, 1)), feedback)
-    assert len(ex._rollouts) == 1
+    assert len(ex._programs) == 1
 
 
 def test_online_conv_end_to_end(rng):

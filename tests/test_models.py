@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import futurefill
+from futurefill import PlanSpec
 from futurefill.models import ConvLM, Decoder, ModelConfig
 from futurefill.models.benchmark import main as bench_main
 from futurefill.models.decode import decode_state_size
@@ -85,8 +86,8 @@ def test_greedy_2048_tokens_identical_across_schedules(long_model: ConvLM, promp
 def test_schedule_parameters_are_passed_through(model: ConvLM) -> None:
     prompt = np.arange(9)
     base = model.generate(prompt, 40, schedule="naive", return_logits=True)[1]
-    for kwargs in ({"schedule": "epoched", "epoch": 3}, {"direct_below": 8}):
-        logits = model.generate(prompt, 40, return_logits=True, **kwargs)[1]
+    for spec in (PlanSpec("epoched", epoch=3), PlanSpec("continuous", direct_below=8)):
+        logits = model.generate(prompt, 40, return_logits=True, schedule=spec)[1]
         np.testing.assert_allclose(logits, base, rtol=0, atol=RTOL * np.abs(base).max())
 
 

@@ -47,6 +47,18 @@ def test_continuous_crossovers_are_exact(backend: Executor, rng, direct_below: i
     assert _relative_error(run_online(conv, u), oracle(u, phi)) <= RTOL64
 
 
+@pytest.mark.parametrize("epoch", [1, 3])
+def test_short_epochs_are_exact(backend: Executor, rng, epoch: int) -> None:
+    B, C, P, L = 2, 3, 4, 41
+    phi = decaying_filters(rng, C, P + L)
+    u = rng.standard_normal((B, C, P + L))
+    conv = OnlineConv(
+        phi, L, schedule="epoched", epoch=epoch, prompt=P, batch=B, backend=backend,
+        dtype="float64",
+    )  # fmt: skip
+    assert _relative_error(run_online(conv, u), oracle(u, phi)) <= RTOL64
+
+
 def test_float32_long_generation_within_derived_bound(backend: Executor, rng) -> None:
     """float32, L = 65536, continuous.
 
@@ -340,4 +352,4 @@ def test_default_dtype_follows_filters(backend: Executor) -> None:
 def test_state_size_is_the_plan_buffer(backend: Executor) -> None:
     conv = OnlineConv(np.ones((3, 70)), 64, prompt=6, batch=2, backend=backend, dtype="float64")
     assert conv.state_size["buffer"] == 2 * 3 * 64
-    assert futurefill.make_plan(64, prompt=6, direct_below=conv.plan.direct_below) == conv.plan
+    assert futurefill.make_plan(64, conv.plan.spec, prompt=6) == conv.plan

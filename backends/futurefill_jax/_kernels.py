@@ -1,4 +1,5 @@
-"""Jit-compiled kernels of the step-by-step path (one ``emit`` and the FutureFill tasks).
+"""Jit-compiled kernels of the step-by-step path (one ``emit`` and the FutureFill tasks), and
+the task contribution shared with the compiled rollout (:mod:`futurefill_jax._program`).
 
 Every kernel takes the state buffer as its first argument and donates it, so XLA updates it in
 place. Positions (slot, window start, task ranges) are traced ``int32`` scalars; only sizes are
@@ -19,7 +20,9 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-__all__ = ["after", "block_task", "emit", "prefix_task"]
+from ._classes import Kernel
+
+__all__ = ["after", "contribution", "emit", "task"]
 
 Array = Any
 
@@ -81,46 +84,67 @@ def emit(
     return buf, y
 
 
-@functools.partial(jax.jit, static_argnames=("k", "n", "r", "w"), donate_argnums=0)
-def block_task(
-    buf: Array, spectrum: Array, src: Any, dst: Any, *, k: int, n: int, r: int, w: int
-) -> Array:
-    """Add the contribution of slots ``src .. src+k-1`` to slots ``dst .. dst+w-1``.
+def contribution(
+    src: Array,
+    operand: Array,
+    rows: tuple[Any, Any, Any, Any],
+    cls: Kernel,
+    *,
+    dst_length: int,
+    direct: bool = False,
+    clamp: bool = True,
+) -> tuple[Array, Array]:
+    """One task of class ``cls``: where to add (``w``) and what (``piece``, ``m`` slots).
 
-    The contribution is entries ``r .. r+w-1`` of the size-``n`` FFT convolution of the block
-    with the filter slice whose spectrum is given. Slots past the end of the buffer (the last
-    task of a level may be cut at the planned length) are dropped.
+    Parameters
+    ----------
+    src : array, shape (B, C, Ls)
+        Array holding the task's inputs at slots ``a .. b-1``.
+    operand : array
+        The class's filter spectrum, or with ``direct`` its Toeplitz taps ``(C, m, k)``.
+    rows : tuple
+        Traced ``(a, b, c, d)``: source and target slots.
+    cls : Kernel
+        Static sizes of the class.
+    dst_length : int
+        Length of the array the piece is added to; a window that would run past its end is
+        moved back, and the piece with it.
+    direct : bool
+        Multiply by the Toeplitz taps instead of an FFT (uniform classes only).
+    clamp : bool
+        Whether windows may run past the end of the arrays (``False`` when they are padded).
     """
-    Lb = buf.shape[-1]
-    src, dst = _i32(src), _i32(dst)
-    block = lax.dynamic_slice_in_dim(buf, src, k, axis=-1)
-    z = jnp.fft.irfft(jnp.fft.rfft(block, n=n, axis=-1) * spectrum, n=n, axis=-1)
-    z = z[..., r : r + w]
-    # dynamic_update_slice clamps its start to Lb - w; shift z by the same amount.
-    s = jnp.minimum(dst, Lb - w)
-    padded = jnp.concatenate([jnp.zeros_like(z), z], axis=-1)
-    piece = lax.dynamic_slice_in_dim(padded, w - (dst - s), w, axis=-1)
-    old = lax.dynamic_slice_in_dim(buf, s, w, axis=-1)
-    return lax.dynamic_update_slice_in_dim(buf, old + piece, s, axis=-1)
+    a, b, c, d = (_i32(v) for v in rows)
+    k, m, n, lo = cls.k, cls.m, cls.fft_size, cls.filter_start
+    s = jnp.minimum(a, src.shape[-1] - k)
+    x = lax.dynamic_slice_in_dim(src, s, k, axis=-1)
+    w = jnp.minimum(c, dst_length - m)
+    if cls.uniform:  # s == a, and the first target is at a fixed place of the convolution
+        if direct:
+            z = jnp.einsum("bcs,cjs->bcj", x, operand)
+        else:
+            z = jnp.fft.irfft(jnp.fft.rfft(x, n=n, axis=-1) * operand, n=n, axis=-1)
+            z = z[..., cls.read_start : cls.read_start + m]
+        if not clamp:
+            return w, z
+        # Targets run past the end only for a task cut there: shift z by the same amount.
+        padded = jnp.concatenate([jnp.zeros_like(z), z], axis=-1)
+        return w, lax.dynamic_slice_in_dim(padded, m - (c - w), m, axis=-1)
+    pos = jnp.arange(k, dtype=jnp.int32)
+    x = jnp.where((pos >= a - s) & (pos < b - s), x, 0)
+    z = jnp.fft.irfft(jnp.fft.rfft(x, n=n, axis=-1) * operand, n=n, axis=-1)
+    # Target slot w + i is entry (w + i - s - lo) of the linear convolution; the circular one
+    # equals it there (no wrap-around reaches the targets), so read it modulo n.
+    piece = lax.dynamic_slice_in_dim(
+        jnp.concatenate([z, z], axis=-1), jnp.mod(w - s - lo, n), m, axis=-1
+    )
+    q = jnp.arange(m, dtype=jnp.int32)
+    return w, jnp.where((q >= c - w) & (q < d - w), piece, 0)
 
 
-@functools.partial(jax.jit, static_argnames=("n", "lo"), donate_argnums=0)
-def prefix_task(
-    buf: Array, spectrum: Array, a: Any, b: Any, c: Any, d: Any, *, n: int, lo: int
-) -> Array:
-    """Add the contribution of slots ``a .. b-1`` to slots ``c .. d-1`` by one FFT of the buffer.
-
-    The buffer's first ``min(n, Lb)`` slots, masked to ``[a, b)``, are convolved with the filter
-    slice starting at tap ``lo``; slot ``q`` then receives entry ``q - lo``. The FFT size is the
-    same for every task, so one compilation serves the whole epoched schedule. Requires
-    ``b <= n`` and ``d - lo <= n`` (checked by the caller).
-    """
-    Lb = buf.shape[-1]
-    mlen = min(n, Lb)
-    q = jnp.arange(Lb, dtype=jnp.int32)
-    x = jnp.where((q[:mlen] >= a) & (q[:mlen] < b), buf[..., :mlen], 0)
-    z = jnp.fft.irfft(jnp.fft.rfft(x, n=n, axis=-1) * spectrum, n=n, axis=-1)
-    if n < Lb - lo:
-        z = jnp.concatenate([z, jnp.zeros((*z.shape[:-1], Lb - lo - n), z.dtype)], axis=-1)
-    shifted = jnp.concatenate([jnp.zeros((*z.shape[:-1], lo), z.dtype), z[..., : Lb - lo]], -1)
-    return buf + jnp.where((q >= c) & (q < d), shifted, 0)
+@functools.partial(jax.jit, static_argnames=("cls",), donate_argnums=0)
+def task(buf: Array, spectrum: Array, a: Any, b: Any, c: Any, d: Any, *, cls: Kernel) -> Array:
+    """Add one task of class ``cls`` (slots ``a..b-1`` into ``c..d-1``) into ``buf``."""
+    w, piece = contribution(buf, spectrum, (a, b, c, d), cls, dst_length=buf.shape[-1])
+    old = lax.dynamic_slice_in_dim(buf, w, cls.m, axis=-1)
+    return lax.dynamic_update_slice_in_dim(buf, old + piece, w, axis=-1)

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from futurefill.executor import ArrayAPIExecutor, ConvState
-from futurefill.plan import Plan
+from futurefill.backends import ArrayAPIExecutor, ConvState, Program
 
 from . import _kernels
-from ._rollout import MAX_GROUP, build_rollout
+from ._classes import TaskClass, classify
+from ._program import build_program
 
 __all__ = ["JaxExecutor"]
 
@@ -32,15 +33,25 @@ def _x64_enabled() -> bool:
     return bool(jax.dtypes.canonicalize_dtype(np.float64) == np.float64)
 
 
+@dataclass
+class _Workspace:
+    """The window taps padded with zeros (for the emit kernel) and the plan's kernel classes."""
+
+    taps: Array
+    classes: list[TaskClass]
+    class_of_task: np.ndarray
+
+
 class JaxExecutor(ArrayAPIExecutor):
     """Executor for JAX arrays (any JAX device).
 
     * the state buffer is a JAX array rebound after every update (``state.buffer``);
-    * :meth:`emit` and the FutureFill tasks of :meth:`advance` are jit-compiled with the buffer
-      donated, so XLA updates it in place; positions are traced, so a handful of compilations
-      (one per window-size bucket and task size) serve every step;
-    * :meth:`rollout` runs all steps with a traceable feedback as one compiled XLA program
-      (see :mod:`futurefill_jax._rollout`), cached per plan, shapes, dtype and feedback.
+    * :meth:`emit` and the FutureFill tasks are jit-compiled with the buffer donated, so XLA
+      updates it in place; positions are traced, so a handful of compilations (one per
+      window-size bucket and kernel class of the plan) serve every step;
+    * :meth:`compile` turns a rollout with a traceable feedback into one XLA program
+      generated from the plan's tables (see :mod:`futurefill_jax._program`), cached per
+      plan, shapes, dtype and feedback.
 
     float64 requires ``jax_enable_x64``; asking for it without raises instead of silently
     computing in float32.
@@ -52,28 +63,36 @@ class JaxExecutor(ArrayAPIExecutor):
     """
 
     name = "jax"
-    #: ``direct_below`` of the continuous schedule, measured with ``python -m
-    #: futurefill_jax._bench`` (2 shared CPU cores, jax 0.10.2). Compiled rollout, D=1,
-    #: L=65536, us/token: 1: 0.52, 4: 0.61, 16: 0.51, 32: 0.71, 64: 0.80 (it runs aligned
-    #: groups of ``max(direct_below, 16)`` steps directly, so the value only matters above 16).
-    #: Step by step, L=8192, D=1 / D=64, us/token: 1: 51/59, 4: 43/45, 16: 57/65, 32: 39/88,
-    #: 64: 56/74 -- bound by the dispatch of the jitted calls, flat within the noise. 16 is the
-    #: best for the rollout and as good as any for steps.
+    #: ``direct_below`` crossover (2 shared CPU cores, jax 0.10.2). The
+    #: compiled rollout runs each window block of the plan as straight-line code: D=1,
+    #: L=65536, us/token: 16: 0.5, 32: 0.7, 64: 0.8; smaller blocks pay a check of the task
+    #: tables per block. Step by step, L=8192, D=1 / D=64, us/token: 1: 51/59, 4: 43/45,
+    #: 16: 57/65, 32: 39/88, 64: 56/74 -- bound by the dispatch of the jitted calls, flat
+    #: within the noise. 16 is the best for the rollout and as good as any for steps.
     direct_below: ClassVar[int] = 16
     #: Compiled rollout programs kept (least recently used dropped first).
     rollout_cache_size: ClassVar[int] = 16
 
     def __init__(self, device: Any = None) -> None:
         super().__init__(jnp, _resolve_device(device))
-        self._rollouts: OrderedDict[tuple, tuple[Any, tuple]] = OrderedDict()
+        self._programs: OrderedDict[tuple, tuple[Any, tuple]] = OrderedDict()
 
-    # ------------------------------------------------------------------ conversions
+    # ------------------------------------------------------------------ arrays
     def is_native(self, x: object) -> bool:
-        if not isinstance(x, jax.Array):
+        if not isinstance(x, jax.Array) or isinstance(x, jax.core.Tracer):
             return False
-        if self.device is None or isinstance(x, jax.core.Tracer):
-            return True
-        return self.device in x.devices()
+        return self.device is None or self.device in x.devices()
+
+    def refusal(self, x: object) -> str | None:
+        """Why ``x`` is refused, when the generic message would not say it."""
+        if isinstance(x, jax.core.Tracer):
+            return (
+                "got a JAX tracer: OnlineConv keeps its state in Python and cannot run inside "
+                "jax.jit, jax.grad or jax.vmap (the traced values would leak into the state); "
+                "call it outside, or run a whole compiled generation with "
+                "OnlineConv.rollout(u0, feedback)"
+            )
+        return None
 
     def resolve_dtype(self, dtype: Any) -> Any:
         resolved = np.dtype(super().resolve_dtype(dtype))
@@ -95,74 +114,74 @@ class JaxExecutor(ArrayAPIExecutor):
     def to_numpy(self, x: Array) -> np.ndarray:
         return np.asarray(x)
 
+    def zeros(self, shape: tuple[int, ...], dtype: Any) -> Array:
+        arr = jnp.zeros(shape, dtype=self.resolve_dtype(dtype))
+        return arr if self.device is None else jax.device_put(arr, self.device)
+
     def synchronize(self) -> None:
         (jax.device_put(0.0) + 0).block_until_ready()
 
-    # ------------------------------------------------------------------ state
-    def prepare(self, plan: Plan, filters: Array, *, batch: int, dtype: Any) -> ConvState:
-        dtype = self.resolve_dtype(dtype)
-        state = super().prepare(plan, filters, batch=batch, dtype=dtype)
+    # ------------------------------------------------------------------ kernels
+    def prepare(self, state: ConvState) -> None:
         taps = state.taps_reversed
-        state.extra["taps"] = jnp.concatenate([taps, jnp.zeros_like(taps)], axis=-1)
-        return state
+        classes, class_of_task = classify(state.plan)
+        state.workspace = _Workspace(
+            taps=jnp.concatenate([taps, jnp.zeros_like(taps)], axis=-1),
+            classes=classes,
+            class_of_task=class_of_task,
+        )
 
-    def reset(self, state: ConvState) -> None:
+    def clear(self, state: ConvState) -> None:
         state.buffer = jnp.zeros_like(state.buffer)
-        state.step = 0
-        state.prefilled = False
 
-    # ------------------------------------------------------------------ one step
-    def emit(self, state: ConvState, u: Array, channels: slice) -> Array:
-        plan = state.plan
-        t = state.step
-        slot = plan.prompt + t - plan.origin
-        start = plan.window_start.item(t) - plan.origin
+    def emit(self, state: ConvState, u: Array, channels: slice, slot: int, start: int) -> Array:
         width = slot - start
-        m = 0 if width == 0 else min(1 << (width - 1).bit_length(), plan.window_length - 1)
+        m = 0 if width == 0 else min(1 << (width - 1).bit_length(), state.plan.window_length - 1)
         ch0, ch1, _ = channels.indices(state.channels)
         state.buffer, y = _kernels.emit(
-            state.buffer, u, state.extra["taps"], slot, start, ch0=ch0, ch1=ch1, m=m
+            state.buffer, u, state.workspace.taps, slot, start, ch0=ch0, ch1=ch1, m=m
         )
         return y
 
-    def run_task(self, state: ConvState, i: int) -> None:
-        plan = state.plan
-        a, b, c, d, r, n, key = plan.task_offsets(i)
-        spectrum = state.spectra[key]
-        lo = key[0]
-        if plan.schedule == "epoched" and b <= n and d - lo <= n:
-            state.buffer = _kernels.prefix_task(state.buffer, spectrum, a, b, c, d, n=n, lo=lo)
-        else:
-            state.buffer = _kernels.block_task(
-                state.buffer, spectrum, a, c, k=b - a, n=n, r=r, w=b - a
+    def fill(self, state: ConvState, step: int) -> None:
+        plan, ws = state.plan, state.workspace
+        for i in range(plan.task_ptr.item(step), plan.task_ptr.item(step + 1)):
+            task = plan.task_offsets(i)
+            kernel = ws.classes[ws.class_of_task.item(i)].kernel
+            state.buffer = _kernels.task(
+                state.buffer,
+                state.spectra[kernel.spectrum],
+                task.src_start,
+                task.src_stop,
+                task.dst_start,
+                task.dst_stop,
+                cls=kernel,
             )
 
     # ------------------------------------------------------------------ whole generation
-    def rollout(
-        self, state: ConvState, u0: Array, feedback: Callable[[Array], Array], steps: int
-    ) -> Array:
-        """Run ``steps`` steps with ``u[t+1] = feedback(y[t])`` as one compiled program.
+    def compile(self, state: ConvState, feedback: Callable[[Array], Array]) -> Program | None:
+        """One XLA program for rollouts of ``state``'s plan with this feedback.
 
         ``feedback`` must be traceable by JAX (pure ``jax.numpy``). Compiling takes seconds the
         first time for a plan, shapes, dtype and feedback; later calls reuse the program from
         any start position and for any number of steps.
         """
-        plan = state.plan
-        if plan.schedule == "continuous" and max(plan.direct_below, 1) > MAX_GROUP:
-            return super().rollout(state, u0, feedback, steps)
-        key = (plan, state.batch, state.channels, str(state.buffer.dtype), feedback)
-        found = self._rollouts.pop(key, None)
+        key = (state.plan, state.batch, state.channels, str(state.buffer.dtype), feedback)
+        found = self._programs.pop(key, None)
         if found is None:
-            found = build_rollout(state, feedback)
-        self._rollouts[key] = found
-        while len(self._rollouts) > self.rollout_cache_size:
-            self._rollouts.popitem(last=False)
-        program, consts = found
-        t0 = state.step
-        buffer, ys = program(state.buffer, u0, t0, t0 + steps, 1, *consts)
-        state.buffer = buffer
-        state.step = t0 + steps
-        return ys[..., t0 : t0 + steps]
+            found = build_program(state, feedback)
+        self._programs[key] = found
+        while len(self._programs) > self.rollout_cache_size:
+            self._programs.popitem(last=False)
+        jitted, consts = found
+
+        def program(state: ConvState, u0: Array, steps: int) -> Array:
+            t0 = state.step
+            state.buffer, ys = jitted(state.buffer, u0, t0, t0 + steps, *consts)
+            state.step = t0 + steps
+            return ys[..., t0 : t0 + steps]
+
+        return program
 
 
 def _resolve_device(device: Any) -> Any:

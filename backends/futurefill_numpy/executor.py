@@ -1,28 +1,45 @@
-"""NumPy executor: the reference algorithm with every per-step allocation it can avoid removed."""
+"""NumPy executor: the kernels with every per-step allocation they can avoid removed."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
-import array_api_compat.numpy as cnp
 import numpy as np
 
-from futurefill.executor import ArrayAPIExecutor, ConvState
-from futurefill.plan import Plan
+from futurefill.backends import ArrayAPIExecutor, ConvState, Program, compat_namespace
+from futurefill.interpreter import check_feedback
+from futurefill.plan import TaskOffsets
 
 __all__ = ["NumpyExecutor"]
+
+
+@dataclass
+class _Workspace:
+    """Work arrays of one state.
+
+    ``work[n]`` holds the spectrum and the inverse of a task of FFT size ``n``. ``acc`` holds
+    the accumulated future of the current window block, copied from the buffer when the block
+    starts (valid because tasks only write blocks not yet started: the plan's
+    ``tasks_start_windows``), so that a step is: store ``u_t``, one vecdot, one addition.
+    ``acc_key`` says which block and which buffer revision the copy was taken from.
+    """
+
+    work: dict[int, tuple[np.ndarray, np.ndarray]]
+    acc: np.ndarray | None
+    acc_key: tuple[int, int] = (-1, -1)
 
 
 class NumpyExecutor(ArrayAPIExecutor):
     """Executor for NumPy arrays on the CPU.
 
-    * one state buffer per (batch, channel), allocated once in :meth:`prepare`;
     * filter spectra per ``(filter slice, FFT size)`` computed once;
     * each FFT task writes its spectrum and its inverse into preallocated work arrays
       (``numpy.fft``'s ``out=``) and adds into the buffer in place;
     * a step is three calls: store ``u_t``, one ``numpy.vecdot`` over the local window, one
-      addition of the accumulated future (copied once per window block).
+      addition of the accumulated future (copied once per window block);
+    * :meth:`compile` gives rollouts a loop over the plan's tables with every lookup hoisted.
 
     Parameters
     ----------
@@ -31,7 +48,7 @@ class NumpyExecutor(ArrayAPIExecutor):
     """
 
     name = "numpy"
-    #: Crossover of the continuous schedule, ``((max batch*channels, direct_below), ...)``.
+    #: ``direct_below`` crossover, ``((max batch*channels, direct_below), ...)``.
     #: Measured with ``futurefill bench --crossover --length 16384 --channels D`` (float64,
     #: feedback rollout, numpy 2.4, shared 2-core machine), us/token:
     #:
@@ -55,7 +72,7 @@ class NumpyExecutor(ArrayAPIExecutor):
     def __init__(self, device: Any = None) -> None:
         if device not in (None, "cpu"):
             raise ValueError(f"the numpy backend runs on the CPU, not on {device!r}")
-        super().__init__(cnp, None)
+        super().__init__(compat_namespace("numpy"), None)
 
     def is_native(self, x: object) -> bool:
         return type(x) is np.ndarray
@@ -67,107 +84,106 @@ class NumpyExecutor(ArrayAPIExecutor):
         width = batch * channels
         return next(k0 for limit, k0 in self.crossover if width <= limit)
 
-    def prepare(self, plan: Plan, filters: Any, *, batch: int, dtype: Any) -> ConvState:
-        state = super().prepare(plan, filters, batch=batch, dtype=dtype)
-        complex_dtype = np.result_type(state.buffer.dtype, np.complex64)
-        lead = state.buffer.shape[:2]
-        # One pair of work arrays per FFT size, reused by every task of that size.
-        state.extra["work"] = {
-            n: (np.empty((*lead, n // 2 + 1), complex_dtype), np.empty((*lead, n), dtype))
-            for n in {key[2] for key in plan.spectrum_keys}
-        }
-        # The accumulated future of the current window block, copied when the block starts
-        # (valid because tasks only write blocks not yet started), so that a step is: store
-        # u_t, one vecdot over the window, one addition. Naive accumulates nothing.
-        state.extra["fast"] = plan.tasks_start_windows
-        accumulates = plan.num_tasks > 0 or plan.prefill_fills_future
-        state.extra["acc"] = np.empty((*lead, plan.window_length), dtype) if accumulates else None
-        state.extra["acc_start"] = -1
-        state.extra["acc_buffer"] = None
-        return state
+    # ------------------------------------------------------------------ kernels
+    def prepare(self, state: ConvState) -> None:
+        plan = state.plan
+        buf = state.buffer
+        complex_dtype = np.result_type(buf.dtype, np.complex64)
+        lead = buf.shape[:2]
+        accumulates = plan.tasks_start_windows and (plan.num_tasks > 0 or plan.prefill_fills_future)
+        state.workspace = _Workspace(
+            work={
+                n: (np.empty((*lead, n // 2 + 1), complex_dtype), np.empty((*lead, n), buf.dtype))
+                for n in {key[2] for key in plan.spectrum_keys}
+            },
+            acc=np.empty((*lead, plan.window_length), buf.dtype) if accumulates else None,
+        )
 
-    def _block_accumulators(self, state: ConvState, start: int, slot: int) -> np.ndarray | None:
-        """The accumulators of the window block starting at ``start``, read before the slot
-        ``slot`` is overwritten (slots from ``slot`` on still hold accumulators)."""
-        extra = state.extra
-        acc = extra["acc"]
-        if acc is None:
-            return None
-        if extra["acc_start"] != start or extra["acc_buffer"] is not state.buffer:
+    @staticmethod
+    def _block_accumulators(state: ConvState, slot: int, start: int) -> np.ndarray | None:
+        """The accumulators of the window block starting at slot ``start``, copied once per
+        block and read before slot ``slot`` is overwritten (slots from ``slot`` on still hold
+        accumulators)."""
+        ws: _Workspace = state.workspace
+        acc = ws.acc
+        if acc is not None and ws.acc_key != (start, state.revision):
             buf = state.buffer
             stop = min(start + acc.shape[-1], buf.shape[-1])
             acc[..., slot - start : stop - start] = buf[..., slot:stop]
-            extra["acc_start"], extra["acc_buffer"] = start, buf
+            ws.acc_key = (start, state.revision)
         return acc
 
-    def emit(self, state: ConvState, u: np.ndarray, channels: slice) -> np.ndarray:
-        if not state.extra["fast"]:
-            return super().emit(state, u, channels)
+    def _blockwise(self, state: ConvState) -> bool:
+        """Whether the block copy of the accumulators is valid (or nothing accumulates)."""
         plan = state.plan
-        slot = plan.prompt + state.step - plan.origin
-        start = plan.window_start.item(state.step) - plan.origin
-        acc = self._block_accumulators(state, start, slot)
+        return state.workspace.acc is not None or not (plan.num_tasks or plan.prefill_fills_future)
+
+    def emit(
+        self, state: ConvState, u: np.ndarray, channels: slice, slot: int, start: int
+    ) -> np.ndarray:
+        if not self._blockwise(state):
+            return super().emit(state, u, channels, slot, start)  # tasks not block-aligned
+        acc = self._block_accumulators(state, slot, start)
         buf = state.buffer
         buf[:, channels, slot] = u
         taps = state.taps_reversed
-        W = taps.shape[-1]
-        y = np.vecdot(buf[:, channels, start : slot + 1], taps[channels, W - 1 - slot + start :])
+        y = np.vecdot(
+            buf[:, channels, start : slot + 1], taps[channels, taps.shape[-1] - 1 - slot + start :]
+        )
         if acc is not None:
             y += acc[:, channels, slot - start]
         return y
 
-    def rollout(
-        self, state: ConvState, u0: np.ndarray, feedback: Callable[[Any], Any], steps: int
-    ) -> np.ndarray:
-        """The emit/advance loop with every lookup hoisted out of it."""
-        if not state.extra["fast"]:
-            return super().rollout(state, u0, feedback, steps)
-        plan = state.plan
-        buf = state.buffer
-        taps = state.taps_reversed
-        W = taps.shape[-1]
-        window_start, task_ptr = plan.window_start, plan.task_ptr
-        shift = plan.prompt - plan.origin
-        o = plan.origin
-        vecdot = np.vecdot
-        out = np.empty((steps, *buf.shape[:2]), dtype=buf.dtype)
-        u = u0
-        t = state.step
-        block = -1
-        acc = None
-        for i in range(steps):
-            slot = t + shift
-            start = window_start.item(t) - o
-            if start != block:
-                acc, block = self._block_accumulators(state, start, slot), start
-            buf[..., slot] = u
-            y = vecdot(buf[..., start : slot + 1], taps[:, W - 1 - slot + start :], out=out[i])
-            if acc is not None:
-                y += acc[..., slot - start]
-            for task in range(task_ptr.item(t), task_ptr.item(t + 1)):
-                self.run_task(state, task)
-            t += 1
-            state.step = t
-            if i + 1 < steps:
-                u = feedback(y)
-                if u.shape != y.shape or u.dtype != y.dtype:
-                    raise ValueError(
-                        f"feedback must return shape {y.shape} and dtype {y.dtype}, got "
-                        f"{u.shape} and {u.dtype}"
-                    )
-        return np.moveaxis(out, 0, -1)
+    def compile(self, state: ConvState, feedback: Callable[[Any], Any]) -> Program | None:
+        """The rollout loop over the plan's tables, with every lookup hoisted out of it."""
+        if not self._blockwise(state):
+            return None
+        fill = self.fill_task
+        accumulators = self._block_accumulators
 
-    def run_task(self, state: ConvState, i: int) -> None:
+        def program(state: ConvState, u0: np.ndarray, steps: int) -> np.ndarray:
+            plan = state.plan
+            buf, taps = state.buffer, state.taps_reversed
+            W = taps.shape[-1]
+            slots, starts, task_ptr, offsets = (
+                plan.slot,
+                plan.window_slot,
+                plan.task_ptr,
+                plan.task_offsets,
+            )
+            vecdot = np.vecdot
+            out = np.empty((steps, *buf.shape[:2]), dtype=buf.dtype)
+            u = u0
+            t = state.step
+            block = -1
+            acc = None
+            for i in range(steps):
+                slot, start = slots.item(t), starts.item(t)
+                if start != block:
+                    acc, block = accumulators(state, slot, start), start
+                buf[..., slot] = u
+                y = vecdot(buf[..., start : slot + 1], taps[:, W - 1 - slot + start :], out=out[i])
+                if acc is not None:
+                    y += acc[..., slot - start]
+                for task in range(task_ptr.item(t), task_ptr.item(t + 1)):
+                    fill(state, offsets(task))
+                t += 1
+                state.step = t
+                if i + 1 < steps:
+                    u = feedback(y)
+                    check_feedback(u, y)
+            return np.moveaxis(out, 0, -1)
+
+        return program
+
+    def fill_task(self, state: ConvState, task: TaskOffsets) -> None:
         buf = state.buffer
-        a, b, c, d, r, n, key = state.plan.task_offsets(i)
-        spec_work, real_work = state.extra["work"][n]
+        a, b, c, d, r, n, key = task
+        spec_work, real_work = state.workspace.work[n]
         spectrum = np.fft.rfft(buf[..., a:b], n, axis=-1, out=spec_work)
         spectrum *= state.spectra[key]
         z = np.fft.irfft(spectrum, n, axis=-1, out=real_work)
         buf[..., c:d] += z[..., r : r + d - c]
 
-    def reset(self, state: ConvState) -> None:
+    def clear(self, state: ConvState) -> None:
         state.buffer[...] = 0
-        state.step = 0
-        state.prefilled = False
-        state.extra["acc_start"] = -1  # the copied accumulators are stale

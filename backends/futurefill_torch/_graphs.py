@@ -1,9 +1,12 @@
-"""CUDA graphs for the FutureFill tasks of the continuous schedule, one graph per task size.
+"""CUDA graphs of the FutureFill work after a step: one graph per step pattern of the plan.
 
-A graph replays fixed kernels on fixed memory, but the tasks of one size differ in where their
-block starts. The graphed body therefore reads the block and writes the result through index
-tensors computed on the device from a one-element ``offset`` tensor; before a replay the host
-sets the offset with ``fill_`` (a kernel launch with the value as argument, no synchronisation).
+A plan's :attr:`~futurefill.Plan.step_patterns` lists the distinct sequences of task shapes
+that run after a step; the steps sharing a pattern differ only in where their tasks sit. A
+graph replays fixed kernels on fixed memory, so the graphed body reads its blocks and writes
+its results through index tensors computed on the device: every task's source offset is in
+one device tensor (``offsets``), and before a replay the host sets the first task row of the
+step (``row``) with ``fill_`` (a kernel launch with the value as argument, no
+synchronisation).
 
 The same body runs without capture (``capture=False``), which is how its index arithmetic is
 tested on machines without a GPU.
@@ -11,41 +14,44 @@ tested on machines without a GPU.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
-from futurefill.executor import ConvState
+from futurefill.backends import ConvState
+from futurefill.plan import TaskShape
 
-__all__ = ["TaskGraphs"]
-
-#: (source length, target length, filter start, filter stop, FFT size, target - source start)
-TaskShape = tuple[int, int, int, int, int, int]
+__all__ = ["PatternGraphs"]
 
 
 @dataclass
-class _StaticTask:
-    """One task shape: index tensors, the spectrum, and (on CUDA) the captured graph."""
+class _PatternBody:
+    """The tasks of one step pattern, as kernels on fixed tensors, and its captured graph."""
 
     buffer: torch.Tensor
-    spectrum: torch.Tensor
-    n: int
-    read_start: int
-    src_index: torch.Tensor
-    dst_index: torch.Tensor
-    offset: torch.Tensor
+    shapes: tuple[TaskShape, ...]
+    spectra: tuple[torch.Tensor, ...]
+    offsets: torch.Tensor
+    row: torch.Tensor
     graph: Any = None
 
     def body(self) -> None:
         buf = self.buffer
-        block = buf.index_select(2, self.src_index + self.offset)
-        spectrum = torch.fft.rfft(block, n=self.n, dim=-1)
-        spectrum.mul_(self.spectrum)
-        z = torch.fft.irfft(spectrum, n=self.n, dim=-1)
-        m = self.dst_index.shape[0]
-        # Targets are distinct, so each entry gets exactly one addition: deterministic.
-        buf.index_add_(2, self.dst_index + self.offset, z.narrow(2, self.read_start, m))
+        for i, shape in enumerate(self.shapes):
+            a = self.offsets.index_select(0, self.row + i)
+            block = buf.index_select(2, self._arange(0, shape.src_length) + a)
+            spectrum = torch.fft.rfft(block, n=shape.fft_size, dim=-1)
+            spectrum.mul_(self.spectra[i])
+            z = torch.fft.irfft(spectrum, n=shape.fft_size, dim=-1)
+            m = shape.dst_length
+            targets = self._arange(shape.shift, shape.shift + m) + a
+            # Targets are distinct, so each entry gets exactly one addition: deterministic.
+            buf.index_add_(2, targets, z.narrow(2, shape.read_start, m))
+
+    def _arange(self, start: int, stop: int) -> torch.Tensor:
+        return torch.arange(start, stop, dtype=torch.int64, device=self.buffer.device)
 
     def capture(self) -> None:
         """Warm up (cuFFT plans, allocator) on a side stream, then capture :meth:`body`."""
@@ -62,61 +68,61 @@ class _StaticTask:
         self.graph = graph
 
 
-@dataclass
-class TaskGraphs:
-    """Per-state cache of graphed tasks, keyed by task shape.
+class PatternGraphs:
+    """Per-state graphs of the plan's step patterns (built on first use).
 
     Parameters
     ----------
+    state : ConvState
+        The state whose plan and buffer the graphs serve.
     capture : bool
-        Capture CUDA graphs (CUDA only); otherwise run the same body eagerly.
+        Capture CUDA graphs (CUDA only); otherwise run the same bodies eagerly.
     """
 
-    capture: bool
-    tasks: dict[TaskShape, _StaticTask] = field(default_factory=dict)
-    buffer: torch.Tensor | None = None
+    def __init__(self, state: ConvState, *, capture: bool) -> None:
+        device = state.buffer.device
+        self.capture = capture
+        self.patterns = state.plan.step_patterns
+        offsets = np.asarray(self.patterns.offsets, dtype=np.int64)  # a writable copy
+        self.offsets = torch.as_tensor(offsets, device=device)
+        self.row = torch.zeros(1, dtype=torch.int64, device=device)
+        self.buffer: torch.Tensor = state.buffer
+        self.bodies: dict[int, _PatternBody] = {}
 
-    def run(self, state: ConvState, i: int) -> None:
-        """Run task ``i`` of ``state.plan`` on ``state.buffer``."""
+    def run(self, state: ConvState, step: int) -> None:
+        """Run the tasks planned after ``step`` on ``state.buffer``."""
+        pattern = self.patterns.pattern_of_step.item(step)
+        if pattern == 0:
+            return
         if state.buffer is not self.buffer:
             self._rebind(state)
-        plan = state.plan
-        o = plan.origin
-        a, b = plan.src_start.item(i) - o, plan.src_stop.item(i) - o
-        c, d = plan.dst_start.item(i) - o, plan.dst_stop.item(i) - o
-        lo, hi, n = plan.filter_start.item(i), plan.filter_stop.item(i), plan.fft_size.item(i)
-        shape = (b - a, d - c, lo, hi, n, c - a)
-        task = self.tasks.get(shape)
-        if task is None:
-            task = self.tasks[shape] = self._make(state, shape)
-        task.offset.fill_(a)
-        if task.graph is None:
-            task.body()
+        body = self.bodies.get(pattern)
+        if body is None:
+            body = self.bodies[pattern] = self._make(state, pattern)
+        self.row.fill_(state.plan.task_ptr.item(step))
+        if body.graph is None:
+            body.body()
         else:
-            task.graph.replay()
+            body.graph.replay()
 
     def _rebind(self, state: ConvState) -> None:
         """Graphs hold the address of the buffer they were captured on: keep using it."""
-        if self.buffer is None or self.buffer.shape != state.buffer.shape:
+        if self.buffer.shape != state.buffer.shape or self.buffer.dtype != state.buffer.dtype:
             self.buffer = state.buffer
-            self.tasks.clear()
+            self.bodies.clear()
         else:
             self.buffer.copy_(state.buffer)
             state.buffer = self.buffer
 
-    def _make(self, state: ConvState, shape: TaskShape) -> _StaticTask:
-        k, m, lo, hi, n, shift = shape
-        buf = state.buffer
-        index = {"dtype": torch.int64, "device": buf.device}
-        task = _StaticTask(
-            buffer=buf,
-            spectrum=state.spectra[(lo, hi, n)],
-            n=n,
-            read_start=shift - lo,
-            src_index=torch.arange(k, **index),
-            dst_index=torch.arange(shift, shift + m, **index),
-            offset=torch.zeros(1, **index),
+    def _make(self, state: ConvState, pattern: int) -> _PatternBody:
+        shapes = tuple(self.patterns.shapes[s] for s in self.patterns.patterns[pattern])
+        body = _PatternBody(
+            buffer=state.buffer,
+            shapes=shapes,
+            spectra=tuple(state.spectra[shape.spectrum] for shape in shapes),
+            offsets=self.offsets,
+            row=self.row,
         )
         if self.capture:
-            task.capture()
-        return task
+            body.capture()
+        return body

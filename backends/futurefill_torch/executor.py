@@ -9,14 +9,13 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-import array_api_compat.torch as ctorch
 import numpy as np
 import torch
 
-from futurefill.executor import ArrayAPIExecutor, ConvState
-from futurefill.plan import Plan
+from futurefill.backends import ArrayAPIExecutor, ConvState, compat_namespace
+from futurefill.plan import TaskOffsets
 
-from ._graphs import TaskGraphs
+from ._graphs import PatternGraphs
 
 __all__ = ["TorchExecutor"]
 
@@ -56,8 +55,9 @@ class TorchExecutor(ArrayAPIExecutor):
       place (``buf[..., c:d] += z``);
     * filter spectra per ``(filter slice, FFT size)`` computed once, on the device;
     * the local window is one batched ``torch.linalg.vecdot``;
-    * no host synchronisation in a step; optionally (``cuda_graphs=True``) each FutureFill task
-      of the continuous schedule replays a CUDA graph captured once per task size.
+    * no host synchronisation in a step; optionally (``cuda_graphs=True``) the FutureFill
+      tasks after a step replay a CUDA graph captured once per step pattern of the plan
+      (:attr:`futurefill.Plan.step_patterns`).
 
     Inputs are used as data, never differentiated: tensors that require grad are detached.
 
@@ -66,8 +66,8 @@ class TorchExecutor(ArrayAPIExecutor):
     device : None, str or torch.device
         ``"cpu"`` (default), ``"cuda"`` (the current CUDA device) or ``"cuda:N"``.
     cuda_graphs : bool
-        Capture the per-task work of the continuous schedule as CUDA graphs, one per task
-        size (CUDA only). Off by default.
+        Capture the FutureFill work after a step as CUDA graphs, one per step pattern (CUDA
+        only). Off by default.
 
     Raises
     ------
@@ -78,7 +78,7 @@ class TorchExecutor(ArrayAPIExecutor):
     """
 
     name = "torch"
-    #: Crossover of the continuous schedule on the CPU: ``((max batch*channels, direct_below),
+    #: ``direct_below`` crossover on the CPU: ``((max batch*channels, direct_below),
     #: ...)`` per dtype. Measured with torch 2.13.0+cpu, ``torch.set_num_threads(1)``, on a
     #: shared 2-core machine: 16384 ``OnlineConv.step`` calls (B=1, L=16384) for every
     #: direct_below in 1, 2, 4, ..., 256, all candidates stepped in lock-step so machine noise
@@ -100,24 +100,27 @@ class TorchExecutor(ArrayAPIExecutor):
         torch.float32: ((1, 16), (64, 64), (1 << 62, 16)),
         torch.float64: ((1, 32), (64, 64), (1 << 62, 16)),
     }
-    #: Crossover on CUDA: NOT measured (no GPU was available); a block of 64 steps summed
-    #: directly is a few microseconds of one kernel, cheaper than the launches of an FFT task.
+    #: Crossover on CUDA. On an H100 (torch 2.11, D=64, L=16384) a step is bound by kernel
+    #: launches (~57 us/token), so summing a block of 64 steps directly in
+    #: one kernel is cheaper than the launches of the FFT tasks it replaces.
     cuda_direct_below: ClassVar[int] = 64
 
     def __init__(self, device: Any = None, *, cuda_graphs: bool = False) -> None:
         dev = _resolve_device(device)
         if cuda_graphs and dev.type != "cuda":
             raise ValueError("cuda_graphs=True needs a CUDA device")
-        super().__init__(ctorch, dev)
+        super().__init__(compat_namespace("torch"), dev)
         self.cuda_graphs = bool(cuda_graphs)
 
-    # ------------------------------------------------------------------ conversions
+    # ------------------------------------------------------------------ arrays
     def is_native(self, x: object) -> bool:
         return isinstance(x, torch.Tensor) and x.device == self.device
 
     def asarray(self, x: Any, dtype: Any = None) -> torch.Tensor:
         if dtype is not None and not isinstance(dtype, torch.dtype):
             dtype = self.resolve_dtype(dtype)
+        if isinstance(x, torch.Tensor):
+            x = x.detach()  # inputs are data, never differentiated
         return torch.as_tensor(x, dtype=dtype, device=self.device)
 
     def to_numpy(self, x: torch.Tensor) -> np.ndarray:
@@ -128,6 +131,8 @@ class TorchExecutor(ArrayAPIExecutor):
             if dtype in (torch.float32, torch.float64):
                 return dtype
         else:
+            if isinstance(dtype, str) and dtype.startswith("torch."):
+                dtype = dtype.removeprefix("torch.")  # the spelling str(torch.float32) gives
             try:
                 name = np.dtype(dtype).name  # "float32", np.float64, np.dtype(...)
             except (TypeError, ValueError):
@@ -135,6 +140,9 @@ class TorchExecutor(ArrayAPIExecutor):
             if name in _FLOATS:
                 return _FLOATS[name]
         return super().resolve_dtype(dtype)  # raises the refusal for anything else
+
+    def zeros(self, shape: tuple[int, ...], dtype: Any) -> torch.Tensor:
+        return torch.zeros(shape, dtype=self.resolve_dtype(dtype), device=self.device)
 
     def default_direct_below(self, batch: int, channels: int, dtype: Any) -> int:
         if self.device.type == "cuda":
@@ -147,39 +155,28 @@ class TorchExecutor(ArrayAPIExecutor):
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
 
-    # ------------------------------------------------------------------ state
-    def prepare(self, plan: Plan, filters: Any, *, batch: int, dtype: Any) -> ConvState:
-        dtype = self.resolve_dtype(dtype)
-        # A private copy (a NumPy input would otherwise share memory), never differentiated.
-        filt = torch.as_tensor(filters).detach().to(device=self.device, dtype=dtype, copy=True)
-        state = super().prepare(plan, filt, batch=batch, dtype=dtype)
+    # ------------------------------------------------------------------ kernels
+    def prepare(self, state: ConvState) -> None:
         state.taps_reversed = state.taps_reversed.contiguous()
-        if self.cuda_graphs and plan.schedule == "continuous":
-            state.extra["graphs"] = TaskGraphs(capture=True)
-        return state
+        if self.cuda_graphs and state.plan.num_tasks:
+            state.workspace = PatternGraphs(state, capture=True)
 
-    def reset(self, state: ConvState) -> None:
-        state.buffer.zero_()
-        state.step = 0
-        state.prefilled = False
-
-    # ------------------------------------------------------------------ running
     def prefill(self, state: ConvState, u: torch.Tensor, channels: slice) -> torch.Tensor:
         plan = state.plan
         P = plan.prompt
-        z = self.prompt_convolution(state, u.detach(), channels)
+        u = u.detach()
+        z = self.prompt_convolution(state, u, channels)
         buf = state.buffer[:, channels]  # a view: the buffer keeps its storage (CUDA graphs)
         if plan.prefill_fills_future:
             buf.copy_(z[..., P:])
         else:
-            buf[..., :P] = u.detach()
+            buf[..., :P] = u
         return z[..., :P].contiguous()
 
-    def emit(self, state: ConvState, u: torch.Tensor, channels: slice) -> torch.Tensor:
-        plan = state.plan
-        t = state.step
-        slot = plan.prompt + t - plan.origin
-        width = slot - (plan.window_start.item(t) - plan.origin)  # older inputs in the window
+    def emit(
+        self, state: ConvState, u: torch.Tensor, channels: slice, slot: int, start: int
+    ) -> torch.Tensor:
+        width = slot - start  # older inputs in the window
         if u.requires_grad:
             u = u.detach()
         buf = state.buffer
@@ -195,19 +192,25 @@ class TorchExecutor(ArrayAPIExecutor):
         y = torch.addcmul(current, taps.select(1, last), u)
         if width:
             y += torch.linalg.vecdot(
-                buf.narrow(2, slot - width, width), taps.narrow(1, last - width, width)
+                buf.narrow(2, start, width), taps.narrow(1, last - width, width)
             )
         current.copy_(u)
         return y
 
-    def run_task(self, state: ConvState, i: int) -> None:
-        graphs: TaskGraphs | None = state.extra.get("graphs")
-        if graphs is not None:
-            graphs.run(state, i)
-            return
+    def fill(self, state: ConvState, step: int) -> None:
+        graphs: PatternGraphs | None = state.workspace
+        if graphs is None:
+            super().fill(state, step)
+        else:
+            graphs.run(state, step)
+
+    def fill_task(self, state: ConvState, task: TaskOffsets) -> None:
         buf = state.buffer
-        a, b, c, d, r, n, key = state.plan.task_offsets(i)
+        a, b, c, d, r, n, key = task
         spectrum = torch.fft.rfft(buf.narrow(2, a, b - a), n=n, dim=-1)
         spectrum.mul_(state.spectra[key])
         z = torch.fft.irfft(spectrum, n=n, dim=-1)
         buf.narrow(2, c, d - c).add_(z.narrow(2, r, d - c))
+
+    def clear(self, state: ConvState) -> None:
+        state.buffer.zero_()

@@ -1,13 +1,23 @@
 """futurefill: exact, fast autoregressive generation from convolutional sequence models."""
 
+from . import interpreter
 from ._backend import BackendError, get_backend, list_backends, set_backend, use_backend
-from .executor import ArrayAPIExecutor, ConvState, Executor
+from .backends import ArrayAPIExecutor, ConvState, Executor
 from .filters import decaying_random_filters, hyena_filters, stu_filters
 from .online import OnlineConv
 from .ops import causal_conv
-from .plan import SCHEDULES, Plan, PlanCost, PlanError, make_plan
+from .plan import (
+    SCHEDULES,
+    Plan,
+    PlanCost,
+    PlanError,
+    PlanSpec,
+    list_schedules,
+    make_plan,
+    register_schedule,
+)
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "SCHEDULES",
@@ -19,12 +29,17 @@ __all__ = [
     "Plan",
     "PlanCost",
     "PlanError",
+    "PlanSpec",
+    "__version__",
     "causal_conv",
     "decaying_random_filters",
     "get_backend",
     "hyena_filters",
+    "interpreter",
     "list_backends",
+    "list_schedules",
     "make_plan",
+    "register_schedule",
     "set_backend",
     "stu_filters",
     "use_backend",

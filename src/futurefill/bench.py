@@ -18,10 +18,10 @@ from typing import Any
 import numpy as np
 
 from ._backend import get_backend
-from .executor import Executor
+from .backends import Executor
 from .online import OnlineConv
 from .ops import fill_future, filter_spectrum, next_pow2
-from .plan import SCHEDULES
+from .plan import SCHEDULES, PlanSpec
 
 __all__ = ["BenchResult", "bench_configuration", "decaying_filters", "measure_crossover"]
 
@@ -43,6 +43,13 @@ class BenchResult:
     speedup_vs_naive: float | None
     ratio_to_floor: float | None
     max_deviation: float | None
+    first_run_seconds: float = float("nan")
+
+    @property
+    def warmup_seconds(self) -> float:
+        """What the first (warm-up) run took beyond the best one: compilation, FFT plans,
+        caches. Reported apart, never in :attr:`seconds`."""
+        return max(self.first_run_seconds - self.seconds, 0.0)
 
     def as_dict(self) -> dict[str, Any]:
         """Plain dict (for ``--json`` and :func:`futurefill.plot.plot_scaling`)."""
@@ -83,10 +90,9 @@ def bench_configuration(
     batch: int = 1,
     backend: str | Executor | None = None,
     dtype: str = "float64",
-    schedules: Iterable[str] = SCHEDULES,
+    schedules: Iterable[str | PlanSpec] = SCHEDULES,
     repeats: int = 1,
     seed: int = 0,
-    direct_below: int | None = None,
 ) -> list[BenchResult]:
     """Time every schedule and the offline floor on one configuration, in this process.
 
@@ -98,15 +104,17 @@ def bench_configuration(
         Backend; the one in force by default.
     dtype : {"float64", "float32"}
         Working precision.
-    schedules : iterable of str
-        Schedules to run; ``naive`` is the reference of the speedups and deviations.
+    schedules : iterable of str or PlanSpec
+        Schedules to run (with their parameters when a spec is given); ``naive`` is the
+        reference of the speedups and deviations. A result is labelled by the schedule's name,
+        or by the spec when it has parameters.
     repeats : int
-        Rounds; each round times every method once, in turn (so that a slow spell of the
-        machine hits all methods alike), and each method keeps its best round.
+        Timed rounds after one warm-up round (compilation, FFT plans and caches happen
+        there; its time is reported apart as ``first_run_seconds``). Each round times every
+        method once, in turn (so that a slow spell of the machine hits all methods alike),
+        and each method keeps its best round.
     seed : int
         Seed of the filters and the first input.
-    direct_below : int, optional
-        Continuous crossover; the backend's measured default otherwise.
 
     Returns
     -------
@@ -118,34 +126,34 @@ def bench_configuration(
     filters = ex.asarray(filters_host, dtype=dtype)
     rng = np.random.default_rng(seed + 1)
     u0 = ex.asarray(rng.standard_normal((batch, channels)).astype(dtype), dtype=dtype)
+    specs = [PlanSpec.coerce(s) for s in schedules]
     convs = {
-        schedule: OnlineConv(
-            filters,
-            length,
-            schedule=schedule,
-            batch=batch,
-            dtype=dtype,
-            backend=ex,
-            direct_below=direct_below if schedule == "continuous" else None,
-        )
-        for schedule in schedules
+        str(spec): OnlineConv(filters, length, schedule=spec, batch=batch, dtype=dtype, backend=ex)
+        for spec in specs
     }
-    timings: dict[str, float] = dict.fromkeys([*convs, OFFLINE], float("inf"))
+    methods = [*convs, OFFLINE]
+    timings: dict[str, float] = dict.fromkeys(methods, float("inf"))
+    first: dict[str, float] = {}
     outputs: dict[str, np.ndarray] = {}
-    u_all = None
-    for _ in range(max(repeats, 1)):
+    u_all = floor_spectrum = None
+    n_floor = next_pow2(2 * length - 1)
+    for round_ in range(1 + max(repeats, 1)):
+        times = {}
         for schedule, conv in convs.items():
-            seconds, ys = _time_rollout(conv, u0)
-            timings[schedule] = min(timings[schedule], seconds)
+            times[schedule], ys = _time_rollout(conv, u0)
             outputs[schedule] = ex.to_numpy(ys)
         if u_all is None:
             # The floor: all inputs of the run known at once (u[0] = u0, u[t+1] = tanh(y[t])).
             some = outputs[next(iter(outputs))]
             host = np.concatenate([ex.to_numpy(u0)[..., None], np.tanh(some[..., :-1])], -1)
             u_all = ex.asarray(host, dtype=dtype)
-            n_floor = next_pow2(2 * length - 1)
             floor_spectrum = filter_spectrum(filters, 0, length, n_floor, xp=ex.xp)
-        timings[OFFLINE] = min(timings[OFFLINE], _time_offline(ex, u_all, floor_spectrum, n_floor))
+        times[OFFLINE] = _time_offline(ex, u_all, floor_spectrum, n_floor)
+        for method, seconds in times.items():
+            if round_ == 0:
+                first[method] = seconds  # the warm-up round
+            else:
+                timings[method] = min(timings[method], seconds)
 
     naive_time = timings.get("naive")
     reference = outputs.get("naive")
@@ -168,6 +176,7 @@ def bench_configuration(
                 speedup_vs_naive=None if naive_time is None else naive_time / seconds,
                 ratio_to_floor=seconds / timings[OFFLINE],
                 max_deviation=deviation,
+                first_run_seconds=first[method],
             )
         )
     return results
@@ -197,10 +206,9 @@ def measure_crossover(
                 batch=batch,
                 backend=backend,
                 dtype=dtype,
-                schedules=("continuous",),
+                schedules=(PlanSpec("continuous", direct_below=k0),),
                 repeats=repeats,
-                direct_below=k0,
             )
-            if r.schedule == "continuous"
+            if r.schedule != OFFLINE
         )
         yield k0, result.us_per_token

@@ -1,19 +1,29 @@
-"""OnlineConv: the streaming causal convolution users put inside their models."""
+"""OnlineConv: the streaming causal convolution users put inside their models.
+
+It is the checked, stateful face of the interpreter (:mod:`futurefill.interpreter`): every
+argument is validated here, before anything changes, so a refused call leaves the state as it
+was.
+"""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
+from . import interpreter
 from ._backend import get_backend
-from .executor import ConvState, Executor
-from .plan import Plan, make_plan
+from ._checks import check_int
+from .backends import Executor
+from .plan import Plan, PlanSpec, make_plan, resolve_spec
+from .state import ConvState
 
 __all__ = ["OnlineConv"]
 
 _ALL = slice(None)
+_SNAPSHOT_KEYS = ("plan", "filters", "buffer", "position", "prefilled", "emitted", "digest")
 
 Array = Any
 
@@ -25,10 +35,13 @@ class OnlineConv:
     ----------
     filters : array, shape (C, N)
         Filter taps per channel, ``N >= prompt + length``; NumPy or the backend's arrays.
+        They are copied: changing the caller's array later changes nothing here.
     length : int
         Number of online steps.
-    schedule : {"continuous", "epoched", "naive"}
-        Generation schedule (see :func:`futurefill.make_plan`).
+    schedule : str, PlanSpec or Plan
+        Generation schedule (see :func:`futurefill.make_plan`), with its parameters when a
+        :class:`~futurefill.PlanSpec` is given; a :class:`~futurefill.Plan` is run as it is
+        (see :meth:`from_plan`).
     prompt : int
         Number of prompt inputs given by :meth:`prefill` before the first step.
     batch : int
@@ -36,11 +49,13 @@ class OnlineConv:
     dtype : str or dtype, optional
         ``"float32"`` or ``"float64"``; defaults to the filters' dtype (float64 for integers).
     backend : str or Executor, optional
-        Backend name; defaults to the one in force (:func:`futurefill.get_backend`).
+        Backend; defaults to the one in force (:func:`futurefill.get_backend`).
     device : optional
         Device for an explicitly named backend.
-    epoch, direct_below : int, optional
-        Schedule parameters; ``direct_below`` defaults to the backend's measured crossover.
+    **params
+        Schedule parameters, merged into ``schedule`` (e.g. ``epoch=64``,
+        ``direct_below=16``); parameters the backend tunes for itself (the continuous
+        schedule's ``direct_below``) default to its measured value.
 
     Examples
     --------
@@ -57,41 +72,83 @@ class OnlineConv:
         filters: Array,
         length: int,
         *,
-        schedule: str = "continuous",
+        schedule: str | PlanSpec | Plan = "continuous",
         prompt: int = 0,
         batch: int = 1,
         dtype: Any = None,
         backend: str | Executor | None = None,
         device: Any = None,
-        epoch: int | None = None,
-        direct_below: int | None = None,
+        **params: Any,
     ) -> None:
         executor = get_backend(backend, device=device)
-        if isinstance(batch, bool) or not isinstance(batch, int | np.integer) or batch < 1:
-            raise ValueError(f"batch must be a positive int, got {batch!r}")
+        length = check_int("length", length, 1)
+        prompt = check_int("prompt", prompt, 0)
+        batch = check_int("batch", batch, 1)
         host = _host_filters(executor, filters)
         if dtype is None:
-            dtype = "float64" if host.dtype.kind in "iub" else str(host.dtype)
+            dtype = "float64" if host.dtype.kind in "iub" else host.dtype.name
         dtype = executor.resolve_dtype(dtype)
         channels, taps = host.shape
-        if schedule == "continuous" and direct_below is None:
-            direct_below = executor.default_direct_below(int(batch), channels, dtype)
-        plan = make_plan(
-            length, schedule=schedule, prompt=prompt, epoch=epoch, direct_below=direct_below
-        )
-        if taps < plan.total:
+        if taps < prompt + length:  # before any plan is built: the cheap check comes first
             raise ValueError(
-                f"filters have {taps} taps but prompt + length = {plan.total} positions need "
-                f"at least {plan.total}"
+                f"filters have {taps} taps but prompt + length = {prompt + length} positions "
+                f"need at least {prompt + length}"
             )
+        if isinstance(schedule, Plan):
+            plan = schedule
+            if params or (plan.length, plan.prompt) != (length, prompt):
+                raise ValueError(
+                    f"a Plan fixes length, prompt and parameters: this one has length "
+                    f"{plan.length} and prompt {plan.prompt} (use OnlineConv.from_plan)"
+                )
+        else:
+            spec = PlanSpec.coerce(schedule).with_params(**params)
+            spec = resolve_spec(spec, executor, batch=batch, channels=channels, dtype=dtype)
+            plan = make_plan(length, spec, prompt=prompt)
         self._executor = executor
         self._dtype = dtype
-        self._state: ConvState = executor.prepare(
-            plan, filters if executor.is_native(filters) else host, batch=int(batch), dtype=dtype
+        source = filters if executor.is_native(filters) else host
+        self._state: ConvState = interpreter.new_state(
+            executor, plan, source, batch=batch, dtype=dtype
         )
-        self._emitted = np.zeros(channels, dtype=bool)
-        self._prefilled = np.zeros(channels, dtype=bool)
-        self._num_emitted = 0  # channels emitted at this step (a counter keeps step() cheap)
+        self._filters_digest = hashlib.sha256(
+            np.ascontiguousarray(host, dtype=np.float64).tobytes()
+        ).hexdigest()[:20]
+
+    @classmethod
+    def from_plan(
+        cls,
+        filters: Array,
+        plan: Plan,
+        *,
+        batch: int = 1,
+        dtype: Any = None,
+        backend: str | Executor | None = None,
+        device: Any = None,
+    ) -> OnlineConv:
+        """An OnlineConv that runs ``plan`` (e.g. one built with :meth:`Plan.from_tasks`).
+
+        Parameters
+        ----------
+        filters : array, shape (C, N)
+            Filter taps, ``N >= plan.total``.
+        plan : Plan
+            The schedule to run; its length and prompt are the convolution's.
+        batch, dtype, backend, device
+            As for :class:`OnlineConv`.
+        """
+        if not isinstance(plan, Plan):
+            raise TypeError(f"plan must be a futurefill.Plan, got {type(plan).__name__}")
+        return cls(
+            filters,
+            plan.length,
+            schedule=plan,
+            prompt=plan.prompt,
+            batch=batch,
+            dtype=dtype,
+            backend=backend,
+            device=device,
+        )
 
     # ------------------------------------------------------------------ properties
     @property
@@ -142,36 +199,28 @@ class OnlineConv:
     def __repr__(self) -> str:
         p = self.plan
         return (
-            f"OnlineConv(schedule={p.schedule!r}, length={p.length}, prompt={p.prompt}, "
-            f"batch={self.batch}, channels={self.channels}, dtype={self._dtype}, "
-            f"backend={self._executor.name!r}, position={self.position})"
+            f"OnlineConv(schedule={str(p.spec or p.schedule)!r}, length={p.length}, "
+            f"prompt={p.prompt}, batch={self.batch}, channels={self.channels}, "
+            f"dtype={self._dtype}, backend={self._executor.name!r}, position={self.position})"
         )
 
     # ------------------------------------------------------------------ validation
     def _check_input(self, u: Array, shape: tuple[int, ...], what: str) -> None:
         ex = self._executor
         if not ex.is_native(u):
+            refusal = getattr(ex, "refusal", None)
+            reason = refusal(u) if refusal is not None else None
+            if reason:
+                raise TypeError(f"{what}: {reason}")
             raise TypeError(
                 f"{what} must be an array of the {ex.name!r} backend"
                 + ("" if ex.device is None else f" on device {ex.device!r}")
                 + f", got {type(u).__module__}.{type(u).__name__}"
             )
-        if u.shape != shape:
+        if tuple(u.shape) != shape:
             raise ValueError(f"{what} must have shape {shape}, got {tuple(u.shape)}")
         if u.dtype != self._dtype:
             raise TypeError(f"{what} must have dtype {self._dtype}, got {u.dtype}; cast it first")
-
-    def _check_can_step(self) -> None:
-        s = self._state
-        p = s.plan
-        if s.step >= p.length:
-            raise RuntimeError(
-                f"all {p.length} planned steps are done; call reset() or plan a longer OnlineConv"
-            )
-        if p.prompt and not s.prefilled:
-            raise RuntimeError(
-                f"call prefill(u) with the {p.prompt} prompt inputs of every channel first"
-            )
 
     def _channel_range(self, channels: slice) -> slice:
         if not isinstance(channels, slice):
@@ -185,10 +234,10 @@ class OnlineConv:
     def prefill(self, u: Array, channels: slice = _ALL) -> Array:
         """Consume the prompt and return its outputs.
 
-        One FFT convolution gives the prompt outputs and, except for the naive schedule (which
-        keeps every input by definition), the prompt's whole contribution to the ``length``
-        outputs still to come; the prompt inputs are then dropped. Layers sharing one state
-        may each prefill their own channels (every channel once) before the first step.
+        One FFT convolution gives the prompt outputs and, except for schedules that keep the
+        prompt (naive), the prompt's whole contribution to the ``length`` outputs still to
+        come; the prompt inputs are then dropped. Layers sharing one state may each prefill
+        their own channels (every channel once) before the first step.
 
         Parameters
         ----------
@@ -205,17 +254,10 @@ class OnlineConv:
         if p.prompt == 0:
             raise RuntimeError("this OnlineConv was planned without a prompt (prompt=0)")
         ch = self._channel_range(channels)
-        if self._prefilled[ch].any():
-            raise RuntimeError(
-                "the prompt was already given for these channels; call reset() to start over"
-            )
         self._check_input(u, (self.batch, ch.stop - ch.start, p.prompt), "the prompt")
         if not bool(np.all(np.isfinite(self._executor.to_numpy(u)))):
             raise ValueError("the prompt contains NaN or infinite values")
-        y = self._executor.prefill(s, u, ch)
-        self._prefilled[ch] = True
-        s.prefilled = bool(self._prefilled.all())
-        return y
+        return interpreter.prefill(self._executor, s, u, ch)
 
     def step(self, u: Array) -> Array:
         """One online step for all channels: return ``y_t`` and fill the future.
@@ -229,16 +271,12 @@ class OnlineConv:
         -------
         array, shape (B, C)
         """
-        self._check_can_step()
-        if self._num_emitted:
-            raise RuntimeError("some channels were emitted at this step; finish with advance()")
         s = self._state
-        self._check_input(u, s.buffer.shape[:2], "u_t")
-        y = self._executor.emit(s, u, _ALL)
-        self._executor.advance(s)
-        return y
+        interpreter.check_can_step(s)
+        self._check_input(u, (s.batch, s.channels), "u_t")
+        return interpreter.step(self._executor, s, u)
 
-    def emit(self, u: Array, channels: slice = slice(None)) -> Array:
+    def emit(self, u: Array, channels: slice = _ALL) -> Array:
         """Return ``y_t`` for a contiguous range of channels, without filling the future.
 
         Several layers can share one OnlineConv (their channels stacked): each emits its own
@@ -255,25 +293,15 @@ class OnlineConv:
         -------
         array, shape (B, c)
         """
-        self._check_can_step()
+        s = self._state
+        interpreter.check_can_step(s)
         ch = self._channel_range(channels)
-        if self._emitted[ch].any():
-            raise RuntimeError(f"channels {ch.start}..{ch.stop - 1} were already emitted")
         self._check_input(u, (self.batch, ch.stop - ch.start), "u_t")
-        y = self._executor.emit(self._state, u, ch)
-        self._emitted[ch] = True
-        self._num_emitted += ch.stop - ch.start
-        return y
+        return interpreter.emit(self._executor, s, u, ch)
 
     def advance(self) -> None:
         """Fill the future after every channel has been emitted at this step."""
-        self._check_can_step()
-        if self._num_emitted < self.channels:
-            missing = self.channels - self._num_emitted
-            raise RuntimeError(f"{missing} channels were not emitted at this step")
-        self._executor.advance(self._state)
-        self._emitted[:] = False
-        self._num_emitted = 0
+        interpreter.advance(self._executor, self._state)
 
     def rollout(
         self, u0: Array, feedback: Callable[[Array], Array], steps: int | None = None
@@ -281,7 +309,7 @@ class OnlineConv:
         """Generate with feedback: ``u[t+1] = feedback(y[t])``, starting from ``u0``.
 
         Backends with a compiler (JAX) run the whole loop as one compiled program; others loop
-        over :meth:`step`. On any error the state is restored to what it was before the call.
+        over the plan's steps. On any error the state is restored to what it was before.
 
         Parameters
         ----------
@@ -297,33 +325,45 @@ class OnlineConv:
         -------
         array, shape (B, C, steps)
         """
-        self._check_can_step()
-        if self._num_emitted:
+        s = self._state
+        interpreter.check_can_step(s)
+        if s.num_emitted:
             raise RuntimeError("some channels were emitted at this step; finish with advance()")
         if not callable(feedback):
             raise TypeError("feedback must be callable")
-        steps = self.remaining if steps is None else steps
-        if (
-            isinstance(steps, bool)
-            or not isinstance(steps, int)
-            or not 1 <= steps <= self.remaining
-        ):
-            raise ValueError(f"steps must be an int in 1..{self.remaining}, got {steps!r}")
+        steps = self.remaining if steps is None else check_int("steps", steps, 1, self.remaining)
         self._check_input(u0, (self.batch, self.channels), "u0")
-        snapshot = self.state_dict()
+        saved = self._copy_cursor()
         try:
-            return self._executor.rollout(self._state, u0, feedback, steps)
+            return interpreter.rollout(self._executor, s, u0, feedback, steps)
         except BaseException:
-            self.load_state_dict(snapshot)
+            self._restore_cursor(saved)
             raise
 
     # ------------------------------------------------------------------ state
     def reset(self) -> None:
         """Forget all inputs and return to step 0 (the filters and spectra stay)."""
-        self._executor.reset(self._state)
-        self._emitted[:] = False
-        self._prefilled[:] = False
-        self._num_emitted = 0
+        interpreter.reset(self._executor, self._state)
+
+    def _copy_cursor(self) -> tuple[Any, int, np.ndarray, np.ndarray, int]:
+        s = self._state
+        buffer = self._executor.xp.asarray(s.buffer, copy=True)
+        return buffer, s.step, s.prefilled.copy(), s.emitted.copy(), s.num_emitted
+
+    def _restore_cursor(self, saved: tuple[Any, int, np.ndarray, np.ndarray, int]) -> None:
+        s = self._state
+        buffer, s.step, prefilled, emitted, s.num_emitted = saved
+        s.buffer = buffer
+        s.prefilled[:] = prefilled
+        s.emitted[:] = emitted
+        s.revision += 1
+
+    def _digest(self, buffer: Array, position: int, prefilled: Any, emitted: Any) -> str:
+        h = hashlib.sha256(f"{self.plan.fingerprint}/{self._filters_digest}/{position}".encode())
+        h.update(np.asarray(prefilled, dtype=bool).tobytes())
+        h.update(np.asarray(emitted, dtype=bool).tobytes())
+        h.update(np.ascontiguousarray(self._executor.to_numpy(buffer)).tobytes())
+        return h.hexdigest()
 
     def state_dict(self) -> dict[str, Any]:
         """A snapshot from which :meth:`load_state_dict` resumes bit-identically.
@@ -331,45 +371,73 @@ class OnlineConv:
         Returns
         -------
         dict
+            ``plan`` and ``filters`` (fingerprints of what the snapshot belongs to),
             ``buffer`` (a copy, backend array), ``position``, ``prefilled`` and ``emitted``
-            (per-channel masks) and the ``plan`` parameters it belongs to.
+            (per-channel masks) and ``digest`` (a checksum of all of it: an edited snapshot is
+            refused).
         """
-        s = self._state
+        buffer, position, prefilled, emitted, _ = self._copy_cursor()
         return {
-            "plan": s.plan._key,
-            "buffer": self._executor.xp.asarray(s.buffer, copy=True),
-            "position": s.step,
-            "prefilled": self._prefilled.copy(),
-            "emitted": self._emitted.copy(),
+            "plan": self.plan.fingerprint,
+            "filters": self._filters_digest,
+            "buffer": buffer,
+            "position": position,
+            "prefilled": prefilled,
+            "emitted": emitted,
+            "digest": self._digest(buffer, position, prefilled, emitted),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore a snapshot taken by :meth:`state_dict` of an identically built OnlineConv."""
-        s = self._state
-        missing = {"plan", "buffer", "position", "prefilled", "emitted"} - set(state)
+        """Restore a snapshot taken by :meth:`state_dict` of an identically built OnlineConv.
+
+        The snapshot must come from the same filters and plan, unedited; anything else is
+        refused with the state unchanged.
+        """
+        if not isinstance(state, dict):
+            raise TypeError(f"a state dict is a dict, got {type(state).__name__}")
+        missing = set(_SNAPSHOT_KEYS) - set(state)
         if missing:
             raise KeyError(f"state dict lacks {sorted(missing)}")
-        if tuple(state["plan"]) != s.plan._key:
-            raise ValueError(f"state dict is for plan {state['plan']}, not {s.plan._key}")
+        unknown = set(state) - set(_SNAPSHOT_KEYS)
+        if unknown:
+            raise ValueError(f"state dict has unknown entries {sorted(unknown)}")
+        s = self._state
+        if state["plan"] != self.plan.fingerprint:
+            raise ValueError(
+                "this state dict belongs to another plan (schedule, length, prompt or "
+                "parameters differ)"
+            )
+        if state["filters"] != self._filters_digest:
+            raise ValueError("this state dict belongs to an OnlineConv with other filters")
+        position = check_int("position", state["position"], 0, s.plan.length)
+        masks = {}
+        for name in ("prefilled", "emitted"):
+            mask = state[name]
+            if (
+                not isinstance(mask, np.ndarray)
+                or mask.dtype != bool
+                or mask.shape != (self.channels,)
+            ):
+                raise ValueError(f"{name} must be a bool array of shape ({self.channels},)")
+            masks[name] = mask
         buffer = state["buffer"]
         self._check_input(buffer, tuple(s.buffer.shape), "the buffer")
-        emitted = np.asarray(state["emitted"], dtype=bool)
-        prefilled = np.broadcast_to(np.asarray(state["prefilled"], dtype=bool), emitted.shape)
-        if emitted.shape != self._emitted.shape:
-            raise ValueError("state dict has a different number of channels")
-        position = int(state["position"])
-        if not 0 <= position <= s.plan.length:
-            raise ValueError(f"position {position} outside the plan's 0..{s.plan.length}")
-        s.buffer = self._executor.xp.asarray(buffer, copy=True)
-        s.step = position
-        self._prefilled[:] = prefilled
-        s.prefilled = bool(prefilled.all())
-        self._emitted[:] = emitted
-        self._num_emitted = int(emitted.sum())
+        if state["digest"] != self._digest(buffer, position, masks["prefilled"], masks["emitted"]):
+            raise ValueError("this state dict was edited or corrupted (its digest differs)")
+        emitted = masks["emitted"]
+        self._restore_cursor(
+            (
+                self._executor.xp.asarray(buffer, copy=True),
+                position,
+                masks["prefilled"],
+                emitted,
+                int(emitted.sum()),
+            )
+        )
 
 
 def _host_filters(executor: Executor, filters: Array) -> np.ndarray:
-    """Validate filters on the host: a finite, real ``(C, N)`` array."""
+    """Validate filters on the host: a finite, real ``(C, N)`` array in native byte order."""
     if executor.is_native(filters):
         host = executor.to_numpy(filters)
     elif isinstance(filters, np.ndarray):
@@ -379,10 +447,14 @@ def _host_filters(executor: Executor, filters: Array) -> np.ndarray:
             f"filters must be a NumPy array or an array of the {executor.name!r} backend, got "
             f"{type(filters).__module__}.{type(filters).__name__}"
         )
+    if isinstance(host, np.ma.MaskedArray):
+        raise TypeError("filters must be a plain array, not a masked array: fill it first")
     if host.ndim != 2 or 0 in host.shape:
         raise ValueError(f"filters must have shape (channels, taps), got {host.shape}")
     if host.dtype.kind not in "fiub":
         raise TypeError(f"filters must be real, got dtype {host.dtype}")
+    if not host.dtype.isnative:
+        host = host.astype(host.dtype.newbyteorder("="))
     if not np.all(np.isfinite(host)):
         raise ValueError("filters contain NaN or infinite values")
     return host

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from array_api_compat import array_namespace
+from ._checks import next_pow2
+from ._compat import array_namespace
 
 __all__ = [
     "causal_conv",
@@ -21,11 +22,6 @@ __all__ = [
 ]
 
 Array = Any
-
-
-def next_pow2(n: int) -> int:
-    """Smallest power of two ``>= n`` (1 for ``n <= 1``)."""
-    return 1 << max(n - 1, 0).bit_length()
 
 
 def _fft(xp: Any) -> Any:

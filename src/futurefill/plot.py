@@ -93,10 +93,8 @@ def _plan_title(plan: Plan) -> str:
     params = [f"L={plan.length}"]
     if plan.prompt:
         params.append(f"prompt={plan.prompt}")
-    if plan.schedule == "epoched":
-        params.append(f"epoch={plan.epoch}")
-    if plan.schedule == "continuous":
-        params.append(f"direct_below={plan.direct_below}")
+    if plan.spec is not None:
+        params += [f"{name}={value}" for name, value in plan.spec.params.items()]
     line1 = f"{plan.schedule} schedule ({', '.join(params)})"
     line2 = (
         f"{plan.num_tasks} FutureFill tasks; per channel {cost.online_flops:.3g} online FLOPs "

@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .._backend import get_backend
-from ..executor import Executor
+from ..backends import Executor
 from ..online import OnlineConv
-from ..plan import make_plan
+from ..plan import PlanSpec, make_plan, resolve_spec
 from .config import ModelConfig
 from .mixers import get_mixer
 from .network import BackendWeights, position_pass, sequence_pass
@@ -47,8 +47,8 @@ class Decoder:
         Positions given at once to :meth:`prefill` (0: start with :meth:`step`).
     steps : int
         Positions given one at a time to :meth:`step`.
-    schedule, epoch, direct_below
-        Online-convolution schedule (see :func:`futurefill.make_plan`).
+    schedule : str or PlanSpec
+        Online-convolution schedule and its parameters (see :func:`futurefill.make_plan`).
     batch : int
         Number of sequences.
     backend : str or Executor, optional
@@ -72,11 +72,9 @@ class Decoder:
         *,
         prompt_len: int,
         steps: int,
-        schedule: str = "continuous",
+        schedule: str | PlanSpec = "continuous",
         batch: int = 1,
         backend: str | Executor | None = None,
-        epoch: int | None = None,
-        direct_below: int | None = None,
         timed: bool = False,
     ) -> None:
         cfg = model.config
@@ -103,8 +101,6 @@ class Decoder:
             batch=batch,
             dtype=cfg.dtype,
             backend=self.executor,
-            epoch=epoch,
-            direct_below=direct_below,
         )
         w = self.weights
         self.slices = model.channel_slices
@@ -242,12 +238,10 @@ def decode_state_size(
     model: ConvLM | ModelConfig,
     prompt_len: int,
     new_tokens: int,
-    schedule: str = "continuous",
+    schedule: str | PlanSpec = "continuous",
     *,
     batch: int = 1,
     backend: str | Executor | None = None,
-    epoch: int | None = None,
-    direct_below: int | None = None,
 ) -> DecodeStateSize:
     """Size of the decode state of a generation, computed from the plan (nothing allocated).
 
@@ -258,12 +252,11 @@ def decode_state_size(
     mixer = get_mixer(cfg.mixer)
     steps = max(_online_steps(prompt_len, new_tokens), 1)
     channels = mixer.long_channels(cfg) * cfg.layers
-    if schedule == "continuous" and direct_below is None:
-        ex = get_backend(backend)
-        direct_below = ex.default_direct_below(batch, channels, ex.resolve_dtype(cfg.dtype))
-    plan = make_plan(
-        steps, schedule=schedule, prompt=prompt_len, epoch=epoch, direct_below=direct_below
+    ex = get_backend(backend)
+    spec = resolve_spec(
+        schedule, ex, batch=batch, channels=channels, dtype=ex.resolve_dtype(cfg.dtype)
     )
+    plan = make_plan(steps, spec, prompt=prompt_len)
     mixer_state = mixer.state_values(cfg, batch) * cfg.layers
     return DecodeStateSize(
         conv_buffer=batch * channels * plan.buffer_length,
@@ -301,13 +294,11 @@ def generate(
     prompt: Any,
     max_new_tokens: int,
     *,
-    schedule: str = "continuous",
+    schedule: str | PlanSpec = "continuous",
     temperature: float = 0.0,
     seed: int | None = None,
     backend: str | Executor | None = None,
     batch: int | None = None,
-    epoch: int | None = None,
-    direct_below: int | None = None,
     return_logits: bool = False,
     timed: bool = False,
 ) -> tuple[np.ndarray, np.ndarray | None, Decoder]:
@@ -336,8 +327,6 @@ def generate(
         schedule=schedule,
         batch=B,
         backend=backend,
-        epoch=epoch,
-        direct_below=direct_below,
         timed=timed,
     )
     ex, xp = decoder.executor, decoder.weights.xp

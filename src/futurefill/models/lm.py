@@ -13,7 +13,8 @@ import numpy as np
 from array_api_compat import device as device_of
 
 from .._backend import get_backend
-from ..executor import Executor
+from ..backends import Executor
+from ..plan import PlanSpec
 from .config import ModelConfig
 from .decode import DecodeStateSize, decode_state_size
 from .decode import generate as _generate
@@ -188,13 +189,11 @@ class ConvLM:
         prompt: Any,
         max_new_tokens: int,
         *,
-        schedule: str = "continuous",
+        schedule: str | PlanSpec = "continuous",
         temperature: float = 0.0,
         seed: int | None = None,
         backend: str | Executor | None = None,
         batch: int | None = None,
-        epoch: int | None = None,
-        direct_below: int | None = None,
         return_logits: bool = False,
     ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         """Generate tokens autoregressively with an exact online convolution schedule.
@@ -211,8 +210,9 @@ class ConvLM:
         max_new_tokens : int
             Tokens to generate; ``prompt length + max_new_tokens - 1 <= max_len`` (without a
             prompt, ``max_new_tokens <= max_len``).
-        schedule : {"continuous", "epoched", "naive"}
-            Online convolution schedule (``naive`` keeps every input: the baseline).
+        schedule : str or PlanSpec
+            Online convolution schedule and its parameters (``naive`` keeps every input: the
+            baseline); see :func:`futurefill.make_plan`.
         temperature : float
             0 for greedy decoding; otherwise Gumbel-max sampling of ``logits / temperature``
             with NumPy's generator seeded by ``seed`` (on the host).
@@ -222,8 +222,6 @@ class ConvLM:
             Backend; the one in force by default.
         batch : int, optional
             Number of sequences without a prompt (1 by default).
-        epoch, direct_below : int, optional
-            Schedule parameters (see :func:`futurefill.make_plan`).
         return_logits : bool
             Also return the logits each new token was chosen from.
 
@@ -243,8 +241,6 @@ class ConvLM:
             seed=seed,
             backend=backend,
             batch=batch,
-            epoch=epoch,
-            direct_below=direct_below,
             return_logits=return_logits,
         )
         if return_logits:
@@ -256,12 +252,10 @@ class ConvLM:
         self,
         prompt_len: int,
         new_tokens: int,
-        schedule: str = "continuous",
+        schedule: str | PlanSpec = "continuous",
         *,
         batch: int = 1,
         backend: str | Executor | None = None,
-        epoch: int | None = None,
-        direct_below: int | None = None,
     ) -> DecodeStateSize:
         """Decode-state size of a generation per component, from its plan (nothing allocated).
 
@@ -280,8 +274,6 @@ class ConvLM:
             schedule,
             batch=batch,
             backend=backend,
-            epoch=epoch,
-            direct_below=direct_below,
         )
 
     # ------------------------------------------------------------------ files

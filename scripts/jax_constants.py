@@ -1,4 +1,4 @@
-"""Measurements behind the JAX executor's constants: ``python -m futurefill_jax._bench``.
+"""Measurements behind the JAX executor's constants: ``python scripts/jax_constants.py``.
 
 Prints, from one process (compare ratios, the machine is shared and noisy; best of
 ``--repeat``):

@@ -1,0 +1,338 @@
+"""The compiled whole-generation path: every step of a rollout inside one XLA program.
+
+The program is generated from the plan's tables alone (window slots, block size, kernel
+classes of its step patterns), whatever built the plan. Inside it the state buffer is split
+in two padded arrays, ``U`` (the inputs, valid below the current slot) and ``A`` (the
+accumulated future, valid from the current slot on); they are merged back into one buffer at
+the end, exactly as the step-by-step path leaves it. Sizes are static and positions traced,
+so one compilation per (plan, shapes, dtype, feedback) serves every start position and step
+count.
+
+Tasks run class by class (:mod:`futurefill_jax._classes`): the tasks of class ``j`` planned
+after steps ``t0 .. t1-1`` are rows ``ptr_j[t0] .. ptr_j[t1]-1`` of the class's table, run by
+a loop whose trip count is read from the table (XLA copies whole buffers passed through a
+conditional, but updates loop state in place).
+
+Two program shapes:
+
+* **blocked**, when every step's window starts at the first step of an aligned block of
+  ``G <= MAX_GROUP`` steps (:attr:`futurefill.Plan.window_block_size`) and tasks only write
+  blocks not yet started: each block is straight-line code in which every output sums the
+  block's earlier inputs directly, and the block's tasks run at its end. Classes whose tasks
+  all come at the end of a chunk of ``CHUNK`` steps are only looked at once per chunk. A
+  rollout that starts or stops inside a block runs that block one step at a time.
+* **stepwise**, for any other plan: one step at a time with a masked window of static size
+  (phases of doubling size as the windows grow), the tasks after every step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from futurefill.backends import ConvState
+from futurefill.plan import Plan
+
+from ._classes import TaskClass, classify
+from ._kernels import after, contribution
+
+__all__ = ["CHUNK", "FFT_FROM", "MAX_GROUP", "build_program"]
+
+Array = Any
+
+#: Largest window block run as straight-line code (larger blocks run step by step).
+#: Measured at D=1, L=65536 on 2 shared CPU cores (jax 0.10.2): blocks of 16 steps ~0.5
+#: us/token, 32 ~0.7, 64 ~0.8; larger ones also compile slower (quadratic straight-line code).
+MAX_GROUP = 64
+#: Classes whose tasks all come after the last step of a chunk of about this many steps are
+#: looked at once per chunk instead of once per block.
+CHUNK = 1024
+#: Uniform classes reading fewer slots than this multiply by Toeplitz taps instead of FFTs.
+#: Measured at D=1, L=65536: FFT from 128 ~0.54 us/token, from 64 ~0.8, from 32 ~2.3, from
+#: 256 ~0.7 (XLA:CPU FFT calls have a fixed cost of several microseconds).
+FFT_FROM = 128
+
+
+def _i32(x: Any) -> Array:
+    return jnp.asarray(x, dtype=jnp.int32)
+
+
+def _slice(x: Array, start: Array, size: int) -> Array:
+    return lax.dynamic_slice_in_dim(x, start, size, axis=-1)
+
+
+def _put(x: Array, value: Array, start: Array) -> Array:
+    return lax.dynamic_update_slice_in_dim(x, value, start, axis=-1)
+
+
+def _taps(filters: np.ndarray, lags: np.ndarray) -> np.ndarray:
+    """``filters[:, lags]`` with zeros for lags outside ``0 .. N-1``."""
+    N = filters.shape[-1]
+    ok = (lags >= 0) & (lags < N)
+    return np.where(ok, filters[:, np.clip(lags, 0, N - 1)], 0.0)
+
+
+def check_feedback(feedback: Callable[[Array], Array], shape: tuple[int, ...], dtype: Any) -> None:
+    """Raise unless ``feedback`` traces to an array of ``shape`` and ``dtype``."""
+    out = jax.eval_shape(feedback, jax.ShapeDtypeStruct(shape, dtype))
+    if not hasattr(out, "shape") or tuple(out.shape) != shape or out.dtype != dtype:
+        got = (tuple(getattr(out, "shape", ())), getattr(out, "dtype", type(out).__name__))
+        raise ValueError(
+            f"feedback must return shape {shape} and dtype {np.dtype(dtype)}, got {got[0]} and "
+            f"{got[1]}"
+        )
+
+
+class _Tasks:
+    """The plan's tasks as kernel classes: constant operands and the code that runs them."""
+
+    def __init__(self, plan: Plan, state: ConvState, filters: np.ndarray, offset: int) -> None:
+        self.classes: list[TaskClass] = classify(plan)[0]
+        self.offset = offset  # array index of slot 0
+        self.direct = [c.kernel.uniform and c.kernel.k < FFT_FROM for c in self.classes]
+        self.consts: list[np.ndarray] = []
+        for cls, direct in zip(self.classes, self.direct, strict=True):
+            kern = cls.kernel
+            if direct:
+                lo, hi, _ = kern.spectrum
+                j, s = np.arange(kern.m)[:, None], np.arange(kern.k)[None, :]
+                lags = kern.shift + j - s
+                operand = _taps(filters, np.where((lags >= lo) & (lags < hi), lags, -1))
+            else:
+                operand = np.asarray(state.spectra[kern.spectrum])
+            self.consts += [operand, cls.pointers(plan.length), cls.rows]
+        self.pad = max([1] + [max(c.kernel.k, c.kernel.m) for c in self.classes])
+
+    def rare(self, chunk: int) -> list[int]:
+        """Classes whose tasks all run after the last step of a chunk of ``chunk`` steps."""
+        return [j for j, c in enumerate(self.classes) if np.all((c.steps + 1) % chunk == 0)]
+
+    def run(self, U: Array, A: Array, cs: list[Array], t0: Any, t1: Any, which: list[int]) -> Array:
+        """Add the tasks of classes ``which`` planned after steps ``t0 .. t1-1`` into ``A``."""
+        for j in which:
+            kern = self.classes[j].kernel
+            operand, ptr, rows = cs[3 * j : 3 * j + 3]
+            direct = self.direct[j]
+
+            def body(
+                i: Array,
+                A: Array,
+                kern: Any = kern,
+                operand: Any = operand,
+                rows: Any = rows,
+                direct: bool = direct,
+            ) -> Array:
+                a = rows[i, 0] + self.offset
+                if kern.uniform:  # the other bounds follow from the static sizes
+                    b, c, d = a + kern.k, a + kern.shift, a + kern.shift + kern.m
+                else:
+                    b, c, d = (rows[i, q] + self.offset for q in (1, 2, 3))
+                old = _slice(A, c, kern.m)
+                # Reading the block at an index computed from A keeps XLA from hoisting the
+                # task out of its loop (it would then always run).
+                a = after(a, old[..., :1])
+                _, piece = contribution(
+                    U,
+                    operand,
+                    (a, b, c, d),
+                    kern,
+                    dst_length=A.shape[-1],
+                    direct=direct,
+                    clamp=False,  # the arrays are padded by the longest window
+                )
+                return _put(A, old + piece, c)
+
+            A = lax.fori_loop(ptr[t0], ptr[t1], body, A)
+        return A
+
+
+def build_program(state: ConvState, feedback: Callable[[Array], Array]) -> tuple[Any, tuple]:
+    """Compile-ready program and its constant operands for ``state``'s plan and shapes.
+
+    Returns
+    -------
+    program, consts
+        ``program(buffer, u0, t_start, t_end, *consts) -> (buffer, ys)``, jitted, the
+        buffer donated; ``ys`` has ``length`` entries on its last axis and holds each output
+        at its step index.
+    """
+    plan = state.plan
+    B, C = state.batch, state.channels
+    dtype = state.buffer.dtype
+    check_feedback(feedback, (B, C), dtype)
+    filters = np.asarray(state.filters, dtype=np.float64)
+    G = plan.window_block_size
+    if G is not None and G <= MAX_GROUP and plan.tasks_start_windows:
+        body, consts = _blocked(plan, filters, state, feedback, G)
+    else:
+        body, consts = _stepwise(plan, filters, state, feedback)
+    device_consts = tuple(
+        jnp.asarray(c, dtype=dtype if np.issubdtype(c.dtype, np.floating) else c.dtype)
+        for c in consts
+    )
+    return jax.jit(body, donate_argnums=0), device_consts
+
+
+def _merge(U: Array, A: Array, F: int, Lb: int, stop: Array) -> Array:
+    """The buffer: inputs below slot ``stop``, accumulators from it on."""
+    q = jnp.arange(Lb, dtype=jnp.int32)
+    return jnp.where(q < stop, U[..., F : F + Lb], A[..., F : F + Lb])
+
+
+# ---------------------------------------------------------------------- blocked
+def _blocked(
+    plan: Plan, filters: np.ndarray, state: ConvState, feedback: Any, G: int
+) -> tuple[Any, list]:
+    L, Lb = plan.length, plan.buffer_length
+    base = int(plan.slot[0])
+    B, C = state.batch, state.channels
+    tasks = _Tasks(plan, state, filters, offset=0)
+    R = max(tasks.pad, G)
+    chunk = G * max(1, CHUNK // G)
+    per = chunk // G
+    rare = tasks.rare(chunk)
+    frequent = [j for j in range(len(tasks.classes)) if j not in rare]
+    every = list(range(len(tasks.classes)))
+    i = np.arange(G)
+    toe = _taps(filters, i[:, None] - i[None, :]) * (i[:, None] >= i[None, :])  # (C, G, G)
+    push = np.transpose(toe * (i[:, None] > i[None, :]), (2, 0, 1))  # (G, C, G): [s, c, j]
+    consts = [filters[:, 0], toe, push, *tasks.consts]
+
+    def program(buf: Array, u0: Array, t_start: Any, t_end: Any, *cs: Array) -> tuple:
+        phi0, toe_c, push_c, *task_cs = cs
+        t_a, t_b = _i32(t_start), _i32(t_end)
+        pad = ((0, 0), (0, 0), (0, R))
+        U, A = jnp.pad(buf, pad), jnp.pad(buf, pad)
+        ys = jnp.zeros((B, C, L), buf.dtype)
+        pos = jnp.arange(G, dtype=jnp.int32)
+
+        def one_step(t: Array, carry: tuple) -> tuple:
+            """Step t inside a block, its window summed from the block's stored inputs."""
+            U, A, u, ys = carry
+            s = base + t
+            j = t % G
+            row = lax.dynamic_index_in_dim(toe_c, j, axis=1, keepdims=False)  # (C, G)
+            win = jnp.where(pos < j, _slice(U, s - j, G), 0)
+            y = lax.dynamic_index_in_dim(A, s, axis=-1, keepdims=False) + phi0 * u
+            y = y + jnp.sum(win * row, axis=-1)
+            U = _put(U, u[..., None], after(s, y))
+            ys = _put(ys, y[..., None], t)
+            A = tasks.run(U, A, task_cs, t, t + 1, every)
+            return U, A, feedback(y), ys
+
+        def block(g: Array, carry: tuple) -> tuple:
+            """One whole block of G steps, straight-line, then its tasks."""
+            U, A, u, ys, a = carry
+            g0 = g * G
+            us, yl = [], []
+            r = a
+            for j in range(G):
+                y = r[..., j] + phi0 * u
+                if j + 1 < G:
+                    r = r + u[..., None] * push_c[j]
+                us.append(u)
+                yl.append(y)
+                u = feedback(y)
+            U = _put(U, jnp.stack(us, axis=-1), base + g0)
+            ys = _put(ys, jnp.stack(yl, axis=-1), g0)
+            A = tasks.run(U, A, task_cs, g0, g0 + G, frequent)
+            return U, A, u, ys, _slice(A, base + g0 + G, G)
+
+        def blocks(g_from: Array, g_to: Array, carry: tuple) -> tuple:
+            U, A, u, ys = carry
+            a = _slice(A, base + g_from * G, G)
+            U, A, u, ys, _ = lax.fori_loop(
+                g_from, jnp.maximum(g_from, g_to), block, (U, A, u, ys, a)
+            )
+            return U, A, u, ys
+
+        def whole_chunk(h: Array, carry: tuple) -> tuple:
+            U, A, u, ys = blocks(h * per, (h + 1) * per, carry)
+            A = tasks.run(U, A, task_cs, h * chunk, (h + 1) * chunk, rare)
+            return U, A, u, ys
+
+        g_lo, g_hi = (t_a + G - 1) // G, t_b // G
+        h_lo, h_hi = (t_a + chunk - 1) // chunk, t_b // chunk
+        # 1. the block t_a starts inside, up to its end or t_b, one step at a time
+        head_end = jnp.minimum(t_b, g_lo * G)
+        carry = lax.fori_loop(t_a, head_end, one_step, (U, A, u0, ys))
+        # 2. whole blocks up to the first chunk boundary (or t_b)
+        g2 = jnp.maximum(g_lo, jnp.minimum(g_hi, h_lo * per))
+        U, A, u, ys = blocks(g_lo, g2, carry)
+        A = tasks.run(U, A, task_cs, g_lo * G, g2 * G, rare)
+        # 3. whole chunks
+        carry = lax.fori_loop(h_lo, jnp.maximum(h_lo, h_hi), whole_chunk, (U, A, u, ys))
+        # 4. whole blocks after the last chunk
+        carry = blocks(jnp.maximum(g2, h_hi * per), g_hi, carry)
+        # 5. the block t_b stops inside, one step at a time
+        U, A, _, ys = lax.fori_loop(jnp.maximum(g_hi * G, head_end), t_b, one_step, carry)
+        return _merge(U, A, 0, Lb, base + t_b), ys
+
+    return program, consts
+
+
+# ---------------------------------------------------------------------- stepwise
+def _window_phases(plan: Plan) -> list[tuple[int, int, int]]:
+    """``(first step, stop step, M)``: phases with a static window of ``M`` older inputs (a
+    power of two at least the longest window so far, 0 while every window is empty)."""
+    widths = plan.slot.astype(np.int64) - plan.window_slot
+    longest = np.maximum.accumulate(widths)
+    sizes = np.where(longest > 0, 1 << np.ceil(np.log2(np.maximum(longest, 1))).astype(np.int64), 0)
+    edges = np.flatnonzero(np.diff(sizes)) + 1
+    firsts = np.concatenate([[0], edges])
+    stops = np.concatenate([edges, [plan.length]])
+    return [(int(f), int(s), int(sizes[f])) for f, s in zip(firsts, stops, strict=True)]
+
+
+def _stepwise(plan: Plan, filters: np.ndarray, state: ConvState, feedback: Any) -> tuple[Any, list]:
+    L, Lb = plan.length, plan.buffer_length
+    base = int(plan.slot[0])
+    B, C = state.batch, state.channels
+    phases = _window_phases(plan)
+    widths = sorted({M for _, _, M in phases if M})
+    F = max([0, *widths])
+    tasks = _Tasks(plan, state, filters, offset=F)
+    every = list(range(len(tasks.classes)))
+    consts = [filters[:, 0], plan.window_slot.astype(np.int32)]
+    consts += [_taps(filters, M - np.arange(M)) for M in widths]  # phi[M], ..., phi[1]
+    consts += tasks.consts
+    n_w = len(widths)
+
+    def program(buf: Array, u0: Array, t_start: Any, t_end: Any, *cs: Array) -> tuple:
+        phi0, wslot = cs[0], cs[1]
+        taps = dict(zip(widths, cs[2 : 2 + n_w], strict=True))
+        task_cs = list(cs[2 + n_w :])
+        t_a, t_b = _i32(t_start), _i32(t_end)
+        pad = ((0, 0), (0, 0), (F, tasks.pad))
+        U, A = jnp.pad(buf, pad), jnp.pad(buf, pad)
+        ys = jnp.zeros((B, C, L), buf.dtype)
+
+        def steps(first: Array, stop: Array, M: int, carry: tuple) -> tuple:
+            def step(t: Array, carry: tuple) -> tuple:
+                U, A, u, ys = carry
+                s = F + base + t
+                y = lax.dynamic_index_in_dim(A, s, axis=-1, keepdims=False) + phi0 * u
+                if M:
+                    pos = s - M + jnp.arange(M, dtype=jnp.int32)
+                    start = F + lax.dynamic_index_in_dim(wslot, t, keepdims=False)
+                    win = jnp.where(pos >= start, _slice(U, s - M, M), 0)
+                    y = y + jnp.sum(win * taps[M], axis=-1)
+                U = _put(U, u[..., None], after(s, y))
+                ys = _put(ys, y[..., None], t)
+                A = tasks.run(U, A, task_cs, t, t + 1, every)
+                return U, A, feedback(y), ys
+
+            return lax.fori_loop(first, jnp.maximum(first, stop), step, carry)
+
+        carry = (U, A, u0, ys)
+        for first, stop, M in phases:
+            carry = steps(jnp.maximum(t_a, first), jnp.minimum(t_b, stop), M, carry)
+        U, A, _, ys = carry
+        return _merge(U, A, F, Lb, base + t_b), ys
+
+    return program, consts

@@ -1,0 +1,244 @@
+"""For backend authors: the kernel protocol, the state it works on, and a base class.
+
+A backend (an *executor*) knows nothing about schedules. The core interpreter
+(:mod:`futurefill.interpreter`) reads the plan and calls a handful of kernels:
+
+* array handling: :meth:`~Executor.is_native`, :meth:`~Executor.asarray`,
+  :meth:`~Executor.to_numpy`, :meth:`~Executor.resolve_dtype`, :meth:`~Executor.zeros`,
+  :meth:`~Executor.synchronize`;
+* :meth:`~Executor.emit` — the window dot of one step, storing the step's input;
+* :meth:`~Executor.fill` — the FutureFill tasks planned after a step, added into the buffer
+  (:meth:`ArrayAPIExecutor.fill_task` runs one);
+* :meth:`~Executor.prefill` — the prompt's outputs (and its future) by one FFT convolution;
+* :meth:`~Executor.clear` — zero the buffer;
+* optionally :meth:`~Executor.compile` — a whole-rollout program generated from the plan
+  (:attr:`futurefill.Plan.step_patterns`), for backends with a compiler.
+
+:class:`ArrayAPIExecutor` implements every kernel with the array API standard alone (plus
+``array_api_extra.at`` for updates), so a new backend subclasses it, passes its namespace and
+overrides what it makes faster. Register the class under the entry-point group
+``futurefill.executors``; it is called as ``factory(device=None)``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+import array_api_extra as xpx
+import numpy as np
+
+from . import ops
+from ._compat import array_namespace, compat_namespace
+from .plan import Plan, TaskOffsets
+from .state import ConvState
+
+__all__ = [
+    "ArrayAPIExecutor",
+    "ConvState",
+    "Executor",
+    "Program",
+    "compat_namespace",
+]
+
+Array = Any
+
+#: A compiled rollout: ``program(state, u0, steps) -> ys`` of shape ``(B, C, steps)``; it
+#: runs steps ``state.step .. state.step + steps - 1`` and leaves ``state.buffer`` and
+#: ``state.step`` exactly as stepping would.
+Program = Callable[[ConvState, Array, int], Array]
+
+
+@runtime_checkable
+class Executor(Protocol):
+    """What a backend provides (see the module docstring)."""
+
+    name: str
+    xp: Any
+    device: Any
+
+    def is_native(self, x: object) -> bool:
+        """Whether ``x`` is a concrete array of this backend (and device)."""
+
+    def asarray(self, x: Any, dtype: Any = None) -> Array:
+        """Convert host data (NumPy arrays, lists) to this backend's arrays."""
+
+    def to_numpy(self, x: Array) -> np.ndarray:
+        """Copy an array of this backend to a NumPy array."""
+
+    def resolve_dtype(self, dtype: Any) -> Any:
+        """This backend's float32 or float64 dtype for ``dtype`` (a name or a dtype)."""
+
+    def zeros(self, shape: tuple[int, ...], dtype: Any) -> Array:
+        """A new zero-filled array on this backend's device."""
+
+    def default_direct_below(self, batch: int, channels: int, dtype: Any) -> int:
+        """Measured ``direct_below`` crossover of the continuous schedule on this backend."""
+
+    def activate(self) -> contextlib.AbstractContextManager[Any]:
+        """A context in which new arrays land on this executor's device."""
+
+    def prepare(self, state: ConvState) -> None:
+        """Derive the executor's own data (``state.workspace``) from a new state."""
+
+    def emit(self, state: ConvState, u: Array, channels: slice, slot: int, start: int) -> Array:
+        """Return ``y = buffer[:, ch, slot] + sum(taps * buffer[:, ch, start:slot]) + phi0 * u``
+        for the channels ``ch`` and store ``u`` in slot ``slot`` (shape ``(B, c)``)."""
+
+    def fill(self, state: ConvState, step: int) -> None:
+        """Add the contributions of the tasks planned after ``step`` into ``state.buffer``."""
+
+    def prefill(self, state: ConvState, u: Array, channels: slice) -> Array:
+        """Consume the prompt ``(B, c, P)`` of ``channels``; return its outputs ``(B, c, P)``."""
+
+    def clear(self, state: ConvState) -> None:
+        """Zero the buffer."""
+
+    def compile(self, state: ConvState, feedback: Callable[[Array], Array]) -> Program | None:
+        """A whole-rollout program for ``state``'s plan and this feedback, or ``None``."""
+
+    def synchronize(self) -> None:
+        """Wait for queued device work (timing)."""
+
+
+_DTYPE_NAMES = ("float32", "float64")
+
+
+class ArrayAPIExecutor:
+    """Reference executor: every kernel with any array-API namespace.
+
+    It uses only the array API standard (plus ``array_api_extra.at`` for updates, which mutates
+    where the namespace allows it and rebinds otherwise), so it also serves immutable arrays.
+
+    Parameters
+    ----------
+    xp : namespace
+        An array-API-compatible namespace with the FFT extension.
+    device : optional
+        Device for new arrays.
+    name : str
+        Backend name used in messages.
+    """
+
+    name: str = "array_api"
+    #: Continuous-schedule crossover; subclasses set measured values.
+    direct_below: ClassVar[int] = 1
+
+    def __init__(self, xp: Any, device: Any = None, name: str | None = None) -> None:
+        self.xp = xp
+        self.device = device
+        if name is not None:
+            self.name = name
+
+    def __repr__(self) -> str:
+        dev = "" if self.device is None else f", device={self.device!r}"
+        return f"{type(self).__name__}(name={self.name!r}{dev})"
+
+    # ------------------------------------------------------------------ arrays
+    def is_native(self, x: object) -> bool:
+        try:
+            return array_namespace(x) is self.xp
+        except TypeError:
+            return False
+
+    def asarray(self, x: Any, dtype: Any = None) -> Array:
+        if dtype is not None:
+            dtype = self.resolve_dtype(dtype)
+        if self.device is None:
+            return self.xp.asarray(x, dtype=dtype)
+        return self.xp.asarray(x, dtype=dtype, device=self.device)
+
+    def to_numpy(self, x: Array) -> np.ndarray:
+        return np.asarray(x)
+
+    def resolve_dtype(self, dtype: Any) -> Any:
+        for name in _DTYPE_NAMES:
+            native = getattr(self.xp, name)
+            if dtype is native or (isinstance(dtype, str) and dtype == name):
+                return native
+            try:
+                if np.dtype(dtype) == np.dtype(name):
+                    return native
+            except TypeError:
+                if dtype == native:
+                    return native
+        raise TypeError(
+            f"futurefill computes in float32 or float64, not {dtype}; low-precision FFTs "
+            "(bfloat16/float16) lose the exactness this library promises: cast to float32"
+        )
+
+    def zeros(self, shape: tuple[int, ...], dtype: Any) -> Array:
+        kwargs = {} if self.device is None else {"device": self.device}
+        return self.xp.zeros(shape, dtype=dtype, **kwargs)
+
+    def default_direct_below(self, batch: int, channels: int, dtype: Any) -> int:
+        return self.direct_below
+
+    def synchronize(self) -> None:
+        return None
+
+    def activate(self) -> contextlib.AbstractContextManager[Any]:
+        return contextlib.nullcontext()
+
+    # ------------------------------------------------------------------ kernels
+    def prepare(self, state: ConvState) -> None:
+        return None
+
+    def emit(self, state: ConvState, u: Array, channels: slice, slot: int, start: int) -> Array:
+        buf = state.buffer
+        W = state.taps_reversed.shape[-1]
+        width = slot - start + 1
+        taps = state.taps_reversed[channels, W - width :]
+        # Everything older than the window (already in the slot) + the window's older inputs
+        # + phi[0] * u_t; computed before the slot is overwritten by the input u_t.
+        y = buf[:, channels, slot] + taps[..., -1] * u
+        if width > 1:
+            y = y + ops.window_sum(buf[:, channels, start:slot], taps[..., :-1], xp=self.xp)
+        state.buffer = xpx.at(buf)[:, channels, slot].set(u)
+        return y
+
+    def fill(self, state: ConvState, step: int) -> None:
+        plan = state.plan
+        for i in range(plan.task_ptr.item(step), plan.task_ptr.item(step + 1)):
+            self.fill_task(state, plan.task_offsets(i))
+
+    def fill_task(self, state: ConvState, task: TaskOffsets) -> None:
+        """Add one task's contribution into ``state.buffer`` (what :meth:`fill` loops over)."""
+        z = ops.fill_future(
+            state.buffer[..., task.src_start : task.src_stop],
+            state.spectra[task.spectrum],
+            task.fft_size,
+            task.read_start,
+            task.read_start + task.dst_stop - task.dst_start,
+            xp=self.xp,
+        )
+        state.buffer = xpx.at(state.buffer)[..., task.dst_start : task.dst_stop].add(z)
+
+    def prefill(self, state: ConvState, u: Array, channels: slice) -> Array:
+        z = self.prompt_convolution(state, u, channels)
+        plan = state.plan
+        P = plan.prompt
+        if plan.prefill_fills_future:
+            state.buffer = xpx.at(state.buffer)[:, channels, :].set(z[..., P:])
+        else:
+            state.buffer = xpx.at(state.buffer)[:, channels, :P].set(u)
+        return z[..., :P]
+
+    def prompt_convolution(self, state: ConvState, u: Array, channels: slice) -> Array:
+        """One FFT convolution of the prompt ``u`` ``(B, c, P)`` of ``channels``.
+
+        Returns the outputs at positions ``0 .. P-1`` followed, when the plan fills the future
+        at prefill, by the prompt's contribution to every later position (the cache).
+        """
+        plan: Plan = state.plan
+        stop = plan.total if plan.prefill_fills_future else plan.prompt
+        n = plan.prefill_fft_size
+        spectrum = ops.filter_spectrum(state.filters[channels, ...], 0, stop, n, xp=self.xp)
+        return ops.fill_future(u, spectrum, n, 0, stop, xp=self.xp)
+
+    def clear(self, state: ConvState) -> None:
+        state.buffer = xpx.at(state.buffer)[...].set(0)
+
+    def compile(self, state: ConvState, feedback: Callable[[Array], Array]) -> Program | None:
+        return None

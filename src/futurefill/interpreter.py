@@ -1,0 +1,205 @@
+"""The one interpreter of plans: prefill, emit, advance, rollout and reset for any executor.
+
+Everything that depends on the schedule is read from the :class:`~futurefill.plan.Plan`'s
+tables here; executors only run kernels (:mod:`futurefill.backends`). The functions assume
+validated arguments (:class:`futurefill.OnlineConv` checks them) but check the cursor: a call
+that is not allowed now raises before anything changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from . import ops
+from .backends import Executor
+from .memory import check_memory
+from .plan import Plan
+from .state import ConvState
+
+__all__ = [
+    "advance",
+    "check_can_step",
+    "check_feedback",
+    "emit",
+    "new_state",
+    "prefill",
+    "reset",
+    "rollout",
+    "state_bytes",
+    "step",
+]
+
+Array = Any
+_ALL = slice(None)
+
+
+def state_bytes(plan: Plan, *, batch: int, channels: int, taps: int, itemsize: int) -> int:
+    """Bytes of a state: buffer, filters, reversed window taps and complex filter spectra."""
+    spectra = sum(n // 2 + 1 for _, _, n in plan.spectrum_keys)
+    reals = batch * channels * plan.buffer_length + channels * (taps + plan.window_length)
+    return itemsize * (reals + 2 * channels * spectra)
+
+
+def new_state(
+    executor: Executor, plan: Plan, filters: Array, *, batch: int, dtype: Any
+) -> ConvState:
+    """Allocate a state: a private copy of the filters, the spectra once, a zero buffer.
+
+    The size is estimated first and refused with a :class:`MemoryError` naming it when it
+    would not fit.
+    """
+    channels, taps = int(filters.shape[0]), int(filters.shape[1])
+    xp = executor.xp
+    itemsize = xp.finfo(dtype).bits // 8
+    need = state_bytes(plan, batch=batch, channels=channels, taps=taps, itemsize=itemsize)
+    check_memory(f"the state of {batch}x{channels} channels over {plan.total} positions", need)
+    with executor.activate():
+        # A private copy: the caller may change their array later, and the spectra computed
+        # now must keep matching the taps read at every step.
+        filt = xp.asarray(executor.asarray(filters, dtype=dtype), copy=True)
+        state = ConvState(
+            plan=plan,
+            filters=filt,
+            taps_reversed=ops.reversed_taps(filt, plan.window_length, xp=xp),
+            spectra={key: ops.filter_spectrum(filt, *key, xp=xp) for key in plan.spectrum_keys},
+            buffer=executor.zeros((batch, channels, plan.buffer_length), dtype),
+            prefilled=np.zeros(channels, dtype=bool),
+            emitted=np.zeros(channels, dtype=bool),
+        )
+        executor.prepare(state)
+    return state
+
+
+# ---------------------------------------------------------------------- cursor checks
+def check_can_step(state: ConvState) -> None:
+    """Raise unless an online step may run now."""
+    plan = state.plan
+    if state.step >= plan.length:
+        raise RuntimeError(
+            f"all {plan.length} planned steps are done; call reset() or plan a longer OnlineConv"
+        )
+    if not state.prompt_given:
+        raise RuntimeError(
+            f"call prefill(u) with the {plan.prompt} prompt inputs of every channel first"
+        )
+
+
+def _check_no_partial_step(state: ConvState) -> None:
+    if state.num_emitted:
+        raise RuntimeError("some channels were emitted at this step; finish with advance()")
+
+
+def check_feedback(u: Array, y: Array) -> None:
+    """Raise unless the feedback's output ``u`` can be the next input after ``y``."""
+    if tuple(u.shape) != tuple(y.shape) or u.dtype != y.dtype:
+        raise ValueError(
+            f"feedback must return shape {tuple(y.shape)} and dtype {y.dtype}, got "
+            f"{tuple(getattr(u, 'shape', ()))} and {getattr(u, 'dtype', type(u).__name__)}"
+        )
+
+
+# ---------------------------------------------------------------------- streaming
+def prefill(executor: Executor, state: ConvState, u: Array, channels: slice) -> Array:
+    """Give the prompt of ``channels`` (once each, before the first step); return its outputs."""
+    plan = state.plan
+    if plan.prompt == 0:
+        raise RuntimeError("this OnlineConv was planned without a prompt (prompt=0)")
+    if state.prefilled[channels].any():
+        raise RuntimeError(
+            "the prompt was already given for these channels; call reset() to start over"
+        )
+    y = executor.prefill(state, u, channels)
+    state.prefilled[channels] = True
+    return y
+
+
+def emit(executor: Executor, state: ConvState, u: Array, channels: slice) -> Array:
+    """``y_t`` of ``channels`` (each once per step); the future is filled by :func:`advance`."""
+    check_can_step(state)
+    if state.emitted[channels].any():
+        ch = range(state.channels)[channels]
+        raise RuntimeError(f"channels {ch.start}..{ch.stop - 1} were already emitted")
+    t = state.step
+    plan = state.plan
+    y = executor.emit(state, u, channels, plan.slot.item(t), plan.window_slot.item(t))
+    state.emitted[channels] = True
+    state.num_emitted += len(range(state.channels)[channels])
+    return y
+
+
+def advance(executor: Executor, state: ConvState) -> None:
+    """Run the tasks planned after this step, once every channel was emitted; next step."""
+    check_can_step(state)
+    if state.num_emitted < state.channels:
+        missing = state.channels - state.num_emitted
+        raise RuntimeError(f"{missing} channels were not emitted at this step")
+    _run_tasks(executor, state)
+    state.emitted[:] = False
+    state.num_emitted = 0
+
+
+def step(executor: Executor, state: ConvState, u: Array) -> Array:
+    """One online step for all channels: :func:`emit` then :func:`advance`."""
+    check_can_step(state)
+    _check_no_partial_step(state)
+    t = state.step
+    plan = state.plan
+    y = executor.emit(state, u, _ALL, plan.slot.item(t), plan.window_slot.item(t))
+    _run_tasks(executor, state)
+    return y
+
+
+def _run_tasks(executor: Executor, state: ConvState) -> None:
+    t = state.step
+    executor.fill(state, t)
+    state.step = t + 1
+
+
+def rollout(
+    executor: Executor,
+    state: ConvState,
+    u0: Array,
+    feedback: Callable[[Array], Array],
+    steps: int,
+) -> Array:
+    """Run ``steps`` steps with ``u[t+1] = feedback(y[t])``; return ``(B, C, steps)``.
+
+    A program compiled by the executor runs them when it offers one (:meth:`compile`);
+    otherwise the plan's tables drive a loop of kernel calls.
+    """
+    check_can_step(state)
+    _check_no_partial_step(state)
+    if not 1 <= steps <= state.plan.length - state.step:
+        raise ValueError(f"steps must lie in 1..{state.plan.length - state.step}, got {steps}")
+    program = executor.compile(state, feedback)
+    if program is not None:
+        return program(state, u0, steps)
+    plan = state.plan
+    slots, starts = plan.slot, plan.window_slot
+    kernel, fill = executor.emit, executor.fill
+    ys = []
+    u = u0
+    t = state.step
+    for i in range(steps):
+        y = kernel(state, u, _ALL, slots.item(t), starts.item(t))
+        fill(state, t)
+        t += 1
+        state.step = t
+        ys.append(y)
+        if i + 1 < steps:
+            u = feedback(y)
+            check_feedback(u, y)
+    return executor.xp.stack(ys, axis=-1)
+
+
+def reset(executor: Executor, state: ConvState) -> None:
+    """Forget all inputs and return to step 0 (filters and spectra stay)."""
+    executor.clear(state)
+    state.step = 0
+    state.num_emitted = 0
+    state.emitted[:] = False
+    state.prefilled[:] = False
+    state.revision += 1

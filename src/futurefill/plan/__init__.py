@@ -1,0 +1,60 @@
+"""Generation schedules as plans: pure data saying which FutureFill task runs after which step.
+
+* :class:`Plan` — the tables every executor reads (:mod:`futurefill.plan._plan`);
+* :func:`make_plan`, :func:`register_schedule` — the schedule registry
+  (:mod:`futurefill.plan.registry`); the built-in schedules live in
+  :mod:`futurefill.plan.schedules`, one file each;
+* :class:`PlanSpec` — a schedule and its parameters as one value;
+* :func:`~futurefill.plan.checks.validate_plan` — the exactness proof;
+* :class:`PlanCost` — the cost model.
+"""
+
+from ._plan import (
+    MAX_POSITIONS,
+    TASK_COLUMNS,
+    Plan,
+    PlanError,
+    StepPatterns,
+    TaskOffsets,
+    TaskShape,
+    Tiling,
+)
+from .cost import PlanCost
+from .registry import (
+    ScheduleInfo,
+    list_schedules,
+    make_plan,
+    positive_int,
+    power_of_two,
+    register_schedule,
+    resolve_spec,
+    schedule_info,
+)
+from .schedules.epoched import default_epoch
+from .spec import PlanSpec
+
+#: The built-in schedules (more may be registered: :func:`list_schedules`).
+SCHEDULES: tuple[str, ...] = ("naive", "epoched", "continuous")
+
+__all__ = [
+    "MAX_POSITIONS",
+    "SCHEDULES",
+    "TASK_COLUMNS",
+    "Plan",
+    "PlanCost",
+    "PlanError",
+    "PlanSpec",
+    "ScheduleInfo",
+    "StepPatterns",
+    "TaskOffsets",
+    "TaskShape",
+    "Tiling",
+    "default_epoch",
+    "list_schedules",
+    "make_plan",
+    "positive_int",
+    "power_of_two",
+    "register_schedule",
+    "resolve_spec",
+    "schedule_info",
+]

@@ -1,0 +1,539 @@
+"""The plan: pure data saying what every executor does at every step.
+
+A plan is built from sizes only (never from arrays). Positions are global: the prompt occupies
+positions ``0 .. prompt-1`` and online step ``t`` produces output ``prompt + t``. An executor
+keeps one buffer per (batch, channel) of :attr:`Plan.buffer_length` slots; slot
+``p - origin`` holds the accumulated future of output ``p`` until ``p`` is emitted and the
+input ``u[p]`` afterwards. Every executor interprets a plan the same way:
+
+* ``prefill`` (only when ``prompt > 0``) computes the prompt outputs by one FFT convolution and,
+  when :attr:`Plan.prefill_fills_future` is true, also the prompt's whole contribution to every
+  later output (the cache); the prompt inputs are then dropped.
+* online step ``t`` returns ``y[j] = A[j] + sum(phi[j - s] * u[s] for s in window_start[t] ..
+  j)`` with ``j = prompt + t``, where ``A`` is everything filled ahead of time;
+* after step ``t`` the tasks ``task_ptr[t] : task_ptr[t + 1]`` run. A task adds the
+  contribution of inputs ``src_start .. src_stop-1`` to outputs ``dst_start .. dst_stop-1``,
+  computed as an FFT convolution of size ``fft_size`` with filter taps
+  ``filter_start .. filter_stop-1``.
+
+Executors read the per-step tables (:attr:`Plan.slot`, :attr:`Plan.window_slot`), the task
+columns or :meth:`Plan.task_offsets`; compiled backends read :attr:`Plan.step_patterns`.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import numpy as np
+import numpy.typing as npt
+
+from .._checks import check_int, next_pow2
+from .spec import PlanSpec
+
+if TYPE_CHECKING:
+    from .cost import PlanCost
+
+__all__ = [
+    "MAX_POSITIONS",
+    "TASK_COLUMNS",
+    "Plan",
+    "PlanError",
+    "StepPatterns",
+    "TaskOffsets",
+    "TaskShape",
+    "Tiling",
+]
+
+#: Task columns, in the order of :meth:`Plan.tasks` and :meth:`Plan.from_tasks`.
+TASK_COLUMNS = (
+    "after_step",
+    "src_start",
+    "src_stop",
+    "dst_start",
+    "dst_stop",
+    "filter_start",
+    "filter_stop",
+    "fft_size",
+)
+_REQUIRED_COLUMNS = TASK_COLUMNS[:5]
+
+IntArray = npt.NDArray[np.int32]
+
+#: Largest supported ``prompt + length`` (positions are stored as int32).
+MAX_POSITIONS = 1 << 30
+
+
+class PlanError(ValueError):
+    """A plan breaks one of its invariants (coverage, causality or FFT sizing)."""
+
+
+class TaskOffsets(NamedTuple):
+    """One task in the coordinates of an executor's buffer (slot = position - origin).
+
+    ``fill_future(buffer[..., src_start:src_stop], spectra[spectrum], fft_size, read_start,
+    read_start + dst_stop - dst_start)`` is added to ``buffer[..., dst_start:dst_stop]``.
+    """
+
+    src_start: int
+    src_stop: int
+    dst_start: int
+    dst_stop: int
+    read_start: int
+    fft_size: int
+    spectrum: tuple[int, int, int]
+
+
+class TaskShape(NamedTuple):
+    """A task up to where it sits: a source block of ``src_length`` slots starting at some
+    offset ``a`` adds to ``dst_length`` slots starting at ``a + shift``."""
+
+    src_length: int
+    dst_length: int
+    shift: int
+    filter_start: int
+    filter_stop: int
+    fft_size: int
+
+    @property
+    def read_start(self) -> int:
+        """Where the first target sits in the linear convolution of the block."""
+        return self.shift - self.filter_start
+
+    @property
+    def spectrum(self) -> tuple[int, int, int]:
+        """The ``(filter_start, filter_stop, fft_size)`` key of the filter spectrum used."""
+        return (self.filter_start, self.filter_stop, self.fft_size)
+
+
+@dataclass(frozen=True)
+class StepPatterns:
+    """The plan as compiled backends want it: static task shapes, dynamic offsets.
+
+    Attributes
+    ----------
+    shapes : tuple of TaskShape
+        The distinct task shapes of the plan.
+    shape_of_task : ndarray of int32, shape (num_tasks,)
+        Index into :attr:`shapes` of every task, in plan order.
+    offsets : ndarray of int32, shape (num_tasks,)
+        Source slot ``a`` of every task (its target starts at ``a + shape.shift``).
+    patterns : tuple of tuple of int
+        Pattern ``p`` is the list of shape indices of the tasks run after a step, in order;
+        pattern 0 is the empty list.
+    pattern_of_step : ndarray of int32, shape (length,)
+        The pattern run after each step; its tasks are ``task_ptr[t]:task_ptr[t+1]``.
+    """
+
+    shapes: tuple[TaskShape, ...]
+    shape_of_task: IntArray
+    offsets: IntArray
+    patterns: tuple[tuple[int, ...], ...]
+    pattern_of_step: IntArray
+
+
+class Tiling(NamedTuple):
+    """What a schedule builder returns: the tables :meth:`Plan.from_tasks` takes.
+
+    Attributes
+    ----------
+    window_start : array-like of int, shape (length,)
+        First input position summed directly by each online step.
+    tasks : mapping, optional
+        Task columns by name (see :meth:`Plan.from_tasks`); no tasks when omitted.
+    keep_prompt : bool
+        Keep the prompt inputs instead of filling their future at prefill.
+    """
+
+    window_start: npt.ArrayLike
+    tasks: Mapping[str, npt.ArrayLike] | None = None
+    keep_prompt: bool = False
+
+
+def _readonly(a: npt.ArrayLike) -> IntArray:
+    arr = np.ascontiguousarray(a, dtype=np.int32)
+    arr.setflags(write=False)
+    return arr
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class Plan:
+    """An explicit generation schedule.
+
+    Build one with :func:`futurefill.make_plan` (a registered schedule) or
+    :meth:`Plan.from_tasks` (explicit tables). Plans compare equal when they have the same
+    :attr:`key`.
+
+    Attributes
+    ----------
+    spec : PlanSpec or None
+        The schedule and all its parameters (defaults filled in); ``None`` for a plan built
+        from explicit tables.
+    length : int
+        Number of online steps (outputs produced one at a time after the prompt).
+    prompt : int
+        Number of inputs given at once before the online steps.
+    origin : int
+        First position whose input an executor must keep (``0`` when the prompt is kept,
+        ``prompt`` otherwise). Buffers hold positions ``origin .. prompt+length-1``.
+    window_start : ndarray of int32, shape (length,)
+        First input position of the directly summed local window of each online step.
+    task_ptr : ndarray of int32, shape (length + 1,)
+        Tasks run after step ``t`` are rows ``task_ptr[t]:task_ptr[t+1]`` of the task columns.
+    src_start, src_stop, dst_start, dst_stop, filter_start, filter_stop, fft_size
+        Task columns (int32 arrays of equal length, ordered by step).
+    prefill_fft_size : int
+        FFT size of the prefill convolution (0 without a prompt).
+    defaulted : frozenset of str
+        Parameters of :attr:`spec` that took their default value.
+    """
+
+    spec: PlanSpec | None
+    length: int
+    prompt: int
+    origin: int
+    window_start: IntArray
+    task_ptr: IntArray
+    src_start: IntArray
+    src_stop: IntArray
+    dst_start: IntArray
+    dst_stop: IntArray
+    filter_start: IntArray
+    filter_stop: IntArray
+    fft_size: IntArray
+    prefill_fft_size: int
+    defaulted: frozenset[str] = frozenset()
+    key: tuple[Any, ...] = field(default=())
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_tasks(
+        cls,
+        length: int,
+        *,
+        window_start: npt.ArrayLike,
+        tasks: Mapping[str, npt.ArrayLike] | npt.ArrayLike | None = None,
+        prompt: int = 0,
+        keep_prompt: bool = False,
+        spec: PlanSpec | None = None,
+        defaulted: frozenset[str] = frozenset(),
+        validate: bool = True,
+    ) -> Plan:
+        """A plan from explicit tables, checked by :meth:`validate`.
+
+        Parameters
+        ----------
+        length : int
+            Number of online steps, ``>= 1``.
+        window_start : array-like of int, shape (length,)
+            First input position summed directly by each step (global positions).
+        tasks : mapping or array-like, optional
+            Task columns by name, or an ``(n, 8)`` / ``(n, 5)`` table in :data:`TASK_COLUMNS`
+            order. ``after_step``, ``src_start``, ``src_stop``, ``dst_start`` and
+            ``dst_stop`` are required; ``filter_start``, ``filter_stop`` and ``fft_size``
+            default to the smallest filter slice and power-of-two FFT that serve the task.
+            Tasks may be given in any order (they are sorted by step, stably).
+        prompt : int
+            Number of prompt inputs given by ``prefill``.
+        keep_prompt : bool
+            Keep the prompt inputs (the local windows then reach into the prompt) instead of
+            filling the prompt's whole future at prefill.
+        spec : PlanSpec, optional
+            The schedule this plan realises (set by :func:`futurefill.make_plan`); plans with
+            the same spec, length and prompt are equal.
+        defaulted : frozenset of str
+            Parameters of ``spec`` that took their default.
+        validate : bool
+            Prove exactly-once coverage and causality (:meth:`validate`); on by default.
+
+        Returns
+        -------
+        Plan
+
+        Raises
+        ------
+        PlanError
+            The tables do not describe an exact, causal schedule.
+        """
+        L = check_int("length", length, 1)
+        P = check_int("prompt", prompt, 0)
+        if P + L > MAX_POSITIONS:
+            raise ValueError(f"prompt + length must be at most 2**30, got {P + L}")
+        starts = np.asarray(window_start)
+        if starts.shape != (L,) or starts.dtype.kind not in "iu":
+            raise PlanError(f"window_start must be {L} integers, got shape {starts.shape}")
+        cols = _task_columns(tasks, L)
+        order = np.argsort(cols["after_step"], kind="stable")
+        cols = {name: col[order] for name, col in cols.items()}
+        counts = np.bincount(cols["after_step"], minlength=L)
+        task_ptr = np.concatenate([[0], np.cumsum(counts)])
+        origin = 0 if (keep_prompt or P == 0) else P
+        fills = P > 0 and origin == P
+        prefill_fft = 0 if P == 0 else next_pow2((2 * P + L - 1) if fills else (2 * P - 1))
+        digest = None
+        if spec is None:
+            h = hashlib.sha256(np.asarray([L, P, origin], np.int64).tobytes())
+            h.update(np.ascontiguousarray(starts, np.int64).tobytes())
+            for name in TASK_COLUMNS:
+                h.update(np.ascontiguousarray(cols[name], np.int64).tobytes())
+            digest = h.hexdigest()
+        plan = cls(
+            spec=spec,
+            length=L,
+            prompt=P,
+            origin=origin,
+            window_start=_readonly(starts),
+            task_ptr=_readonly(task_ptr),
+            src_start=_readonly(cols["src_start"]),
+            src_stop=_readonly(cols["src_stop"]),
+            dst_start=_readonly(cols["dst_start"]),
+            dst_stop=_readonly(cols["dst_stop"]),
+            filter_start=_readonly(cols["filter_start"]),
+            filter_stop=_readonly(cols["filter_stop"]),
+            fft_size=_readonly(cols["fft_size"]),
+            prefill_fft_size=prefill_fft,
+            defaulted=frozenset(defaulted),
+            key=("tasks", digest) if spec is None else ("spec", spec, L, P),
+        )
+        if validate:
+            plan.validate()
+        return plan
+
+    # ------------------------------------------------------------------ identity
+    @property
+    def schedule(self) -> str:
+        """Name of the schedule (``"custom"`` for a plan built from explicit tables)."""
+        return "custom" if self.spec is None else self.spec.schedule
+
+    @functools.cached_property
+    def fingerprint(self) -> str:
+        """A short hex digest identifying the plan (equal plans have equal fingerprints)."""
+        if self.spec is None:
+            return str(self.key[1])[:20]
+        return hashlib.sha256(repr(self.key).encode()).hexdigest()[:20]
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Plan) and self.key == other.key
+
+    def __hash__(self) -> int:
+        return hash(self.key)
+
+    def __repr__(self) -> str:
+        spec = repr(str(self.spec)) if self.spec is not None else "'custom'"
+        return f"Plan({spec}, length={self.length}, prompt={self.prompt}, tasks={self.num_tasks})"
+
+    def __str__(self) -> str:
+        return str(self.cost())
+
+    # ------------------------------------------------------------------ derived sizes
+    @property
+    def total(self) -> int:
+        """Number of positions, ``prompt + length``; filters need at least this many taps."""
+        return self.prompt + self.length
+
+    @property
+    def prefill_fills_future(self) -> bool:
+        """Whether prefill also fills the prompt's contribution to all later outputs."""
+        return self.prompt > 0 and self.origin == self.prompt
+
+    @property
+    def buffer_length(self) -> int:
+        """Length of the per-channel state buffer (inputs kept plus outputs filled ahead)."""
+        return self.total - self.origin
+
+    @property
+    def num_tasks(self) -> int:
+        """Number of FutureFill tasks."""
+        return int(self.src_start.shape[0])
+
+    # ------------------------------------------------------------------ per-step tables
+    @functools.cached_property
+    def slot(self) -> IntArray:
+        """Buffer slot of the output (and then the input) of each online step."""
+        return _readonly(self.prompt - self.origin + np.arange(self.length))
+
+    @functools.cached_property
+    def window_slot(self) -> IntArray:
+        """Buffer slot of the first input of each step's local window."""
+        return _readonly(self.window_start.astype(np.int64) - self.origin)
+
+    @property
+    def window_length(self) -> int:
+        """Longest local window of any step (number of taps summed directly)."""
+        return int((self.slot.astype(np.int64) - self.window_slot).max()) + 1
+
+    @functools.cached_property
+    def window_block_size(self) -> int | None:
+        """``G`` when step ``t``'s window starts at step ``G * (t // G)`` for every ``t``.
+
+        Then the steps run in aligned blocks of ``G`` (the last one may be shorter), each
+        summing its own earlier inputs directly; ``None`` for any other window layout.
+        """
+        starts = self.window_slot.astype(np.int64) - self.slot[0]
+        changes = np.flatnonzero(np.diff(starts))
+        G = int(changes[0]) + 1 if changes.size else self.length
+        steps = np.arange(self.length)
+        return G if np.array_equal(starts, (steps // G) * G) else None
+
+    @property
+    def tasks_start_windows(self) -> bool:
+        """Whether every task writes from the first position of a window block onwards.
+
+        Then the accumulated future of a whole window block is final when its first step
+        starts (tasks only write blocks not yet started), so an executor may copy it once per
+        block, and tasks run inside a block may wait until its end.
+        """
+        if self.num_tasks == 0:
+            return True
+        first = self.dst_start.astype(np.int64)
+        return bool(np.all(self.window_start[first - self.prompt] == first))
+
+    # ------------------------------------------------------------------ task tables
+    @property
+    def after_step(self) -> IntArray:
+        """The online step after which each task runs (derived from :attr:`task_ptr`)."""
+        return np.repeat(np.arange(self.length, dtype=np.int32), np.diff(self.task_ptr))
+
+    @functools.cached_property
+    def spectrum_keys(self) -> tuple[tuple[int, int, int], ...]:
+        """Distinct ``(filter_start, filter_stop, fft_size)`` triples; one spectrum each."""
+        if self.num_tasks == 0:
+            return ()
+        triples = np.stack([self.filter_start, self.filter_stop, self.fft_size], axis=1)
+        return tuple((int(lo), int(hi), int(n)) for lo, hi, n in np.unique(triples, axis=0))
+
+    def tasks(self, step: int | None = None) -> IntArray:
+        """Task table as an ``(n, 8)`` array in :data:`TASK_COLUMNS` order.
+
+        Parameters
+        ----------
+        step : int, optional
+            Only the tasks run after this online step.
+        """
+        table = np.stack([getattr(self, c) for c in TASK_COLUMNS], axis=1)
+        if step is None:
+            return table
+        return table[self.task_ptr[step] : self.task_ptr[step + 1]]
+
+    def task_offsets(self, i: int) -> TaskOffsets:
+        """Task ``i`` as buffer slots: what an executor needs to run it."""
+        o = self.origin
+        a, c = self.src_start.item(i), self.dst_start.item(i)
+        lo, hi, n = self.filter_start.item(i), self.filter_stop.item(i), self.fft_size.item(i)
+        return TaskOffsets(
+            src_start=a - o,
+            src_stop=self.src_stop.item(i) - o,
+            dst_start=c - o,
+            dst_stop=self.dst_stop.item(i) - o,
+            read_start=c - a - lo,  # where output c sits in the linear convolution
+            fft_size=n,
+            spectrum=(lo, hi, n),
+        )
+
+    @functools.cached_property
+    def step_patterns(self) -> StepPatterns:
+        """Task shapes, their offsets and the pattern of tasks after each step."""
+        a = self.src_start.astype(np.int64)
+        c = self.dst_start.astype(np.int64)
+        table = np.stack(
+            [
+                self.src_stop - a,
+                self.dst_stop - c,
+                c - a,
+                self.filter_start,
+                self.filter_stop,
+                self.fft_size,
+            ],
+            axis=1,
+        ).astype(np.int64)
+        if self.num_tasks:
+            unique, shape_of_task = np.unique(table, axis=0, return_inverse=True)
+        else:
+            unique, shape_of_task = np.zeros((0, 6), np.int64), np.zeros(0, np.int64)
+        shape_of_task = shape_of_task.reshape(-1)
+        shapes = tuple(TaskShape(*(int(v) for v in row)) for row in unique)
+        counts = np.diff(self.task_ptr)
+        ids: dict[tuple[int, ...], int] = {(): 0}
+        pattern_of_step = np.zeros(self.length, np.int64)
+        single = np.flatnonzero(counts == 1)
+        single_shapes = shape_of_task[self.task_ptr[single]]
+        for sid in np.unique(single_shapes):
+            ids[(int(sid),)] = len(ids)
+        if single.size:
+            lookup = np.zeros(len(shapes), np.int64)
+            for pattern, pid in ids.items():
+                if pattern:
+                    lookup[pattern[0]] = pid
+            pattern_of_step[single] = lookup[single_shapes]
+        for t in np.flatnonzero(counts > 1):
+            pattern = tuple(int(s) for s in shape_of_task[self.task_ptr[t] : self.task_ptr[t + 1]])
+            pattern_of_step[t] = ids.setdefault(pattern, len(ids))
+        return StepPatterns(
+            shapes=shapes,
+            shape_of_task=_readonly(shape_of_task),
+            offsets=_readonly(a - self.origin),
+            patterns=tuple(ids),
+            pattern_of_step=_readonly(pattern_of_step),
+        )
+
+    # ------------------------------------------------------------------ checks and cost
+    def validate(self) -> None:
+        """Prove the plan is exact and causal, or raise :class:`PlanError`.
+
+        See :func:`futurefill.plan.checks.validate_plan` for what is checked.
+        """
+        from .checks import validate_plan
+
+        validate_plan(self)
+
+    def cost(self, channels: int = 1, batch: int = 1) -> PlanCost:
+        """Estimated work and memory of running this plan (see :class:`PlanCost`).
+
+        Parameters
+        ----------
+        channels, batch : int
+            Multiply the per-channel work.
+        """
+        from .cost import plan_cost
+
+        return plan_cost(self, channels=channels, batch=batch)
+
+
+def _task_columns(tasks: Any, length: int) -> dict[str, np.ndarray]:
+    """Task columns as int64 arrays, with the filter slice and FFT size filled in if omitted."""
+    if tasks is None:
+        cols = {name: np.zeros(0, np.int64) for name in _REQUIRED_COLUMNS}
+    elif isinstance(tasks, Mapping):
+        unknown = set(tasks) - set(TASK_COLUMNS)
+        if unknown:
+            raise PlanError(f"unknown task columns {sorted(unknown)}; known: {TASK_COLUMNS}")
+        missing = [name for name in _REQUIRED_COLUMNS if name not in tasks]
+        if missing:
+            raise PlanError(f"task columns {missing} are required")
+        cols = {name: np.asarray(col) for name, col in tasks.items()}
+    else:
+        table = np.asarray(tasks)
+        if table.ndim != 2 or table.shape[1] not in (5, 8):
+            raise PlanError(f"a task table has 5 or 8 columns, got shape {table.shape}")
+        cols = {name: table[:, i] for i, name in enumerate(TASK_COLUMNS[: table.shape[1]])}
+    n = cols["after_step"].shape
+    for name, col in cols.items():
+        if col.ndim != 1 or col.shape != n or (col.size and col.dtype.kind not in "iu"):
+            raise PlanError(f"task column {name!r} must be 1-D integers of one common length")
+    cols = {name: col.astype(np.int64) for name, col in cols.items()}
+    step = cols["after_step"]
+    if np.any(step < 0) or np.any(step >= length):
+        raise PlanError(f"after_step must lie in 0..{length - 1}")
+    a, b, c, d = (cols[k] for k in ("src_start", "src_stop", "dst_start", "dst_stop"))
+    if "filter_start" not in cols:
+        cols["filter_start"] = np.maximum(c - b + 1, 0)
+    if "filter_stop" not in cols:
+        cols["filter_stop"] = d - a
+    if "fft_size" not in cols:
+        lo, hi = cols["filter_start"], cols["filter_stop"]
+        need = np.maximum(np.maximum(b + hi - c - 1, d - a - lo), hi - lo)
+        cols["fft_size"] = np.array([next_pow2(int(m)) for m in need], np.int64)
+    return cols
