@@ -66,7 +66,7 @@ def _coverage_matrix(plan: Plan) -> np.ndarray:
 
 
 def test_worked_schedule_l16() -> None:
-    """The table of ALGORITHMS.md: after step t the block of size lowbit(t+1) is filled."""
+    """docs/algorithm.md, continuous: after step t the block of size lowbit(t+1) is filled."""
     plan = make_plan(16, schedule="continuous")
     rows = [tuple(int(v) for v in r[:5]) for r in plan.tasks()]
     assert rows[:7] == [

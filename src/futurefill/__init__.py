@@ -1,7 +1,14 @@
 """futurefill: exact, fast autoregressive generation from convolutional sequence models."""
 
 from . import interpreter
-from ._backend import BackendError, get_backend, list_backends, set_backend, use_backend
+from ._backend import (
+    BackendError,
+    get_backend,
+    list_backends,
+    refresh_backends,
+    set_backend,
+    use_backend,
+)
 from .backends import ArrayAPIExecutor, ConvState, Executor
 from .filters import decaying_random_filters, hyena_filters, stu_filters
 from .online import OnlineConv
@@ -39,6 +46,7 @@ __all__ = [
     "list_backends",
     "list_schedules",
     "make_plan",
+    "refresh_backends",
     "register_schedule",
     "set_backend",
     "stu_filters",

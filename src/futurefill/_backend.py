@@ -23,6 +23,7 @@ __all__ = [
     "BackendError",
     "get_backend",
     "list_backends",
+    "refresh_backends",
     "set_backend",
     "use_backend",
 ]
