@@ -244,3 +244,24 @@ def test_steps_update_in_place(rng):
             old = conv._state.buffer
             conv.step(jnp.ones((1, 2)))
             assert old.is_deleted()
+
+
+@pytest.mark.parametrize("transform", ["jit", "grad", "vmap"])
+def test_tracers_are_refused_and_the_state_is_untouched(rng, transform) -> None:
+    """``jax.jit(lambda x: conv.step(x))`` used to return wrong values from the second call
+    on and leak a tracer into the state."""
+    phi = decaying_filters(rng, 1, 16)
+    conv = futurefill.OnlineConv(phi, 16, backend="jax", dtype="float64")
+    conv.step(jnp.ones((1, 1)))
+    before = np.asarray(conv.state_dict()["buffer"])
+    fn = {
+        "jit": jax.jit(lambda x: conv.step(x)),
+        "grad": jax.grad(lambda x: conv.step(x).sum()),
+        "vmap": jax.vmap(lambda x: conv.step(x[None, :])),
+    }[transform]
+    with pytest.raises(TypeError, match="tracer.*rollout"):
+        fn(jnp.ones((1, 1)))
+    assert conv.position == 1
+    np.testing.assert_array_equal(np.asarray(conv.state_dict()["buffer"]), before)
+    y = conv.step(jnp.ones((1, 1)))  # still usable, and exact
+    np.testing.assert_allclose(np.asarray(y)[0, 0], phi[0, 0] + phi[0, 1], rtol=1e-14)

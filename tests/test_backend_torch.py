@@ -298,3 +298,9 @@ def test_cuda_graph_replays_are_deterministic(rng, schedule) -> None:
     assert conv._state.workspace.bodies  # the graphs were used
     conv.reset()
     np.testing.assert_array_equal(run_online(conv, u), y)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_low_precision_filter_tensors_get_the_clear_message(dtype) -> None:
+    with pytest.raises(TypeError, match="float32 or float64"):
+        make_conv(torch.ones((1, 8), dtype=dtype), 8)

@@ -353,3 +353,144 @@ def test_state_size_is_the_plan_buffer(backend: Executor) -> None:
     conv = OnlineConv(np.ones((3, 70)), 64, prompt=6, batch=2, backend=backend, dtype="float64")
     assert conv.state_size["buffer"] == 2 * 3 * 64
     assert futurefill.make_plan(64, conv.plan.spec, prompt=6) == conv.plan
+
+
+# ---------------------------------------------------------------------- hardening
+@pytest.mark.parametrize("filter_dtype", [np.float32, np.float64])
+def test_filters_are_copied_at_construction(backend: Executor, rng, filter_dtype) -> None:
+    """Editing the caller's filter array afterwards changes nothing (issue: NumPy kept a
+    reference, so the spectra and the window taps disagreed)."""
+    L = 40
+    phi = decaying_filters(rng, 2, L).astype(filter_dtype)
+    u = rng.standard_normal((1, 2, L))
+    want = oracle(u, phi)
+    conv = OnlineConv(phi, L, backend=backend, dtype="float64")
+    phi *= -3.0  # in place, after the construction
+    assert _relative_error(run_online(conv, u), want) <= RTOL64
+
+
+@pytest.mark.parametrize("direct_below", [1, 2, 16])
+@pytest.mark.parametrize("schedule", SCHEDULES)
+def test_rollouts_split_anywhere_are_exact(
+    backend: Executor, rng, schedule: str, direct_below: int
+) -> None:
+    """Rollouts that start and stop inside window blocks, after steps, with feedback."""
+    B, C, L = 1, 2, 70
+    params = {"direct_below": direct_below} if schedule == "continuous" else {}
+    if schedule == "epoched":
+        params = {"epoch": 3 + direct_below}
+    phi = decaying_filters(rng, C, L) * 0.5
+    conv = OnlineConv(phi, L, schedule=schedule, batch=B, backend=backend, dtype="float64",
+                      **params)  # fmt: skip
+    xp = backend.xp
+    u0 = rng.standard_normal((B, C))
+    y = conv.step(backend.asarray(u0, dtype="float64"))
+    parts = [backend.to_numpy(y)[..., None]]
+    y = conv.step(xp.tanh(y))
+    parts.append(backend.to_numpy(y)[..., None])
+    for steps in (1, 3, 5, 17, None):
+        ys = conv.rollout(xp.tanh(y), xp.tanh, steps)
+        parts.append(backend.to_numpy(ys))
+        y = ys[..., -1]
+    got = np.concatenate(parts, -1)
+    inputs = np.concatenate([u0[..., None], np.tanh(got[..., :-1])], -1)
+    assert _relative_error(got, oracle(inputs, phi)) <= RTOL64
+
+
+def test_steps_may_be_a_numpy_integer(backend: Executor) -> None:
+    conv = OnlineConv(np.ones((1, 8)), 8, backend=backend, dtype="float64")
+    ys = conv.rollout(backend.asarray(np.ones((1, 1)), "float64"), lambda y: y * 0, np.int64(2))
+    assert tuple(ys.shape) == (1, 1, 2) and conv.position == 2
+    for bad in (2.0, "2", True, 0, 9):
+        with pytest.raises((TypeError, ValueError), match="steps"):
+            conv.rollout(backend.asarray(np.ones((1, 1)), "float64"), lambda y: y, bad)
+    assert conv.position == 2
+
+
+@pytest.mark.parametrize(
+    ("filters", "kwargs", "error", "match"),
+    [
+        (np.ma.masked_invalid([[1.0, np.nan] * 5]), {}, TypeError, "masked"),
+        (np.ones((2, 10)), {"dtype": "notfloat32"}, TypeError, "float32 or float64"),
+        (np.ones((2, 10)), {"dtype": "float32x"}, TypeError, "float32 or float64"),
+        (np.ones((2, 10)), {"batch": 2.0}, TypeError, "batch"),
+        (np.ones((2, 10)), {"prompt": "1"}, TypeError, "prompt"),
+        (np.ones((2, 10)), {"schedule": "naive", "epoch": 3}, ValueError, "takes no param"),
+    ],
+)
+def test_more_construction_errors(backend: Executor, filters, kwargs, error, match) -> None:
+    with pytest.raises(error, match=match):
+        OnlineConv(filters, 8, backend=backend, **kwargs)
+
+
+def test_big_endian_filters_are_accepted(backend: Executor, rng) -> None:
+    phi = decaying_filters(rng, 2, 16)
+    u = rng.standard_normal((1, 2, 16))
+    conv = OnlineConv(phi.astype(">f8"), 16, backend=backend)
+    assert conv.dtype == backend.resolve_dtype("float64")
+    assert _relative_error(run_online(conv, u), oracle(u, phi)) <= RTOL64
+
+
+def test_too_few_taps_is_refused_before_any_plan_is_built(backend: Executor) -> None:
+    """A huge length with 8 taps used to build a ~47 GB plan first (and cache it)."""
+    before = futurefill.plan.registry._build.cache_info().currsize
+    with pytest.raises(ValueError, match="taps"):
+        OnlineConv(np.ones((1, 8)), 2**30, backend=backend)
+    assert futurefill.plan.registry._build.cache_info().currsize == before
+
+
+# ---------------------------------------------------------------------- snapshots
+def _stepped(backend: Executor, phi: np.ndarray, steps: int, **kwargs) -> OnlineConv:
+    conv = OnlineConv(phi, 16, backend=backend, dtype="float64", **kwargs)
+    for t in range(steps):
+        conv.step(backend.asarray(np.full((1, phi.shape[0]), t + 1.0), "float64"))
+    return conv
+
+
+def test_snapshot_of_other_filters_is_refused(backend: Executor, rng) -> None:
+    a = _stepped(backend, decaying_filters(rng, 2, 16), 5)
+    b = _stepped(backend, decaying_filters(rng, 2, 16), 3)
+    before = _state_snapshot(b)
+    with pytest.raises(ValueError, match="other filters"):
+        b.load_state_dict(a.state_dict())
+    _assert_unchanged(b, before)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "error", "match"),
+    [
+        ("position", 3.7, TypeError, "position"),
+        ("position", "5", TypeError, "position"),
+        ("position", True, TypeError, "position"),
+        ("position", 17, ValueError, "position"),
+        ("position", 4, ValueError, "edited"),
+        ("emitted", np.ones(2, bool), ValueError, "edited"),
+        ("emitted", np.ones(2, int), ValueError, "emitted"),
+        ("prefilled", np.zeros(3, bool), ValueError, "prefilled"),
+        ("digest", "0" * 64, ValueError, "edited"),
+    ],
+)
+def test_edited_snapshots_are_refused(backend: Executor, rng, field, value, error, match) -> None:
+    phi = decaying_filters(rng, 2, 16)
+    conv = _stepped(backend, phi, 5)
+    snapshot = conv.state_dict()
+    snapshot[field] = value
+    other = _stepped(backend, phi, 2)
+    before = _state_snapshot(other)
+    with pytest.raises(error, match=match):
+        other.load_state_dict(snapshot)
+    _assert_unchanged(other, before)
+
+
+def test_snapshot_without_prompt_flags_is_refused(backend: Executor, rng) -> None:
+    """prefilled=False at a position > 0 would let prefill overwrite the buffer."""
+    phi = decaying_filters(rng, 2, 20)
+    conv = OnlineConv(phi, 16, prompt=4, backend=backend, dtype="float64")
+    conv.prefill(backend.asarray(np.ones((1, 2, 4)), "float64"))
+    conv.step(backend.asarray(np.ones((1, 2)), "float64"))
+    snapshot = conv.state_dict()
+    snapshot["prefilled"] = np.zeros(2, bool)
+    with pytest.raises(ValueError, match="edited"):
+        conv.load_state_dict(snapshot)
+    with pytest.raises(RuntimeError, match="already"):
+        conv.prefill(backend.asarray(np.ones((1, 2, 4)), "float64"))

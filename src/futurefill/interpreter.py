@@ -74,8 +74,8 @@ def new_state(
 
 
 # ---------------------------------------------------------------------- cursor checks
-def check_can_step(state: ConvState) -> None:
-    """Raise unless an online step may run now."""
+def check_can_step(state: ConvState, *, whole: bool = False) -> None:
+    """Raise unless an online step may run now (``whole``: for all channels at once)."""
     plan = state.plan
     if state.step >= plan.length:
         raise RuntimeError(
@@ -85,10 +85,7 @@ def check_can_step(state: ConvState) -> None:
         raise RuntimeError(
             f"call prefill(u) with the {plan.prompt} prompt inputs of every channel first"
         )
-
-
-def _check_no_partial_step(state: ConvState) -> None:
-    if state.num_emitted:
+    if whole and state.num_emitted:
         raise RuntimeError("some channels were emitted at this step; finish with advance()")
 
 
@@ -143,8 +140,7 @@ def advance(executor: Executor, state: ConvState) -> None:
 
 def step(executor: Executor, state: ConvState, u: Array) -> Array:
     """One online step for all channels: :func:`emit` then :func:`advance`."""
-    check_can_step(state)
-    _check_no_partial_step(state)
+    check_can_step(state, whole=True)
     t = state.step
     plan = state.plan
     y = executor.emit(state, u, _ALL, plan.slot.item(t), plan.window_slot.item(t))
@@ -170,8 +166,7 @@ def rollout(
     A program compiled by the executor runs them when it offers one (:meth:`compile`);
     otherwise the plan's tables drive a loop of kernel calls.
     """
-    check_can_step(state)
-    _check_no_partial_step(state)
+    check_can_step(state, whole=True)
     if not 1 <= steps <= state.plan.length - state.step:
         raise ValueError(f"steps must lie in 1..{state.plan.length - state.step}, got {steps}")
     program = executor.compile(state, feedback)

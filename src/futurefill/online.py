@@ -272,7 +272,7 @@ class OnlineConv:
         array, shape (B, C)
         """
         s = self._state
-        interpreter.check_can_step(s)
+        interpreter.check_can_step(s, whole=True)
         self._check_input(u, (s.batch, s.channels), "u_t")
         return interpreter.step(self._executor, s, u)
 
@@ -326,9 +326,7 @@ class OnlineConv:
         array, shape (B, C, steps)
         """
         s = self._state
-        interpreter.check_can_step(s)
-        if s.num_emitted:
-            raise RuntimeError("some channels were emitted at this step; finish with advance()")
+        interpreter.check_can_step(s, whole=True)
         if not callable(feedback):
             raise TypeError("feedback must be callable")
         steps = self.remaining if steps is None else check_int("steps", steps, 1, self.remaining)
@@ -439,6 +437,9 @@ class OnlineConv:
 def _host_filters(executor: Executor, filters: Array) -> np.ndarray:
     """Validate filters on the host: a finite, real ``(C, N)`` array in native byte order."""
     if executor.is_native(filters):
+        xp = executor.xp
+        if not xp.isdtype(filters.dtype, ("integral", "bool")):
+            executor.resolve_dtype(filters.dtype)  # refuses low precision with the reason
         host = executor.to_numpy(filters)
     elif isinstance(filters, np.ndarray):
         host = filters
