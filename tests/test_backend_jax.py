@@ -259,7 +259,7 @@ def test_tracers_are_refused_and_the_state_is_untouched(rng, transform) -> None:
         "grad": jax.grad(lambda x: conv.step(x).sum()),
         "vmap": jax.vmap(lambda x: conv.step(x[None, :])),
     }[transform]
-    with pytest.raises(TypeError, match="tracer.*rollout"):
+    with pytest.raises(TypeError, match=r"tracer.*rollout"):
         fn(jnp.ones((1, 1)))
     assert conv.position == 1
     np.testing.assert_array_equal(np.asarray(conv.state_dict()["buffer"]), before)
