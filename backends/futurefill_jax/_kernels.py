@@ -1,8 +1,7 @@
-"""Jit-compiled kernels of the step-by-step path (one ``emit`` and the FutureFill tasks), and
-the task contribution shared with the compiled rollout (:mod:`futurefill_jax._program`).
+"""Traced kernels: one ``emit`` and one task's contribution, shared by the functional API,
+the step-by-step executor and the compiled rollout (they are jit-compiled by their callers).
 
-Every kernel takes the state buffer as its first argument and donates it, so XLA updates it in
-place. Positions (slot, window start, task ranges) are traced ``int32`` scalars; only sizes are
+Positions (slot, window start, task ranges) are traced ``int32`` scalars; only sizes are
 static, so a handful of compilations serve every step of a plan.
 
 XLA inserts a defensive copy of a donated buffer when a slice of it is read by one fusion and
@@ -13,16 +12,14 @@ numerical cost, which keeps every update in place.
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
-import jax
 import jax.numpy as jnp
 from jax import lax
 
 from ._classes import Kernel
 
-__all__ = ["after", "contribution", "emit", "task"]
+__all__ = ["after", "contribution", "emit"]
 
 Array = Any
 
@@ -40,7 +37,6 @@ def _i32(x: Any) -> Array:
     return jnp.asarray(x, dtype=jnp.int32)
 
 
-@functools.partial(jax.jit, static_argnames=("ch0", "ch1", "m"), donate_argnums=0)
 def emit(
     buf: Array, u: Array, taps: Array, slot: Any, start: Any, *, ch0: int, ch1: int, m: int
 ) -> tuple[Array, Array]:
@@ -49,7 +45,7 @@ def emit(
     Parameters
     ----------
     buf : array, shape (B, C, Lb)
-        State buffer (donated).
+        State buffer.
     u : array, shape (B, ch1 - ch0)
         Inputs of this step.
     taps : array, shape (C, 2 W)
@@ -140,11 +136,3 @@ def contribution(
     )
     q = jnp.arange(m, dtype=jnp.int32)
     return w, jnp.where((q >= c - w) & (q < d - w), piece, 0)
-
-
-@functools.partial(jax.jit, static_argnames=("cls",), donate_argnums=0)
-def task(buf: Array, spectrum: Array, a: Any, b: Any, c: Any, d: Any, *, cls: Kernel) -> Array:
-    """Add one task of class ``cls`` (slots ``a..b-1`` into ``c..d-1``) into ``buf``."""
-    w, piece = contribution(buf, spectrum, (a, b, c, d), cls, dst_length=buf.shape[-1])
-    old = lax.dynamic_slice_in_dim(buf, w, cls.m, axis=-1)
-    return lax.dynamic_update_slice_in_dim(buf, old + piece, w, axis=-1)

@@ -38,10 +38,10 @@ from jax import lax
 from futurefill.backends import ConvState
 from futurefill.plan import Plan
 
-from ._classes import TaskClass, classify
-from ._kernels import after, contribution
+from ._kernels import after
+from ._tasks import put, taps_at, task_runner, window
 
-__all__ = ["CHUNK", "FFT_FROM", "MAX_GROUP", "build_program"]
+__all__ = ["CHUNK", "MAX_GROUP", "build_program", "check_feedback"]
 
 Array = Any
 
@@ -52,29 +52,10 @@ MAX_GROUP = 64
 #: Classes whose tasks all come after the last step of a chunk of about this many steps are
 #: looked at once per chunk instead of once per block.
 CHUNK = 1024
-#: Uniform classes reading fewer slots than this multiply by Toeplitz taps instead of FFTs.
-#: Measured at D=1, L=65536: FFT from 128 ~0.54 us/token, from 64 ~0.8, from 32 ~2.3, from
-#: 256 ~0.7 (XLA:CPU FFT calls have a fixed cost of several microseconds).
-FFT_FROM = 128
 
 
 def _i32(x: Any) -> Array:
     return jnp.asarray(x, dtype=jnp.int32)
-
-
-def _slice(x: Array, start: Array, size: int) -> Array:
-    return lax.dynamic_slice_in_dim(x, start, size, axis=-1)
-
-
-def _put(x: Array, value: Array, start: Array) -> Array:
-    return lax.dynamic_update_slice_in_dim(x, value, start, axis=-1)
-
-
-def _taps(filters: np.ndarray, lags: np.ndarray) -> np.ndarray:
-    """``filters[:, lags]`` with zeros for lags outside ``0 .. N-1``."""
-    N = filters.shape[-1]
-    ok = (lags >= 0) & (lags < N)
-    return np.where(ok, filters[:, np.clip(lags, 0, N - 1)], 0.0)
 
 
 def check_feedback(feedback: Callable[[Array], Array], shape: tuple[int, ...], dtype: Any) -> None:
@@ -86,69 +67,6 @@ def check_feedback(feedback: Callable[[Array], Array], shape: tuple[int, ...], d
             f"feedback must return shape {shape} and dtype {np.dtype(dtype)}, got {got[0]} and "
             f"{got[1]}"
         )
-
-
-class _Tasks:
-    """The plan's tasks as kernel classes: constant operands and the code that runs them."""
-
-    def __init__(self, plan: Plan, state: ConvState, filters: np.ndarray, offset: int) -> None:
-        self.classes: list[TaskClass] = classify(plan)[0]
-        self.offset = offset  # array index of slot 0
-        self.direct = [c.kernel.uniform and c.kernel.k < FFT_FROM for c in self.classes]
-        self.consts: list[np.ndarray] = []
-        for cls, direct in zip(self.classes, self.direct, strict=True):
-            kern = cls.kernel
-            if direct:
-                lo, hi, _ = kern.spectrum
-                j, s = np.arange(kern.m)[:, None], np.arange(kern.k)[None, :]
-                lags = kern.shift + j - s
-                operand = _taps(filters, np.where((lags >= lo) & (lags < hi), lags, -1))
-            else:
-                operand = np.asarray(state.spectra[kern.spectrum])
-            self.consts += [operand, cls.pointers(plan.length), cls.rows]
-        self.pad = max([1] + [max(c.kernel.k, c.kernel.m) for c in self.classes])
-
-    def rare(self, chunk: int) -> list[int]:
-        """Classes whose tasks all run after the last step of a chunk of ``chunk`` steps."""
-        return [j for j, c in enumerate(self.classes) if np.all((c.steps + 1) % chunk == 0)]
-
-    def run(self, U: Array, A: Array, cs: list[Array], t0: Any, t1: Any, which: list[int]) -> Array:
-        """Add the tasks of classes ``which`` planned after steps ``t0 .. t1-1`` into ``A``."""
-        for j in which:
-            kern = self.classes[j].kernel
-            operand, ptr, rows = cs[3 * j : 3 * j + 3]
-            direct = self.direct[j]
-
-            def body(
-                i: Array,
-                A: Array,
-                kern: Any = kern,
-                operand: Any = operand,
-                rows: Any = rows,
-                direct: bool = direct,
-            ) -> Array:
-                a = rows[i, 0] + self.offset
-                if kern.uniform:  # the other bounds follow from the static sizes
-                    b, c, d = a + kern.k, a + kern.shift, a + kern.shift + kern.m
-                else:
-                    b, c, d = (rows[i, q] + self.offset for q in (1, 2, 3))
-                old = _slice(A, c, kern.m)
-                # Reading the block at an index computed from A keeps XLA from hoisting the
-                # task out of its loop (it would then always run).
-                a = after(a, old[..., :1])
-                _, piece = contribution(
-                    U,
-                    operand,
-                    (a, b, c, d),
-                    kern,
-                    dst_length=A.shape[-1],
-                    direct=direct,
-                    clamp=False,  # the arrays are padded by the longest window
-                )
-                return _put(A, old + piece, c)
-
-            A = lax.fori_loop(ptr[t0], ptr[t1], body, A)
-        return A
 
 
 def build_program(state: ConvState, feedback: Callable[[Array], Array]) -> tuple[Any, tuple]:
@@ -191,7 +109,7 @@ def _blocked(
     L, Lb = plan.length, plan.buffer_length
     base = int(plan.slot[0])
     B, C = state.batch, state.channels
-    tasks = _Tasks(plan, state, filters, offset=0)
+    tasks = task_runner(plan, 0)
     R = max(tasks.pad, G)
     chunk = G * max(1, CHUNK // G)
     per = chunk // G
@@ -199,9 +117,9 @@ def _blocked(
     frequent = [j for j in range(len(tasks.classes)) if j not in rare]
     every = list(range(len(tasks.classes)))
     i = np.arange(G)
-    toe = _taps(filters, i[:, None] - i[None, :]) * (i[:, None] >= i[None, :])  # (C, G, G)
+    toe = taps_at(filters, i[:, None] - i[None, :]) * (i[:, None] >= i[None, :])  # (C, G, G)
     push = np.transpose(toe * (i[:, None] > i[None, :]), (2, 0, 1))  # (G, C, G): [s, c, j]
-    consts = [filters[:, 0], toe, push, *tasks.consts]
+    consts = [filters[:, 0], toe, push, *tasks.constants(state.spectra, filters)]
 
     def program(buf: Array, u0: Array, t_start: Any, t_end: Any, *cs: Array) -> tuple:
         phi0, toe_c, push_c, *task_cs = cs
@@ -217,11 +135,11 @@ def _blocked(
             s = base + t
             j = t % G
             row = lax.dynamic_index_in_dim(toe_c, j, axis=1, keepdims=False)  # (C, G)
-            win = jnp.where(pos < j, _slice(U, s - j, G), 0)
+            win = jnp.where(pos < j, window(U, s - j, G), 0)
             y = lax.dynamic_index_in_dim(A, s, axis=-1, keepdims=False) + phi0 * u
             y = y + jnp.sum(win * row, axis=-1)
-            U = _put(U, u[..., None], after(s, y))
-            ys = _put(ys, y[..., None], t)
+            U = put(U, u[..., None], after(s, y))
+            ys = put(ys, y[..., None], t)
             A = tasks.run(U, A, task_cs, t, t + 1, every)
             return U, A, feedback(y), ys
 
@@ -238,14 +156,14 @@ def _blocked(
                 us.append(u)
                 yl.append(y)
                 u = feedback(y)
-            U = _put(U, jnp.stack(us, axis=-1), base + g0)
-            ys = _put(ys, jnp.stack(yl, axis=-1), g0)
+            U = put(U, jnp.stack(us, axis=-1), base + g0)
+            ys = put(ys, jnp.stack(yl, axis=-1), g0)
             A = tasks.run(U, A, task_cs, g0, g0 + G, frequent)
-            return U, A, u, ys, _slice(A, base + g0 + G, G)
+            return U, A, u, ys, window(A, base + g0 + G, G)
 
         def blocks(g_from: Array, g_to: Array, carry: tuple) -> tuple:
             U, A, u, ys = carry
-            a = _slice(A, base + g_from * G, G)
+            a = window(A, base + g_from * G, G)
             U, A, u, ys, _ = lax.fori_loop(
                 g_from, jnp.maximum(g_from, g_to), block, (U, A, u, ys, a)
             )
@@ -296,11 +214,11 @@ def _stepwise(plan: Plan, filters: np.ndarray, state: ConvState, feedback: Any) 
     phases = _window_phases(plan)
     widths = sorted({M for _, _, M in phases if M})
     F = max([0, *widths])
-    tasks = _Tasks(plan, state, filters, offset=F)
+    tasks = task_runner(plan, F)
     every = list(range(len(tasks.classes)))
     consts = [filters[:, 0], plan.window_slot.astype(np.int32)]
-    consts += [_taps(filters, M - np.arange(M)) for M in widths]  # phi[M], ..., phi[1]
-    consts += tasks.consts
+    consts += [taps_at(filters, M - np.arange(M)) for M in widths]  # phi[M], ..., phi[1]
+    consts += tasks.constants(state.spectra, filters)
     n_w = len(widths)
 
     def program(buf: Array, u0: Array, t_start: Any, t_end: Any, *cs: Array) -> tuple:
@@ -320,10 +238,10 @@ def _stepwise(plan: Plan, filters: np.ndarray, state: ConvState, feedback: Any) 
                 if M:
                     pos = s - M + jnp.arange(M, dtype=jnp.int32)
                     start = F + lax.dynamic_index_in_dim(wslot, t, keepdims=False)
-                    win = jnp.where(pos >= start, _slice(U, s - M, M), 0)
+                    win = jnp.where(pos >= start, window(U, s - M, M), 0)
                     y = y + jnp.sum(win * taps[M], axis=-1)
-                U = _put(U, u[..., None], after(s, y))
-                ys = _put(ys, y[..., None], t)
+                U = put(U, u[..., None], after(s, y))
+                ys = put(ys, y[..., None], t)
                 A = tasks.run(U, A, task_cs, t, t + 1, every)
                 return U, A, feedback(y), ys
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import jax
@@ -13,8 +12,7 @@ import numpy as np
 
 from futurefill.backends import ArrayAPIExecutor, ConvState, Program
 
-from . import _kernels
-from ._classes import TaskClass, classify
+from . import functional
 from ._program import build_program
 
 __all__ = ["JaxExecutor"]
@@ -33,22 +31,14 @@ def _x64_enabled() -> bool:
     return bool(jax.dtypes.canonicalize_dtype(np.float64) == np.float64)
 
 
-@dataclass
-class _Workspace:
-    """The window taps padded with zeros (for the emit kernel) and the plan's kernel classes."""
-
-    taps: Array
-    classes: list[TaskClass]
-    class_of_task: np.ndarray
-
-
 class JaxExecutor(ArrayAPIExecutor):
     """Executor for JAX arrays (any JAX device).
 
     * the state buffer is a JAX array rebound after every update (``state.buffer``);
-    * :meth:`emit` and the FutureFill tasks are jit-compiled with the buffer donated, so XLA
-      updates it in place; positions are traced, so a handful of compilations (one per
-      window-size bucket and kernel class of the plan) serve every step;
+    * a step runs the functional API's kernels (:mod:`futurefill_jax.functional`),
+      jit-compiled with the buffer donated so that XLA updates it in place; positions are
+      traced, so two compilations (emit per channel range, advance) serve every step, and
+      the functional API gives bit-identical results;
     * :meth:`compile` turns a rollout with a traceable feedback into one XLA program
       generated from the plan's tables (see :mod:`futurefill_jax._program`), cached per
       plan, shapes, dtype and feedback.
@@ -123,39 +113,28 @@ class JaxExecutor(ArrayAPIExecutor):
 
     # ------------------------------------------------------------------ kernels
     def prepare(self, state: ConvState) -> None:
-        taps = state.taps_reversed
-        classes, class_of_task = classify(state.plan)
-        state.workspace = _Workspace(
-            taps=jnp.concatenate([taps, jnp.zeros_like(taps)], axis=-1),
-            classes=classes,
-            class_of_task=class_of_task,
-        )
+        # The functional state's constants (window taps, task tables); its buffer is unused.
+        state.workspace = functional.init(
+            state.plan, self.to_numpy(state.filters), batch=1, dtype=state.buffer.dtype
+        ).replace(buffer=None)
 
     def clear(self, state: ConvState) -> None:
         state.buffer = jnp.zeros_like(state.buffer)
 
     def emit(self, state: ConvState, u: Array, channels: slice, slot: int, start: int) -> Array:
-        width = slot - start
-        m = 0 if width == 0 else min(1 << (width - 1).bit_length(), state.plan.window_length - 1)
+        fs = state.workspace
         ch0, ch1, _ = channels.indices(state.channels)
-        state.buffer, y = _kernels.emit(
-            state.buffer, u, state.workspace.taps, slot, start, ch0=ch0, ch1=ch1, m=m
-        )
+        state.buffer, y = functional.emit_donated(
+            state.buffer, u, fs.taps, fs.window_slot, state.step,
+            layout=fs.layout, ch0=ch0, ch1=ch1,
+        )  # fmt: skip
         return y
 
     def fill(self, state: ConvState, step: int) -> None:
-        plan, ws = state.plan, state.workspace
-        for i in range(plan.task_ptr.item(step), plan.task_ptr.item(step + 1)):
-            task = plan.task_offsets(i)
-            kernel = ws.classes[ws.class_of_task.item(i)].kernel
-            state.buffer = _kernels.task(
-                state.buffer,
-                state.spectra[kernel.spectrum],
-                task.src_start,
-                task.src_stop,
-                task.dst_start,
-                task.dst_stop,
-                cls=kernel,
+        fs = state.workspace
+        if state.plan.task_ptr.item(step) < state.plan.task_ptr.item(step + 1):
+            state.buffer = functional.advance_donated(
+                state.buffer, fs.tasks, step, layout=fs.layout
             )
 
     # ------------------------------------------------------------------ whole generation
