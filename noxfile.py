@@ -83,14 +83,29 @@ def docs(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """The asv suite, quick: every benchmark once, on the backends installed in the session.
+    """The asv suite, quick and saved: every benchmark once, then the HTML dashboard.
 
-    Only NumPy is installed here, so the other backends are reported as skipped (n/a); run
-    ``asv`` from ``asv_benchmarks/`` in an environment with torch/jax/cupy to time them.
-    Extra arguments go to ``asv run`` (e.g. ``nox -s bench -- -b Generation``).
+    Only NumPy is installed here, so the suite is parametrised over NumPy alone (it lists only
+    the backends whose library is installed; nothing is reported skipped). ``--quick`` runs
+    each benchmark once, and ``FUTUREFILL_BENCH_QUICK=1`` keeps one length and one channel
+    count. ``--set-commit-hash=HEAD`` makes asv save the results (an ``existing`` environment
+    saves nothing without it) under the checked-out commit, and ``asv publish`` writes them to
+    ``asv_benchmarks/html/``: view it with ``asv preview`` from ``asv_benchmarks/``. Extra
+    arguments go to ``asv run`` (e.g. ``nox -s bench -- -b Generation``).
     """
     session.install("-e", ".[bench]")
     session.chdir("asv_benchmarks")
-    session.run("asv", "machine", "--yes")
+    session.env["FUTUREFILL_BENCH_QUICK"] = "1"
+    session.run("asv", "machine", "--yes", silent=True)  # its questions and defaults: noise
     session.run("asv", "check", "--python=same")
-    session.run("asv", "run", "--quick", "--python=same", "--show-stderr", *session.posargs)
+    session.run(
+        "asv",
+        "run",
+        "--quick",
+        "--python=same",
+        "--set-commit-hash=HEAD",
+        "--show-stderr",
+        *session.posargs,
+    )
+    session.run("asv", "publish")
+    session.log("dashboard in asv_benchmarks/html/: `cd asv_benchmarks && asv preview`")
