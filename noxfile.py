@@ -1,7 +1,8 @@
 """nox sessions: tests per backend, lint, docs, quick benchmarks, the demo.
 
-``nox -s tests`` runs one session per backend; the torch session pins the CPU wheel
-``torch==2.13.0`` (an unpinned torch pulls a multi-GB CUDA build).
+``nox -s tests`` runs one session per backend; the torch session pins ``torch==2.13.0``, a
+CPU wheel on the project's development machines (see ``TORCH_PIN``; an unpinned torch pulls a
+multi-GB CUDA build).
 """
 
 from __future__ import annotations
@@ -11,6 +12,12 @@ import nox
 nox.options.default_venv_backend = "venv"
 nox.options.sessions = ["tests"]
 
+# On the machines this project is developed on, this pin resolves to the CPU wheel
+# torch-2.13.0+cpu: their pip configuration adds a local wheel directory holding it, and pip
+# prefers 2.13.0+cpu to PyPI's 2.13.0 (a local version label sorts higher). With PyPI alone, the
+# same pin installs the CUDA build on Linux; for a CPU wheel there, run the session with
+# PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu (docs/backends.md, "torch without
+# CUDA"). The pin itself is what CI installs: keep it.
 TORCH_PIN = "torch==2.13.0"
 BACKEND_EXTRAS: dict[str, list[str]] = {
     "numpy": [],
