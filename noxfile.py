@@ -1,7 +1,8 @@
 """nox sessions: tests per backend, lint, docs, quick benchmarks, the demo.
 
-``nox -s tests`` runs one session per backend; the torch session pins the CPU wheel
-``torch==2.13.0`` (an unpinned torch pulls a multi-GB CUDA build).
+``nox -s tests`` runs one session per backend; the torch session pins ``torch==2.13.0``, a
+CPU wheel on the project's development machines (see ``TORCH_PIN``; an unpinned torch pulls a
+multi-GB CUDA build).
 """
 
 from __future__ import annotations
@@ -11,6 +12,12 @@ import nox
 nox.options.default_venv_backend = "venv"
 nox.options.sessions = ["tests"]
 
+# On the machines this project is developed on, this pin resolves to the CPU wheel
+# torch-2.13.0+cpu: their pip configuration adds a local wheel directory holding it, and pip
+# prefers 2.13.0+cpu to PyPI's 2.13.0 (a local version label sorts higher). With PyPI alone, the
+# same pin installs the CUDA build on Linux; for a CPU wheel there, run the session with
+# PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu (docs/backends.md, "torch without
+# CUDA"). The pin itself is what CI installs: keep it.
 TORCH_PIN = "torch==2.13.0"
 BACKEND_EXTRAS: dict[str, list[str]] = {
     "numpy": [],
@@ -83,14 +90,29 @@ def docs(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """The asv suite, quick: every benchmark once, on the backends installed in the session.
+    """The asv suite, quick and saved: every benchmark once, then the HTML dashboard.
 
-    Only NumPy is installed here, so the other backends are reported as skipped (n/a); run
-    ``asv`` from ``asv_benchmarks/`` in an environment with torch/jax/cupy to time them.
-    Extra arguments go to ``asv run`` (e.g. ``nox -s bench -- -b Generation``).
+    Only NumPy is installed here, so the suite is parametrised over NumPy alone (it lists only
+    the backends whose library is installed; nothing is reported skipped). ``--quick`` runs
+    each benchmark once, and ``FUTUREFILL_BENCH_QUICK=1`` keeps one length and one channel
+    count. ``--set-commit-hash=HEAD`` makes asv save the results (an ``existing`` environment
+    saves nothing without it) under the checked-out commit, and ``asv publish`` writes them to
+    ``asv_benchmarks/html/``: view it with ``asv preview`` from ``asv_benchmarks/``. Extra
+    arguments go to ``asv run`` (e.g. ``nox -s bench -- -b Generation``).
     """
     session.install("-e", ".[bench]")
     session.chdir("asv_benchmarks")
-    session.run("asv", "machine", "--yes")
+    session.env["FUTUREFILL_BENCH_QUICK"] = "1"
+    session.run("asv", "machine", "--yes", silent=True)  # its questions and defaults: noise
     session.run("asv", "check", "--python=same")
-    session.run("asv", "run", "--quick", "--python=same", "--show-stderr", *session.posargs)
+    session.run(
+        "asv",
+        "run",
+        "--quick",
+        "--python=same",
+        "--set-commit-hash=HEAD",
+        "--show-stderr",
+        *session.posargs,
+    )
+    session.run("asv", "publish")
+    session.log("dashboard in asv_benchmarks/html/: `cd asv_benchmarks && asv preview`")

@@ -1,6 +1,6 @@
 """Online generation, prefill, peak memory and in-process ratios of every schedule and backend.
 
-Parameters (asv ``params``): ``backend`` (skipped where it cannot run), ``schedule``, ``length``
+Parameters (asv ``params``): ``backend`` (those that can run here), ``schedule``, ``length``
 (online steps, or prompt length for prefill) and ``channels`` (batch 1, float32). Every timed
 region ends with ``executor.synchronize()`` so queued device work is counted.
 """

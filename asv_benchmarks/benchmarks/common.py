@@ -1,16 +1,25 @@
-"""Shared helpers: backend loading (skip when unavailable), inputs, timed runs with a device sync.
+"""Shared helpers: the parameters, backend loading, inputs, timed runs with a device sync.
 
-A benchmark whose backend is not installed, or cannot run here (CuPy without a CUDA device),
-raises ``NotImplementedError`` from ``setup``; asv records it as skipped (``n/a``).
+The ``backend`` parameter lists only the backends that can run here: NumPy, and torch, JAX or
+CuPy where their library is installed (CuPy also needs a CUDA device, which ``nvidia-smi -L``
+must list). A missing library therefore adds no parameter, and asv reports nothing as skipped
+for it. Environment variables:
 
-``FUTUREFILL_BENCH_BACKENDS`` (comma-separated) narrows the backend parameter, e.g. to
-``numpy`` for a fast local run.
+``FUTUREFILL_BENCH_BACKENDS``
+    Comma-separated backends to use instead (e.g. ``numpy,torch``). A backend named here that
+    cannot run raises ``NotImplementedError`` from ``setup``, which asv shows as skipped (n/a).
+``FUTUREFILL_BENCH_QUICK=1``
+    One length (256) and one channel count (16) instead of two of each: what ``nox -s bench``
+    uses with ``asv run --quick``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
+import shutil
+import subprocess
 import time
 from collections.abc import Callable
 from typing import Any
@@ -19,16 +28,47 @@ import numpy as np
 
 import futurefill
 
-ALL_BACKENDS = ("numpy", "torch", "jax", "cupy")
-BACKENDS = [
-    b.strip()
-    for b in os.environ.get("FUTUREFILL_BENCH_BACKENDS", ",".join(ALL_BACKENDS)).split(",")
-    if b.strip()
-]
+#: The backends the suite knows, with the module each one needs.
+ALL_BACKENDS = {"numpy": "numpy", "torch": "torch", "jax": "jax", "cupy": "cupy"}
+
+
+def _has_cuda_device() -> bool:
+    """Whether ``nvidia-smi -L`` lists a GPU. Asked in a subprocess: initialising CUDA in this
+    process would break the benchmark processes that asv forks from it."""
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        return False
+    try:
+        done = subprocess.run([smi, "-L"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return done.returncode == 0 and "GPU" in done.stdout
+
+
+def available_backends() -> list[str]:
+    """The backends whose library is installed (found, not imported) and, for CuPy, that have
+    a CUDA device: the default ``backend`` parameter."""
+    registered = set(futurefill.list_backends())
+    found = [
+        name
+        for name, module in ALL_BACKENDS.items()
+        if name in registered and importlib.util.find_spec(module) is not None
+    ]
+    if "cupy" in found and not _has_cuda_device():
+        found.remove("cupy")
+    return found
+
+
+def _names(value: str) -> list[str]:
+    return [name.strip() for name in value.split(",") if name.strip()]
+
+
+BACKENDS = _names(os.environ.get("FUTUREFILL_BENCH_BACKENDS", "")) or available_backends()
+QUICK = os.environ.get("FUTUREFILL_BENCH_QUICK", "0") == "1"
 SCHEDULES = list(futurefill.SCHEDULES)
 FAST_SCHEDULES = [s for s in SCHEDULES if s != "naive"]
-LENGTHS = [256, 1024]
-CHANNELS = [16, 128]
+LENGTHS = [256] if QUICK else [256, 1024]
+CHANNELS = [16] if QUICK else [16, 128]
 DTYPE = "float32"  # the dtype every backend supports without flags (JAX defaults to it)
 SEED = 20241003
 
@@ -51,7 +91,8 @@ if os.environ.get("FUTUREFILL_BENCH_PREIMPORT", "1") == "1":
 
 
 def load_backend(name: str) -> futurefill.Executor:
-    """The executor of ``name``; ``NotImplementedError`` (asv: skipped) if it cannot run here."""
+    """The executor of ``name``; ``NotImplementedError`` (asv: skipped) if it cannot run here
+    (only for a backend named in ``FUTUREFILL_BENCH_BACKENDS``: the default list has none)."""
     if name not in futurefill.list_backends():
         raise NotImplementedError(f"backend {name!r} is not installed")
     try:
