@@ -136,7 +136,7 @@ class StreamState:
 
     @classmethod
     def tree_unflatten(cls, layout: Layout, leaves: tuple[Any, ...]) -> StreamState:
-        return cls(*leaves, layout=layout)
+        return cls(**dict(zip(_LEAVES, leaves, strict=True)), layout=layout)
 
     def __repr__(self) -> str:
         return (
@@ -204,9 +204,7 @@ def emit_buffer(
 ) -> tuple[Array, Array]:  # fmt: skip
     """``y`` of step ``t`` for channels ``ch0:ch1``, and the buffer with ``u`` stored."""
     start = jnp.take(window_slot, t)
-    return _kernels.emit(
-        buffer, u, taps, layout.base + t, start, ch0=ch0, ch1=ch1, m=layout.window
-    )
+    return _kernels.emit(buffer, u, taps, layout.base + t, start, ch0=ch0, ch1=ch1, m=layout.window)
 
 
 def advance_buffer(buffer: Array, tasks: tuple[Array, ...], t: Any, *, layout: Layout) -> Array:
@@ -228,9 +226,7 @@ def _channels(state: StreamState, channels: slice) -> tuple[int, int]:
     return start, stop
 
 
-def emit(
-    state: StreamState, u: Array, channels: slice = slice(None)
-) -> tuple[StreamState, Array]:
+def emit(state: StreamState, u: Array, channels: slice = slice(None)) -> tuple[StreamState, Array]:
     """``y`` of the current step for ``channels`` (static), storing their inputs ``u``.
 
     Every channel must be emitted once before :func:`advance`.

@@ -1,0 +1,176 @@
+"""The functional JAX API: pure functions over a pytree state, under jit, scan and sharding.
+
+Against the stateful path (``OnlineConv`` on the JAX backend) results must be identical bit for
+bit in float64 (both run the same kernels); against the ``numpy.convolve`` oracle within 1e-12
+of the largest output, as in ``test_online.py``. Sharding runs in a subprocess with 4 forced
+host devices (``XLA_FLAGS`` must be set before JAX starts).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from futurefill import OnlineConv, PlanSpec, make_plan
+
+from .conftest import decaying_filters, oracle, selected_backends
+
+if "jax" not in selected_backends():
+    pytest.skip("jax is not among FUTUREFILL_TEST_BACKENDS", allow_module_level=True)
+jax = pytest.importorskip("jax")
+jnp = pytest.importorskip("jax.numpy")
+if not jax.config.read("jax_enable_x64"):
+    pytest.skip("these float64 tests need JAX_ENABLE_X64=1", allow_module_level=True)
+
+from futurefill_jax import functional as ff  # noqa: E402
+
+SPECS = [
+    PlanSpec("naive"),
+    PlanSpec("epoched", epoch=5),
+    PlanSpec("continuous", direct_below=1),
+    PlanSpec("continuous", direct_below=16),
+]
+RTOL64 = 1e-12
+
+
+def _stateful(phi: np.ndarray, u: np.ndarray, spec: PlanSpec, prompt: int) -> tuple:
+    B, L = u.shape[0], u.shape[-1] - prompt
+    conv = OnlineConv(phi, L, schedule=spec, prompt=prompt, batch=B, backend="jax", dtype="float64")
+    parts = []
+    if prompt:
+        parts.append(np.asarray(conv.prefill(jnp.asarray(u[..., :prompt]))))
+    for t in range(L):
+        parts.append(np.asarray(conv.step(jnp.asarray(u[..., prompt + t])))[..., None])
+    return np.concatenate(parts, -1), np.asarray(conv._state.buffer)
+
+
+@pytest.mark.parametrize("prompt", [0, 6])
+@pytest.mark.parametrize("spec", SPECS, ids=str)
+def test_jit_and_scan_equal_the_stateful_path_bit_for_bit(rng, spec, prompt) -> None:
+    B, C, L = 2, 3, 37
+    phi = decaying_filters(rng, C, prompt + L)
+    u = rng.standard_normal((B, C, prompt + L))
+    want, want_buffer = _stateful(phi, u, spec, prompt)
+    plan = make_plan(L, spec, prompt=prompt)
+    state = ff.init(plan, phi, batch=B, dtype=jnp.float64)
+    parts = []
+    if prompt:
+        state, y = jax.jit(ff.prefill)(state, jnp.asarray(u[..., :prompt]))
+        parts.append(np.asarray(y))
+    after_prompt = state
+    jstep = jax.jit(ff.step)
+    for t in range(L):  # one jitted call per step
+        state, y = jstep(state, jnp.asarray(u[..., prompt + t]))
+        parts.append(np.asarray(y)[..., None])
+    np.testing.assert_array_equal(np.concatenate(parts, -1), want)
+    np.testing.assert_array_equal(np.asarray(state.buffer), want_buffer)
+
+    @jax.jit
+    def scanned(state, us):  # the whole generation as one lax.scan
+        return jax.lax.scan(ff.step, state, us)
+
+    final, ys = scanned(after_prompt, jnp.moveaxis(jnp.asarray(u[..., prompt:]), -1, 0))
+    np.testing.assert_array_equal(np.moveaxis(np.asarray(ys), 0, -1), want[..., prompt:])
+    np.testing.assert_array_equal(np.asarray(final.buffer), want_buffer)
+    assert int(final.step) == L
+    rel = np.abs(want - oracle(u, phi)).max() / np.abs(want).max()
+    assert rel <= RTOL64
+
+
+def test_emit_per_channel_range_then_advance(rng) -> None:
+    B, C, L = 1, 5, 30
+    phi = decaying_filters(rng, C, L)
+    u = rng.standard_normal((B, C, L))
+    state = ff.init(make_plan(L, "continuous", direct_below=4), phi, dtype=jnp.float64)
+
+    @jax.jit
+    def position(state, ut):
+        state, lo = ff.emit(state, ut[:, :2], slice(0, 2))
+        state, hi = ff.emit(state, ut[:, 2:], slice(2, 5))
+        return ff.advance(state), jnp.concatenate([lo, hi], axis=1)
+
+    ys = []
+    for t in range(L):
+        state, y = position(state, jnp.asarray(u[..., t]))
+        ys.append(np.asarray(y))
+    got = np.stack(ys, -1)
+    want = oracle(u, phi)
+    assert np.abs(got - want).max() <= RTOL64 * np.abs(want).max()
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=str)
+def test_rollout_with_feedback_matches_the_oracle(rng, spec) -> None:
+    B, C, L = 1, 2, 40
+    phi = decaying_filters(rng, C, L) * 0.5
+    u0 = rng.standard_normal((B, C))
+    state = ff.init(make_plan(L, spec), phi, batch=B, dtype=jnp.float64)
+    rollout = jax.jit(ff.rollout, static_argnums=(2, 3))
+    state, ys = rollout(state, jnp.asarray(u0), jnp.tanh, L)
+    got = np.asarray(ys)
+    inputs = np.concatenate([u0[..., None], np.tanh(got[..., :-1])], -1)
+    want = oracle(inputs, phi)
+    assert np.abs(got - want).max() <= RTOL64 * np.abs(want).max()
+    assert int(state.step) == L
+
+
+def test_the_state_is_a_pytree_with_a_static_plan(rng) -> None:
+    plan = make_plan(16, "continuous")
+    state = ff.init(plan, decaying_filters(rng, 2, 16), dtype=jnp.float32)
+    leaves, treedef = jax.tree_util.tree_flatten(state)
+    assert all(isinstance(leaf, jax.Array) for leaf in leaves)
+    again = jax.tree_util.tree_unflatten(treedef, leaves)
+    assert again.plan is plan and again.layout is state.layout
+    assert state.buffer.dtype == jnp.float32
+    with pytest.raises(ValueError, match="N >= 16"):
+        ff.init(plan, np.ones((2, 8)))
+    with pytest.raises(TypeError, match="float32 or float64"):
+        ff.init(plan, np.ones((2, 16)), dtype=jnp.float16)
+
+
+SHARDED = textwrap.dedent(
+    """
+    import numpy as np, jax, jax.numpy as jnp
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+    from futurefill import make_plan
+    from futurefill_jax import functional as ff
+    assert len(jax.devices()) == 4, jax.devices()
+    rng = np.random.default_rng(5)
+    B, C, L = 2, 8, 64
+    phi = rng.standard_normal((C, L)) * np.exp(-np.arange(L) / 10)
+    u0 = rng.standard_normal((B, C))
+    plan = make_plan(L, "continuous", direct_below=4)
+    run = jax.jit(ff.rollout, static_argnums=(2, 3))
+    _, want = run(ff.init(plan, phi, batch=B, dtype=jnp.float64), jnp.asarray(u0), jnp.tanh, L)
+    for shape, names, spec in (((4,), ("c",), P(None, "c")), ((2, 2), ("b", "c"), P("b", "c"))):
+        mesh = Mesh(np.array(jax.devices()).reshape(shape), names)
+        batch_axis = "b" if "b" in names else None
+        state = ff.shard(ff.init(plan, phi, batch=B, dtype=jnp.float64), mesh,
+                         batch_axis=batch_axis, channel_axis="c")
+        u = jax.device_put(jnp.asarray(u0), NamedSharding(mesh, spec))
+        state, got = run(state, u, jnp.tanh, L)
+        assert len(state.buffer.sharding.device_set) == 4
+        np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+    print("sharded ok")
+    """
+)
+
+
+def test_sharded_over_four_devices_equals_one_device(tmp_path) -> None:
+    env = dict(
+        os.environ,
+        XLA_FLAGS="--xla_force_host_platform_device_count=4",
+        JAX_PLATFORMS="cpu",
+        JAX_ENABLE_X64="1",
+    )
+    script = tmp_path / "sharded.py"
+    script.write_text(SHARDED)
+    done = subprocess.run(
+        [sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "sharded ok" in done.stdout
