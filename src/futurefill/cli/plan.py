@@ -1,39 +1,22 @@
-"""``futurefill plan``: print a schedule's cost table, check it and draw its tiling.
+"""Print (and draw) a schedule's tasks and cost.
 
-The command-line entry point hooks :func:`add_arguments` and :func:`run` into its ``plan``
-subcommand; :func:`main` runs the command on its own (``python -m futurefill._plan_cli``).
+Prints the cost table of a generation schedule (tasks per FFT size, FLOPs, state, worst
+step); optionally proves it exact and causal (--validate) and draws how its tasks tile the
+input x output triangle (--plot).
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
-from collections.abc import Sequence
 
-from .plan import SCHEDULES, PlanError, make_plan
+from ..plan import SCHEDULES, PlanError, make_plan
+from ._args import UsageError
 
-__all__ = ["add_arguments", "main", "run"]
-
-DESCRIPTION = (
-    "Print the cost table of a generation schedule (tasks per FFT size, FLOPs, state, worst "
-    "step); optionally prove it exact and causal (--validate) and draw how its tasks tile the "
-    "input x output triangle (--plot)."
-)
+__all__ = ["add_arguments", "run"]
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Add the options of ``futurefill plan`` to ``parser``.
-
-    Parameters
-    ----------
-    parser : argparse.ArgumentParser
-        A parser or a subcommand parser.
-
-    Returns
-    -------
-    argparse.ArgumentParser
-        The same parser.
-    """
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the options of ``futurefill plan`` to ``parser``."""
     parser.add_argument(
         "--length", "-L", type=int, required=True, help="number of online steps (tokens)"
     )
@@ -83,7 +66,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         default="size",
         help="colour tasks by FFT size or by the step after which they run (default: size)",
     )
-    return parser
 
 
 def run(args: argparse.Namespace) -> int:
@@ -97,8 +79,12 @@ def run(args: argparse.Namespace) -> int:
     Returns
     -------
     int
-        Exit status: 0 on success, 1 if ``--validate`` finds the plan broken, 2 for bad
-        arguments.
+        Exit status: 0 on success, 1 if ``--validate`` finds the plan broken.
+
+    Raises
+    ------
+    UsageError
+        For bad arguments (the command reports it and exits with status 2).
     """
     try:
         if args.channels < 1 or args.batch < 1:
@@ -111,8 +97,7 @@ def run(args: argparse.Namespace) -> int:
             direct_below=args.direct_below,
         )
     except (TypeError, ValueError) as exc:
-        print(f"futurefill plan: error: {exc}", file=sys.stderr)
-        return 2
+        raise UsageError(str(exc)) from None
     print(plan.cost(channels=args.channels, batch=args.batch))
     status = 0
     if args.validate:
@@ -127,21 +112,14 @@ def run(args: argparse.Namespace) -> int:
                 "no task reads the future)"
             )
     if args.plot:
-        try:
-            from .plot import _new_axes, plot_plan, save_figure
-        except ImportError as exc:  # pragma: no cover - needs matplotlib missing
-            print(f"futurefill plan: error: {exc}", file=sys.stderr)
-            return 2
+        from ..plot import _new_axes, plot_plan, save_figure
+
         try:
             ax = _new_axes(_figsize(plan.total, args.color_by))
             plot_plan(plan, ax=ax, color_by=args.color_by)
             save_figure(ax, args.plot)
-        except ImportError as exc:
-            print(f"futurefill plan: error: {exc}", file=sys.stderr)
-            return 2
-        except OSError as exc:
-            print(f"futurefill plan: error: cannot write {args.plot}: {exc}", file=sys.stderr)
-            return 2
+        except (ImportError, OSError) as exc:
+            raise UsageError(f"--plot {args.plot}: {exc}") from None
         print(f"plot: wrote {args.plot}")
     return status
 
@@ -149,30 +127,3 @@ def run(args: argparse.Namespace) -> int:
 def _figsize(total: int, color_by: str) -> tuple[float, float]:
     side = 6.5 if total <= 32 else 7.5
     return (side + (2.5 if color_by == "step" else 1.5), side)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``futurefill plan``.
-
-    Parameters
-    ----------
-    argv : sequence of str, optional
-        Arguments after ``plan``; ``sys.argv[1:]`` by default.
-
-    Returns
-    -------
-    int
-        Exit status (see :func:`run`).
-
-    Examples
-    --------
-    >>> from futurefill._plan_cli import main
-    >>> main(["--length", "64", "--schedule", "continuous", "--validate"])  # doctest: +SKIP
-    """
-    parser = argparse.ArgumentParser(prog="futurefill plan", description=DESCRIPTION)
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())
