@@ -270,3 +270,51 @@ def test_decode_state_is_order_new_tokens(mixer: str, schedule: str) -> None:
 def test_decoder_rejects_too_long_generation(model: ConvLM) -> None:
     with pytest.raises(ValueError, match="max_len"):
         Decoder(model, prompt_len=200, steps=100)
+
+
+# ---------------------------------------------------------------------- token ids
+BAD_TOKENS = [([[0, -1]], ValueError), ([[3, 32]], ValueError), ([[99]], ValueError)]
+
+
+@pytest.mark.parametrize(("tokens", "error"), BAD_TOKENS)
+def test_forward_checks_token_ids_on_every_backend(
+    backend: futurefill.Executor, tokens: list, error: type
+) -> None:
+    model = small_model("hyena", max_len=16)
+    with pytest.raises(error, match=r"token ids .*0\.\.31"):
+        model.forward(tokens, backend=backend)
+    native = backend.asarray(np.array(tokens, dtype=np.int64))
+    with pytest.raises(error, match=r"token ids .*0\.\.31"):
+        model.forward(native, backend=backend)
+
+
+def test_forward_refuses_non_integer_tokens(backend: futurefill.Executor) -> None:
+    model = small_model("hyena", max_len=16)
+    with pytest.raises(TypeError, match="integer"):
+        model.forward([[0.5, 1.0]], backend=backend)
+    with pytest.raises(TypeError, match="integer"):
+        model.forward(backend.asarray(np.array([[1.0, 2.0]])), backend=backend)
+
+
+@pytest.mark.parametrize("prompt", [[-1], [0, 32], [[1, 2], [3, 99]]])
+def test_generate_checks_prompt_ids_on_every_backend(
+    backend: futurefill.Executor, prompt: list
+) -> None:
+    model = small_model("stu", max_len=16)
+    with pytest.raises(ValueError, match=r"0\.\.31"):
+        model.generate(prompt, 2, backend=backend)
+
+
+def test_decoder_checks_the_tokens_it_is_fed(backend: futurefill.Executor) -> None:
+    model = small_model("hyena", max_len=16)
+    decoder = Decoder(model, prompt_len=2, steps=3, backend=backend)
+    with pytest.raises(ValueError, match=r"0\.\.31"):
+        decoder.prefill(backend.asarray(np.array([[1, 32]])))
+    with pytest.raises(ValueError, match=r"shape"):
+        decoder.prefill(backend.asarray(np.array([[1, 2, 3]])))
+    decoder.prefill(backend.asarray(np.array([[1, 2]])))
+    with pytest.raises(ValueError, match=r"0\.\.31"):
+        decoder.step(backend.asarray(np.array([-1])))
+    with pytest.raises(ValueError, match=r"shape"):
+        decoder.step(backend.asarray(np.array([1, 2])))
+    assert decoder.step(backend.asarray(np.array([31]))).shape == (1, 32)

@@ -153,13 +153,14 @@ def demo_models(
     """
     rows = []
     for mixer in ("stu", "hyena"):
+        stu_k = 16  # the STU basis needs max_len >= stu_k, even for a short generation
         model = ConvLM(
             mixer=mixer,
             dim=64,
             layers=2,
             vocab_size=256,
-            max_len=prompt_len + new_tokens,
-            stu_k=16,
+            max_len=max(prompt_len + new_tokens, stu_k),
+            stu_k=stu_k,
             seed=1,
         )
         results = compare_schedules(model, prompt_len, new_tokens, backend=backend)

@@ -2,7 +2,13 @@
 
 Times naive, epoched and continuous generation (one depthwise layer with feedback
 u[t+1] = tanh(y[t])) and the offline FFT floor in one process, so that their ratios are
-comparable on a busy machine.
+comparable on a busy machine. Each configuration runs one warm-up round first (compilation,
+FFT plans, caches: reported apart in the "warm-up s" column, never in the timings), then
+--repeats timed rounds, keeping each method's best.
+
+The default run (numpy, L=32768, D=64, three schedules) takes about a minute or more on a
+two-core machine, mostly the naive schedule, which runs twice (warm-up, then the timed round);
+--length 4096 gives a quick look.
 """
 
 from __future__ import annotations
@@ -15,16 +21,27 @@ from typing import Any
 
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+from ..backends import Executor
 from ..bench import BenchResult, bench_configuration, measure_crossover
 from ..plan import SCHEDULES
-from ._args import UsageError
+from ._args import (
+    UsageError,
+    add_choice,
+    add_options,
+    count,
+    lengths,
+    plot_path,
+    resolve_backend,
+    schedule_names,
+)
 from ._table import console, print_table
 
 __all__ = ["add_arguments", "print_results", "run"]
 
 _CAPTION = (
-    "speedup = naive time / time; floor = time / offline FFT conv of the same inputs; "
-    "dev = max |y - y_naive| / max |y_naive|"
+    "s, µs/token: best timed round; warm-up s: what the first round took beyond it "
+    "(compilation, FFT plans, caches); speedup = naive time / time; floor = time / offline "
+    "FFT conv of the same inputs; dev = max |y - y_naive| / max |y_naive|"
 )
 
 
@@ -33,8 +50,19 @@ def _fmt(value: float | None, spec: str) -> str:
 
 
 def print_results(results: Sequence[BenchResult], title: str) -> None:
-    """Print benchmark rows: time, µs/token, speedup, floor ratio, deviation."""
-    headers = ("backend", "D", "L", "method", "s", "µs/token", "speedup", "floor", "dev")
+    """Print benchmark rows: time, µs/token, warm-up, speedup, floor ratio, deviation."""
+    headers = (
+        "backend",
+        "D",
+        "L",
+        "method",
+        "s",
+        "µs/token",
+        "warm-up s",
+        "speedup",
+        "floor",
+        "dev",
+    )
     rows = [
         (
             r.backend,
@@ -43,6 +71,7 @@ def print_results(results: Sequence[BenchResult], title: str) -> None:
             r.schedule,
             f"{r.seconds:.3f}",
             f"{r.us_per_token:.2f}",
+            f"{r.warmup_seconds:.3f}",
             _fmt(r.speedup_vs_naive, ".1f"),
             _fmt(r.ratio_to_floor, ".2f"),
             _fmt(r.max_deviation, ".1e"),
@@ -54,16 +83,50 @@ def print_results(results: Sequence[BenchResult], title: str) -> None:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the options of ``futurefill bench`` to ``parser``."""
-    parser.add_argument("--backend", action="append", help="backend (repeatable); default numpy")
-    parser.add_argument("--length", type=int, default=32768, help="tokens generated (L)")
-    parser.add_argument("--lengths", help="comma-separated lengths (scaling runs, --plot)")
-    parser.add_argument("--channels", type=int, default=64, help="depthwise channels D")
-    parser.add_argument("--dtype", default="float64", choices=["float64", "float32"])
-    parser.add_argument("--schedules", default=",".join(SCHEDULES))
-    parser.add_argument("--repeats", type=int, default=1, help="best-of repeats of each timing")
-    parser.add_argument("--json", action="store_true", help="machine-readable output")
-    parser.add_argument("--plot", metavar="PNG", help="time per token vs length, log-log")
-    parser.add_argument("--crossover", action="store_true", help="measure direct_below")
+    parser.add_argument(
+        "--backend",
+        action="append",
+        help="backend, repeatable (default: $FUTUREFILL_BACKEND, else numpy)",
+    )
+    add_options(
+        parser,
+        [
+            ("--length", count(1), 32768, "tokens generated, L"),
+            ("--channels", count(1), 64, "depthwise channels D"),
+            (
+                "--repeats",
+                count(1),
+                1,
+                "timed rounds after the warm-up; each method keeps its best",
+            ),
+        ],
+    )
+    parser.add_argument(
+        "--lengths",
+        type=lengths,
+        metavar="L1,L2,...",
+        help="comma-separated lengths, one run each, instead of --length (scaling runs, --plot)",
+    )
+    add_choice(parser, "--dtype", ("float64", "float32"), "working precision")
+    parser.add_argument(
+        "--schedules",
+        type=schedule_names,
+        default=SCHEDULES,
+        metavar="S1,S2,...",
+        help=f"comma-separated schedules (default: {','.join(SCHEDULES)})",
+    )
+    parser.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+    parser.add_argument(
+        "--plot",
+        type=plot_path,
+        metavar="PATH",
+        help="draw time per token vs length, log-log (e.g. scaling.png; needs matplotlib)",
+    )
+    parser.add_argument(
+        "--crossover",
+        action="store_true",
+        help="instead: time the continuous schedule for direct_below = 1, 2, 4, ..., 256",
+    )
 
 
 def _run_configs(
@@ -82,41 +145,47 @@ def _run_configs(
         task = progress.add_task("benchmarking", total=len(configs))
         for cfg in configs:
             progress.update(
-                task, description=f"{cfg['backend']} D={cfg['channels']} L={cfg['length']}"
+                task, description=f"{cfg['backend'].name} D={cfg['channels']} L={cfg['length']}"
             )
             results += bench_configuration(**cfg, **common)
             progress.advance(task)
     return results
 
 
-def _crossover(args: argparse.Namespace) -> int:
-    for backend in args.backend:
-        rows = [
-            (str(k0), f"{us:.2f}")
-            for k0, us in measure_crossover(
-                length=args.length, channels=args.channels, backend=backend, dtype=args.dtype
-            )
+def _crossover(args: argparse.Namespace, executors: list[Executor]) -> int:
+    rows = [
+        {"backend": ex.name, "direct_below": k0, "us_per_token": us}
+        for ex in executors
+        for k0, us in measure_crossover(
+            length=args.length, channels=args.channels, backend=ex, dtype=args.dtype
+        )
+    ]
+    if args.json:
+        json.dump(rows, sys.stdout, indent=1)
+        sys.stdout.write("\n")
+        return 0
+    for ex in executors:
+        table = [
+            (str(r["direct_below"]), f"{r['us_per_token']:.2f}")
+            for r in rows
+            if r["backend"] == ex.name
         ]
-        title = f"{backend}: continuous, D={args.channels}"
-        print_table(title, ("direct_below", "µs/token"), rows)
+        title = f"{ex.name}: continuous, D={args.channels}, L={args.length}"
+        print_table(title, ("direct_below", "µs/token"), table)
     return 0
 
 
 def run(args: argparse.Namespace) -> int:
     """Run ``futurefill bench`` with parsed arguments; return the exit status."""
-    if args.backend is None:
-        args.backend = ["numpy"]
-    schedules = tuple(args.schedules.split(","))
-    unknown = set(schedules) - set(SCHEDULES)
-    if unknown:
-        raise UsageError(f"unknown schedules {sorted(unknown)}; choose from {SCHEDULES}")
+    if args.crossover and (args.plot or args.lengths):
+        raise UsageError("--crossover measures one length: it takes neither --plot nor --lengths")
+    executors = [resolve_backend(name, args.dtype) for name in args.backend or [None]]
     if args.crossover:
-        return _crossover(args)
-    lengths = [int(v) for v in args.lengths.split(",")] if args.lengths else [args.length]
+        return _crossover(args, executors)
     configs = [
-        {"backend": b, "length": n, "channels": args.channels, "schedules": schedules}
-        for b in args.backend
-        for n in lengths
+        {"backend": ex, "length": n, "channels": args.channels, "schedules": args.schedules}
+        for ex in executors
+        for n in args.lengths or [args.length]
     ]
     results = _run_configs(configs, quiet=args.json, dtype=args.dtype, repeats=args.repeats)
     if args.json:
@@ -127,7 +196,10 @@ def run(args: argparse.Namespace) -> int:
     if args.plot:
         from ..plot import plot_scaling
 
-        plot_scaling([r.as_dict() for r in results], args.plot)
+        try:
+            plot_scaling([r.as_dict() for r in results], args.plot)
+        except OSError as exc:
+            raise UsageError(f"--plot {args.plot}: {exc}") from None
         if not args.json:
             print(f"wrote {args.plot}")
     return 0

@@ -16,6 +16,15 @@ import numpy as np
 
 from ..bench_model import RunResult, compare_schedules
 from ..models import ConvLM, ModelConfig
+from ._args import (
+    add_choice,
+    add_options,
+    as_usage_error,
+    count,
+    positive_real,
+    resolve_backend,
+    schedule_names,
+)
 from ._table import print_table
 
 __all__ = ["add_arguments", "run"]
@@ -60,45 +69,57 @@ def _rows(results: Sequence[RunResult]) -> list[tuple[str, ...]]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the options of ``futurefill bench-model`` to ``parser``."""
-    parser.add_argument("--mixer", choices=("hyena", "stu"), default="hyena")
-    parser.add_argument("--layers", type=int, default=4)
-    parser.add_argument("--dim", type=int, default=256)
-    parser.add_argument("--mlp-ratio", type=float, default=4.0)
-    parser.add_argument("--vocab", type=int, default=256)
-    parser.add_argument("--tokens", type=int, default=16384, help="new tokens per run")
+    add_choice(parser, "--mixer", ("hyena", "stu"), "sequence mixer")
+    add_choice(parser, "--dtype", ("float64", "float32"), "working precision")
+    add_options(
+        parser,
+        [
+            ("--layers", count(1), 4, "residual blocks"),
+            ("--dim", count(1), 256, "model width D"),
+            ("--mlp-ratio", positive_real, 4.0, "MLP hidden width as a multiple of --dim"),
+            ("--vocab", count(1), 256, "vocabulary size"),
+            ("--stu-k", count(1), 24, "spectral filters of the stu mixer"),
+            ("--tokens", count(1), 16384, "new tokens per run"),
+            ("--batch", count(1), 1, "sequences generated together"),
+            ("--seed", count(0), 0, "seed of the weights and the prompts"),
+        ],
+    )
     parser.add_argument(
         "--prompt",
-        type=int,
+        type=count(0),
         nargs="+",
         default=[0, 4096],
-        help="prompt lengths, one run each (0: no prompt)",
+        help="prompt lengths, one run each, 0 for none (default: 0 4096)",
     )
-    parser.add_argument("--batch", type=int, default=1)
-    parser.add_argument("--dtype", choices=("float64", "float32"), default="float64")
     parser.add_argument(
-        "--schedules", default="naive,continuous", help="comma-separated, baseline first"
+        "--schedules",
+        type=schedule_names,
+        default=("naive", "continuous"),
+        metavar="S1,S2,...",
+        help="comma-separated schedules, the baseline first (default: naive,continuous)",
     )
-    parser.add_argument("--backend", default="numpy")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--backend", help="backend (default: $FUTUREFILL_BACKEND, else numpy)")
 
 
 def run(args: argparse.Namespace) -> int:
     """Run ``futurefill bench-model``; 0 when every schedule produced the baseline's tokens."""
-    schedules = [s.strip() for s in args.schedules.split(",") if s.strip()]
-    cfg = ModelConfig(
-        mixer=args.mixer,
-        vocab_size=args.vocab,
-        dim=args.dim,
-        layers=args.layers,
-        max_len=max(args.prompt) + args.tokens,
-        mlp_ratio=args.mlp_ratio,
-        seed=args.seed,
-        dtype=args.dtype,
-    )
+    executor = resolve_backend(args.backend, args.dtype)
+    with as_usage_error():
+        cfg = ModelConfig(
+            mixer=args.mixer,
+            vocab_size=args.vocab,
+            dim=args.dim,
+            layers=args.layers,
+            max_len=max(max(args.prompt) + args.tokens, args.stu_k),
+            mlp_ratio=args.mlp_ratio,
+            stu_k=args.stu_k,
+            seed=args.seed,
+            dtype=args.dtype,
+        )
     start = time.perf_counter()
     model = ConvLM(cfg)
     model.host_filters()
-    print(f"{model}, batch {args.batch}, backend {args.backend}")
+    print(f"{model}, batch {args.batch}, backend {executor.name}")
     print(f"model built in {time.perf_counter() - start:.1f} s")
     ok = True
     for prompt_len in args.prompt:
@@ -106,15 +127,15 @@ def run(args: argparse.Namespace) -> int:
             model,
             prompt_len,
             args.tokens,
-            schedules,
+            args.schedules,
             batch=args.batch,
-            backend=args.backend,
+            backend=executor,
             seed=args.seed,
         )
         ok &= all(np.array_equal(r.tokens, results[0].tokens) for r in results)
         print_table(f"prompt {prompt_len}, {args.tokens} new tokens", _HEADERS, _rows(results))
         size = model.decode_state_size(
-            prompt_len, args.tokens, schedule=schedules[-1], batch=args.batch
+            prompt_len, args.tokens, schedule=args.schedules[-1], batch=args.batch
         )
         print(size)
     return 0 if ok else 1

@@ -11,6 +11,7 @@ import argparse
 
 from ..bench import bench_configuration
 from ..bench_model import demo_models
+from ._args import add_options, count
 from ._table import console, print_table
 from .bench import print_results
 
@@ -19,10 +20,15 @@ __all__ = ["add_arguments", "run"]
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the options of ``futurefill demo`` to ``parser``."""
-    parser.add_argument("--length", type=int, default=16384, help="tokens to generate")
-    parser.add_argument("--channels", type=int, default=64, help="depthwise channels D")
-    parser.add_argument("--model-prompt", type=int, default=1024, help="reference-model prompt")
-    parser.add_argument("--model-tokens", type=int, default=8192, help="reference-model tokens")
+    add_options(
+        parser,
+        [
+            ("--length", count(1), 16384, "tokens to generate"),
+            ("--channels", count(1), 64, "depthwise channels D"),
+            ("--model-prompt", count(0), 1024, "prompt length of the reference models, 0: none"),
+            ("--model-tokens", count(1), 8192, "tokens the reference models generate"),
+        ],
+    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 
 from ..plan import SCHEDULES, PlanError, make_plan
-from ._args import UsageError
+from ._args import UsageError, add_choice, as_usage_error, count, plot_path
 
 __all__ = ["add_arguments", "run"]
 
@@ -18,7 +18,7 @@ __all__ = ["add_arguments", "run"]
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the options of ``futurefill plan`` to ``parser``."""
     parser.add_argument(
-        "--length", "-L", type=int, required=True, help="number of online steps (tokens)"
+        "--length", "-L", type=count(1), required=True, help="number of online steps (tokens)"
     )
     parser.add_argument(
         "--schedule",
@@ -28,7 +28,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="generation schedule (default: %(default)s)",
     )
     parser.add_argument(
-        "--prompt", "-P", type=int, default=0, help="prompt length given by prefill (default: 0)"
+        "--prompt",
+        "-P",
+        type=count(0),
+        default=0,
+        help="prompt length given by prefill (default: 0)",
     )
     parser.add_argument(
         "--epoch",
@@ -44,10 +48,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(default: 1)",
     )
     parser.add_argument(
-        "--channels", "-C", type=int, default=1, help="channels for the cost table (default: 1)"
+        "--channels",
+        "-C",
+        type=count(1),
+        default=1,
+        help="channels for the cost table (default: 1)",
     )
     parser.add_argument(
-        "--batch", "-B", type=int, default=1, help="batch size for the cost table (default: 1)"
+        "--batch", "-B", type=count(1), default=1, help="batch size for the cost table (default: 1)"
     )
     parser.add_argument(
         "--validate",
@@ -56,15 +64,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--plot",
+        type=plot_path,
         metavar="PATH",
         default=None,
         help="draw the tiling to PATH (e.g. plan.png or plan.svg; needs matplotlib)",
     )
-    parser.add_argument(
+    add_choice(
+        parser,
         "--color-by",
-        choices=("size", "step"),
-        default="size",
-        help="colour tasks by FFT size or by the step after which they run (default: size)",
+        ("size", "step"),
+        "colour tasks by FFT size or by the step after which they run",
     )
 
 
@@ -86,9 +95,7 @@ def run(args: argparse.Namespace) -> int:
     UsageError
         For bad arguments (the command reports it and exits with status 2).
     """
-    try:
-        if args.channels < 1 or args.batch < 1:
-            raise ValueError("--channels and --batch must be >= 1")
+    with as_usage_error():
         plan = make_plan(
             args.length,
             schedule=args.schedule,
@@ -96,8 +103,6 @@ def run(args: argparse.Namespace) -> int:
             epoch=args.epoch,
             direct_below=args.direct_below,
         )
-    except (TypeError, ValueError) as exc:
-        raise UsageError(str(exc)) from None
     print(plan.cost(channels=args.channels, batch=args.batch))
     status = 0
     if args.validate:
@@ -118,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
             ax = _new_axes(_figsize(plan.total, args.color_by))
             plot_plan(plan, ax=ax, color_by=args.color_by)
             save_figure(ax, args.plot)
-        except (ImportError, OSError) as exc:
+        except OSError as exc:
             raise UsageError(f"--plot {args.plot}: {exc}") from None
         print(f"plot: wrote {args.plot}")
     return status

@@ -10,9 +10,11 @@ from .config import MIXERS, ModelConfig
 from .decode import DecodableModel, Decoder, Generation, generate
 from .lm import ConvLM
 from .options import GenerationOptions
+from .params import MAX_LEN_LIMIT, ModelFileError
 from .state_size import DecodeStateSize, decode_state_size
 
 __all__ = [
+    "MAX_LEN_LIMIT",
     "MIXERS",
     "ConvLM",
     "DecodableModel",
@@ -21,6 +23,7 @@ __all__ = [
     "Generation",
     "GenerationOptions",
     "ModelConfig",
+    "ModelFileError",
     "decode_state_size",
     "generate",
 ]

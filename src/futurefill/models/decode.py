@@ -21,6 +21,7 @@ from ..plan import PlanSpec
 from .config import ModelConfig
 from .network import BackendWeights, position_pass, sequence_pass
 from .options import GenerationOptions
+from .tokens import check_token_range, token_array
 
 __all__ = ["DecodableModel", "Decoder", "Generation", "generate", "online_steps"]
 
@@ -104,6 +105,7 @@ class Decoder:
                 f"max_len = {cfg.max_len}"
             )
         self.model = model
+        self.prompt_len = prompt_len
         self.executor = get_backend(backend)
         self.weights: BackendWeights = model.backend_weights(self.executor)
         # Only the first prompt + steps taps can ever be used (a plan has at least one step:
@@ -132,14 +134,23 @@ class Decoder:
         """Number of sequences."""
         return self.conv.batch
 
-    def prefill(self, tokens: Array) -> Array:
+    def _tokens(self, tokens: Any, shape: tuple[int, ...], what: str) -> Array:
+        """``tokens`` on the backend, checked: integer ids below ``vocab_size``, ``shape``."""
+        array = token_array(tokens, self.model.config.vocab_size, self.executor, what)
+        if tuple(array.shape) != shape:
+            raise ValueError(f"{what} must have shape {shape}, got {tuple(array.shape)}")
+        return array
+
+    def prefill(self, tokens: Any) -> Array:
         """Consume the prompt ``(B, prompt_len)``; return the logits of its last position.
 
         The prompt runs layer by layer (each layer needs the previous one's outputs); each
         layer's long convolution is the ``prefill`` of its own channels of the shared online
         convolution: one FFT convolution gives the layer's prompt outputs and keeps only the
-        prompt's contribution to the positions still to come.
+        prompt's contribution to the positions still to come. Token ids are checked (integers
+        in ``0 .. vocab_size - 1``).
         """
+        tokens = self._tokens(tokens, (self.batch, self.prompt_len), "prompt")
         start = time.perf_counter()
         w = self.weights
 
@@ -165,8 +176,15 @@ class Decoder:
         self.timings["long_conv"] += time.perf_counter() - start
         return y
 
-    def step(self, tokens: Array) -> Array:
-        """Feed one token per sequence ``(B,)``; return the next-token logits ``(B, V)``."""
+    def step(self, tokens: Any) -> Array:
+        """Feed one token per sequence ``(B,)``; return the next-token logits ``(B, V)``.
+
+        Token ids are checked (integers in ``0 .. vocab_size - 1``).
+        """
+        return self._step(self._tokens(tokens, (self.batch,), "tokens"))
+
+    def _step(self, tokens: Array) -> Array:
+        """:meth:`step` without the checks, for tokens the decoder itself chose."""
         if not self.timed:
             logits, self.states = position_pass(self.weights, tokens, self.states, self._long_conv)
             self.conv.advance()
@@ -198,20 +216,19 @@ class Decoder:
 
 
 def _prepare_prompt(
-    model: DecodableModel, prompt: Any, batch: int | None
+    model: DecodableModel, prompt: Any, batch: int | None, executor: Executor
 ) -> tuple[np.ndarray | None, int]:
     """Validate the prompt on the host: ``(B, P)`` int64 (or None) and the batch size."""
     if prompt is None:
         return None, 1 if batch is None else int(batch)
-    host = np.asarray(prompt)
+    host = executor.to_numpy(prompt) if executor.is_native(prompt) else np.asarray(prompt)
     if host.ndim == 1:
         host = host[None, :]
     if host.ndim != 2 or host.shape[1] == 0:
         raise ValueError(f"prompt must have shape (P,) or (B, P) with P >= 1, got {host.shape}")
     if host.dtype.kind not in "iu":
         raise TypeError(f"prompt must hold integer token ids, got dtype {host.dtype}")
-    if host.min() < 0 or host.max() >= model.config.vocab_size:
-        raise ValueError(f"prompt token ids must lie in 0..{model.config.vocab_size - 1}")
+    check_token_range(int(host.min()), int(host.max()), model.config.vocab_size, "prompt")
     if batch is not None and batch != host.shape[0]:
         raise ValueError(f"batch={batch} disagrees with the prompt's {host.shape[0]} rows")
     return host.astype(np.int64), host.shape[0]
@@ -264,7 +281,8 @@ def generate(
         raise TypeError("max_new_tokens must be an int")
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
-    host_prompt, B = _prepare_prompt(model, prompt, opts.batch)
+    ex = get_backend(opts.backend)
+    host_prompt, B = _prepare_prompt(model, prompt, opts.batch, ex)
     P = 0 if host_prompt is None else host_prompt.shape[1]
     N = int(max_new_tokens)
     decoder = Decoder(
@@ -273,15 +291,15 @@ def generate(
         steps=online_steps(P, N),
         schedule=opts.schedule,
         batch=B,
-        backend=opts.backend,
+        backend=ex,
         timed=timed,
     )
-    ex, xp = decoder.executor, decoder.weights.xp
+    xp = decoder.weights.xp
     rng = np.random.default_rng(opts.seed)
     if host_prompt is None:
-        logits = decoder.step(ex.asarray(np.full(B, model.config.bos, dtype=np.int64)))
+        logits = decoder.step(np.full(B, model.config.bos, dtype=np.int64))
     else:
-        logits = decoder.prefill(ex.asarray(host_prompt))
+        logits = decoder.prefill(host_prompt)
     tokens: list[Array] = []
     kept: list[Array] = []
     for i in range(N):
@@ -295,7 +313,7 @@ def generate(
         if opts.return_logits:
             kept.append(logits)
         if i + 1 < N:
-            logits = decoder.step(tok)
+            logits = decoder._step(tok)
     out = ex.to_numpy(xp.stack(tokens, axis=1)).astype(np.int64)
     all_logits = ex.to_numpy(xp.stack(kept, axis=1)) if opts.return_logits else None
     return Generation(tokens=out, logits=all_logits, decoder=decoder)

@@ -18,8 +18,9 @@ from .decode import generate as _generate
 from .mixers import Mixer, get_mixer
 from .network import BackendWeights, convert_weights, layer_params, sequence_pass
 from .options import GenerationOptions
-from .params import init_params, init_shapes, load_params, save_params
+from .params import MAX_LEN_LIMIT, check_params, init_params, load_params, save_params
 from .state_size import DecodeStateSize, decode_state_size
+from .tokens import token_array
 
 __all__ = ["ConvLM"]
 
@@ -41,6 +42,9 @@ class ConvLM:
         Sizes and seed; the keyword arguments override its fields (or build one).
     params : mapping of str to ndarray, optional
         Weights; seeded random ones (:func:`~futurefill.models.params.init_params`) by default.
+        Checked (names, shapes, real finite values: see
+        :func:`~futurefill.models.params.check_params`) and copied read-only in the model
+        dtype.
     **overrides
         Fields of :class:`ModelConfig`.
 
@@ -62,18 +66,7 @@ class ConvLM:
         cfg = config if config is not None else ModelConfig()
         if overrides:
             cfg = dataclasses.replace(cfg, **overrides)
-        if params is None:
-            params = init_params(cfg)
-        else:
-            expected = init_shapes(cfg)
-            if set(params) != set(expected):
-                raise ValueError("params do not match the configuration's weight names")
-            for k, shape in expected.items():
-                if tuple(params[k].shape) != shape:
-                    raise ValueError(f"weight {k!r} has shape {params[k].shape}, not {shape}")
-            params = {k: np.ascontiguousarray(v, dtype=cfg.dtype) for k, v in params.items()}
-        for v in params.values():
-            v.setflags(write=False)
+        params = check_params(cfg, init_params(cfg) if params is None else params)
         self._config = cfg
         self._params = dict(params)
         self._mixer = get_mixer(cfg.mixer)
@@ -143,7 +136,9 @@ class ConvLM:
         Parameters
         ----------
         tokens : integer array, shape (B, T) or (T,)
-            Token ids, ``T <= max_len``; host data or arrays of the backend.
+            Token ids in ``0 .. vocab_size - 1`` (checked: a negative or too large id is a
+            ``ValueError``, a non-integer dtype a ``TypeError``), ``T <= max_len``; host data
+            or arrays of the backend.
         backend : str or Executor, optional
             Backend to compute on; the one in force by default.
 
@@ -152,8 +147,7 @@ class ConvLM:
         array of the backend, shape (B, T, vocab_size) (``(T, vocab_size)`` for 1-D tokens)
         """
         executor = get_backend(backend)
-        if not executor.is_native(tokens):
-            tokens = executor.asarray(np.asarray(tokens, dtype=np.int64))
+        tokens = token_array(tokens, self._config.vocab_size, executor)
         squeeze = tokens.ndim == 1
         if squeeze:
             tokens = executor.xp.reshape(tokens, (1, -1))
@@ -241,11 +235,34 @@ class ConvLM:
 
     # ------------------------------------------------------------------ files
     def save(self, path: str | os.PathLike[str]) -> None:
-        """Write the configuration and weights to a portable ``.npz`` file."""
+        """Write the configuration and weights to a portable ``.npz`` file.
+
+        The file is written at exactly ``path`` (no suffix is added; ``.npz`` is the usual
+        one), so ``ConvLM.load(path)`` reads it back.
+        """
         save_params(path, self._config, self._params)
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> ConvLM:
-        """Read a model written by :meth:`save`."""
-        cfg, params = load_params(path)
+    def load(
+        cls, path: str | os.PathLike[str], *, max_len_limit: int | None = MAX_LEN_LIMIT
+    ) -> ConvLM:
+        """Read a model written by :meth:`save`, checking every value in the file.
+
+        Parameters
+        ----------
+        path : str or path-like
+            The file, at exactly this path.
+        max_len_limit : int or None
+            Largest ``max_len`` accepted (default
+            :data:`~futurefill.models.params.MAX_LEN_LIMIT`, ``2**17``): the work and memory
+            of the model's filters grow with ``max_len``, which a tiny file can set to any
+            value. Pass a larger number (or None) for a file you trust.
+
+        Raises
+        ------
+        ModelFileError
+            (a ``ValueError``) A bad file, configuration or weight, or a ``max_len`` above
+            the limit; one line naming the file.
+        """
+        cfg, params = load_params(path, max_len_limit=max_len_limit)
         return cls(cfg, params)
