@@ -129,7 +129,7 @@ def _bench(out: Path, repeats: int, scale: int) -> list[dict[str, Any]]:
                 print(f"{label} D={channels} L={length}: {exc!r}", flush=True)
                 continue
             for r in results:
-                row = {"label": label, **r.as_dict(), "warmup_seconds": r.warmup_seconds}
+                row = {"label": label, **r.as_dict()}
                 rows.append(row)
                 print(
                     f"{label:18s} D={channels:<5d} L={length:<6d} {r.schedule:11s} "

@@ -27,9 +27,9 @@ def _feedback(y: jax.Array) -> jax.Array:
 
 
 def _filters(channels: int, taps: int) -> np.ndarray:
-    rng = np.random.default_rng(0)
-    phi = rng.standard_normal((channels, taps)) * np.exp(-np.arange(taps) / 50.0)
-    return 0.5 * phi / np.abs(phi).sum(axis=1, keepdims=True)
+    return 0.5 * futurefill.decaying_random_filters(
+        channels, taps, seed=0, decay=50.0, normalize=True
+    )
 
 
 def _best(run: Callable[[], object], repeat: int) -> float:

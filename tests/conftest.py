@@ -78,10 +78,12 @@ def rng() -> np.random.Generator:
     return np.random.default_rng(20241003)
 
 
-def decaying_filters(rng: np.random.Generator, channels: int, taps: int, scale: float = 50.0):
-    """Random filters with an exponential envelope (float64, NumPy)."""
-    envelope = np.exp(-np.arange(taps) / scale)
-    return rng.standard_normal((channels, taps)) * envelope
+def decaying_filters(
+    rng: np.random.Generator, channels: int, taps: int, scale: float = 50.0
+) -> np.ndarray:
+    """:func:`futurefill.decaying_random_filters` seeded from ``rng`` (float64, NumPy)."""
+    seed = int(rng.integers(2**63))
+    return futurefill.decaying_random_filters(channels, taps, seed=seed, decay=scale)
 
 
 def oracle(u: np.ndarray, filters: np.ndarray) -> np.ndarray:

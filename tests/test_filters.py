@@ -151,3 +151,11 @@ def test_decaying_random_filters() -> None:
         decaying_random_filters(2, 100, seed=1, decay=[5.0, 5.0, 5.0])
     with pytest.raises(ValueError):
         decaying_random_filters(2, 100, seed=1, decay=-1.0)
+
+
+def test_decaying_random_filters_normalized_to_unit_gain() -> None:
+    raw = decaying_random_filters(4, 64, seed=3)
+    unit = decaying_random_filters(4, 64, seed=3, normalize=True, dtype=np.float32)
+    assert unit.dtype == np.float32
+    np.testing.assert_allclose(np.abs(unit).sum(axis=1), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(unit, raw / np.abs(raw).sum(axis=1, keepdims=True), rtol=1e-6)

@@ -14,9 +14,13 @@ import pytest
 
 import futurefill
 from futurefill import PlanSpec
-from futurefill.models import ConvLM, Decoder, ModelConfig
-from futurefill.models.benchmark import main as bench_main
-from futurefill.models.decode import decode_state_size
+from futurefill.models import (
+    ConvLM,
+    Decoder,
+    GenerationOptions,
+    ModelConfig,
+    decode_state_size,
+)
 
 SCHEDULES = ("naive", "epoched", "continuous")
 RTOL = 1e-9
@@ -97,6 +101,25 @@ def test_batch_rows_are_independent(model: ConvLM) -> None:
     for row in range(2):
         np.testing.assert_array_equal(both[row], model.generate(prompts[row], 20)[0])
     assert model.generate(None, 5, batch=3).shape == (3, 5)
+
+
+def test_generation_options_are_one_value(model: ConvLM) -> None:
+    options = GenerationOptions(schedule="naive", temperature=1.0, seed=3)
+    by_value = model.generate([3, 1], 12, options)
+    np.testing.assert_array_equal(
+        by_value, model.generate([3, 1], 12, schedule="naive", temperature=1.0, seed=3)
+    )
+    tokens, logits = model.generate([3, 1], 12, options, return_logits=True)
+    np.testing.assert_array_equal(tokens, by_value)
+    assert logits.shape == (1, 12, 32)
+    with pytest.raises(TypeError, match="colour"):
+        model.generate([1], 3, colour="red")
+    with pytest.raises(TypeError, match="GenerationOptions"):
+        model.generate([1], 3, "naive")
+    with pytest.raises(TypeError, match="seed"):
+        GenerationOptions(seed="zzz")
+    with pytest.raises(ValueError, match="batch"):
+        GenerationOptions(batch=0)
 
 
 def test_sampling_is_seeded_and_schedule_independent(model: ConvLM) -> None:
@@ -217,7 +240,7 @@ def test_decode_state_size_matches_the_decoder(
     model: ConvLM, schedule: str, prompt_len: int
 ) -> None:
     new = 50
-    size = model.decode_state_size(prompt_len, new, schedule, batch=2)
+    size = model.decode_state_size(prompt_len, new, schedule=schedule, batch=2)
     steps = new - 1 if prompt_len else new
     decoder = Decoder(model, prompt_len=prompt_len, steps=steps, schedule=schedule, batch=2)
     if prompt_len:
@@ -236,7 +259,7 @@ def test_decode_state_is_order_new_tokens(mixer: str, schedule: str) -> None:
     P, K, D = 65536, 4096, 256
     # Only the configuration is needed: no (D, P + K) filters are built.
     cfg = ModelConfig(mixer=mixer, dim=D, layers=4, vocab_size=16, max_len=P + K)
-    size = decode_state_size(cfg, P, K, schedule)
+    size = decode_state_size(cfg, P, K, GenerationOptions(schedule=schedule))
     per_layer = size.per_layer()
     assert per_layer["conv_state"] <= 1.1 * K * D
     assert per_layer["conv_buffer"] <= K * D
@@ -249,9 +272,49 @@ def test_decoder_rejects_too_long_generation(model: ConvLM) -> None:
         Decoder(model, prompt_len=200, steps=100)
 
 
-# ---------------------------------------------------------------------- benchmark
-def test_benchmark_main_runs_small(capsys: pytest.CaptureFixture[str]) -> None:
-    argv = ["--layers", "1", "--dim", "8", "--vocab", "16", "--tokens", "24", "--prompt", "0", "9"]
-    assert bench_main(argv) == 0
-    out = capsys.readouterr().out
-    assert "continuous" in out and "naive" in out
+# ---------------------------------------------------------------------- token ids
+BAD_TOKENS = [([[0, -1]], ValueError), ([[3, 32]], ValueError), ([[99]], ValueError)]
+
+
+@pytest.mark.parametrize(("tokens", "error"), BAD_TOKENS)
+def test_forward_checks_token_ids_on_every_backend(
+    backend: futurefill.Executor, tokens: list, error: type
+) -> None:
+    model = small_model("hyena", max_len=16)
+    with pytest.raises(error, match=r"token ids .*0\.\.31"):
+        model.forward(tokens, backend=backend)
+    native = backend.asarray(np.array(tokens, dtype=np.int64))
+    with pytest.raises(error, match=r"token ids .*0\.\.31"):
+        model.forward(native, backend=backend)
+
+
+def test_forward_refuses_non_integer_tokens(backend: futurefill.Executor) -> None:
+    model = small_model("hyena", max_len=16)
+    with pytest.raises(TypeError, match="integer"):
+        model.forward([[0.5, 1.0]], backend=backend)
+    with pytest.raises(TypeError, match="integer"):
+        model.forward(backend.asarray(np.array([[1.0, 2.0]])), backend=backend)
+
+
+@pytest.mark.parametrize("prompt", [[-1], [0, 32], [[1, 2], [3, 99]]])
+def test_generate_checks_prompt_ids_on_every_backend(
+    backend: futurefill.Executor, prompt: list
+) -> None:
+    model = small_model("stu", max_len=16)
+    with pytest.raises(ValueError, match=r"0\.\.31"):
+        model.generate(prompt, 2, backend=backend)
+
+
+def test_decoder_checks_the_tokens_it_is_fed(backend: futurefill.Executor) -> None:
+    model = small_model("hyena", max_len=16)
+    decoder = Decoder(model, prompt_len=2, steps=3, backend=backend)
+    with pytest.raises(ValueError, match=r"0\.\.31"):
+        decoder.prefill(backend.asarray(np.array([[1, 32]])))
+    with pytest.raises(ValueError, match=r"shape"):
+        decoder.prefill(backend.asarray(np.array([[1, 2, 3]])))
+    decoder.prefill(backend.asarray(np.array([[1, 2]])))
+    with pytest.raises(ValueError, match=r"0\.\.31"):
+        decoder.step(backend.asarray(np.array([-1])))
+    with pytest.raises(ValueError, match=r"shape"):
+        decoder.step(backend.asarray(np.array([1, 2])))
+    assert decoder.step(backend.asarray(np.array([31]))).shape == (1, 32)

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 import futurefill
-from futurefill import _plan_cli
 
 matplotlib = pytest.importorskip("matplotlib")
 matplotlib.use("Agg")
@@ -221,49 +220,3 @@ def test_plot_scaling_single_length_has_no_slope():
 def test_plot_scaling_rejects_bad_rows(rows, match):
     with pytest.raises(ValueError, match=match):
         plot.plot_scaling(rows, ax=_ax())
-
-
-# ---------------------------------------------------------------------- CLI
-def test_plan_cli_prints_the_cost_table_and_validates(capsys):
-    status = _plan_cli.main(["--length", "64", "--schedule", "continuous", "--validate"])
-    out = capsys.readouterr().out
-    assert status == 0
-    plan = futurefill.make_plan(64, schedule="continuous")
-    assert out.startswith(str(plan.cost()))
-    assert "FutureFill tasks          : 63" in out
-    assert "validate: OK" in out
-
-
-def test_plan_cli_options_reach_the_plan(capsys):
-    argv = ["-L", "100", "-s", "epoched", "--prompt", "9", "--epoch", "7", "-C", "4", "-B", "2"]
-    assert _plan_cli.main(argv) == 0
-    out = capsys.readouterr().out
-    plan = futurefill.make_plan(100, schedule="epoched", prompt=9, epoch=7)
-    assert out.strip() == str(plan.cost(channels=4, batch=2))
-    assert "epoch=7" in out and "4 x 2" in out
-
-
-def test_plan_cli_draws_the_plot(tmp_path, capsys):
-    path = tmp_path / "plan.png"
-    argv = ["--length", "16", "--direct-below", "2", "--plot", str(path), "--color-by", "step"]
-    assert _plan_cli.main(argv) == 0
-    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert f"plot: wrote {path}" in capsys.readouterr().out
-
-
-def test_plan_cli_reports_bad_arguments(capsys):
-    assert _plan_cli.main(["--length", "16", "--schedule", "naive", "--epoch", "4"]) == 2
-    err = capsys.readouterr().err
-    assert "schedule 'naive' takes no parameters, not epoch" in err
-    assert _plan_cli.main(["--length", "0"]) == 2
-    with pytest.raises(SystemExit):
-        _plan_cli.main(["--schedule", "continuous"])  # --length is required
-
-
-def test_plan_cli_validate_reports_a_broken_plan(monkeypatch, capsys):
-    def broken(self):
-        raise futurefill.PlanError("output 3: inputs counted twice or skipped")
-
-    monkeypatch.setattr(futurefill.Plan, "validate", broken)
-    assert _plan_cli.main(["--length", "8", "--validate"]) == 1
-    assert "validate: FAILED: output 3" in capsys.readouterr().out

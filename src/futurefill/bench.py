@@ -18,12 +18,14 @@ from typing import Any
 import numpy as np
 
 from ._backend import get_backend
+from ._checks import check_int
 from .backends import Executor
+from .filters import decaying_random_filters
 from .online import OnlineConv
 from .ops import fill_future, filter_spectrum, next_pow2
 from .plan import SCHEDULES, PlanSpec
 
-__all__ = ["BenchResult", "bench_configuration", "decaying_filters", "measure_crossover"]
+__all__ = ["BenchResult", "bench_configuration", "measure_crossover"]
 
 OFFLINE = "offline"
 
@@ -52,16 +54,9 @@ class BenchResult:
         return max(self.first_run_seconds - self.seconds, 0.0)
 
     def as_dict(self) -> dict[str, Any]:
-        """Plain dict (for ``--json`` and :func:`futurefill.plot.plot_scaling`)."""
-        return asdict(self)
-
-
-def decaying_filters(channels: int, taps: int, *, seed: int = 0) -> np.ndarray:
-    """Random filters with an exponential envelope, scaled so ``sum |phi| ~ 1``."""
-    rng = np.random.default_rng(seed)
-    decay = np.exp(-np.arange(taps) / max(taps / 8, 1.0))
-    phi = rng.standard_normal((channels, taps)) * decay
-    return phi / np.abs(phi).sum(axis=1, keepdims=True)
+        """Plain dict (for ``--json`` and :func:`futurefill.plot.plot_scaling`), with
+        ``warmup_seconds`` beside ``first_run_seconds``."""
+        return {**asdict(self), "warmup_seconds": self.warmup_seconds}
 
 
 def _time_rollout(conv: OnlineConv, u0: Any) -> tuple[float, Any]:
@@ -109,7 +104,7 @@ def bench_configuration(
         reference of the speedups and deviations. A result is labelled by the schedule's name,
         or by the spec when it has parameters.
     repeats : int
-        Timed rounds after one warm-up round (compilation, FFT plans and caches happen
+        Timed rounds (at least 1) after one warm-up round (compilation, FFT plans and caches happen
         there; its time is reported apart as ``first_run_seconds``). Each round times every
         method once, in turn (so that a slow spell of the machine hits all methods alike),
         and each method keeps its best round.
@@ -121,8 +116,9 @@ def bench_configuration(
     list of BenchResult
         One per schedule plus one for the offline floor.
     """
+    repeats = check_int("repeats", repeats, 1)
     ex = get_backend(backend)
-    filters_host = decaying_filters(channels, length, seed=seed).astype(dtype)
+    filters_host = decaying_random_filters(channels, length, seed=seed, normalize=True, dtype=dtype)
     filters = ex.asarray(filters_host, dtype=dtype)
     rng = np.random.default_rng(seed + 1)
     u0 = ex.asarray(rng.standard_normal((batch, channels)).astype(dtype), dtype=dtype)
@@ -137,7 +133,7 @@ def bench_configuration(
     outputs: dict[str, np.ndarray] = {}
     u_all = floor_spectrum = None
     n_floor = next_pow2(2 * length - 1)
-    for round_ in range(1 + max(repeats, 1)):
+    for round_ in range(1 + repeats):
         times = {}
         for schedule, conv in convs.items():
             times[schedule], ys = _time_rollout(conv, u0)
@@ -184,12 +180,12 @@ def bench_configuration(
 
 def measure_crossover(
     *,
+    candidates: Iterable[int] = (1, 2, 4, 8, 16, 32, 64, 128, 256),
     length: int,
     channels: int,
+    dtype: str = "float64",
     batch: int = 1,
     backend: str | Executor | None = None,
-    dtype: str = "float64",
-    candidates: Iterable[int] = (1, 2, 4, 8, 16, 32, 64, 128, 256),
     repeats: int = 3,
 ) -> Iterator[tuple[int, float]]:
     """Time the continuous schedule for each ``direct_below``; yield ``(k0, us_per_token)``.

@@ -223,8 +223,7 @@ def hyena_filters(
     alpha = -math.log(target) / reach  # exp(-alpha * reach) == target
     t = np.arange(length, dtype=np.float64) / length
     h = z.T * np.exp(-alpha[:, None] * t[None, :])
-    h /= np.maximum(np.abs(h).sum(axis=1, keepdims=True), np.finfo(np.float64).tiny)
-    return h.astype(dtype, copy=False)
+    return _unit_gain(h).astype(dtype, copy=False)
 
 
 def decaying_random_filters(
@@ -233,26 +232,38 @@ def decaying_random_filters(
     *,
     seed: int,
     decay: float | npt.ArrayLike | None = None,
+    normalize: bool = False,
     dtype: npt.DTypeLike = np.float64,
 ) -> FloatArray:
     """Seeded Gaussian filters under an exponential envelope ``exp(-m / decay)``.
 
+    The one generator of random decaying test and benchmark filters in the project: the
+    benchmarks, the tests and the examples all draw their filters here, so that the same
+    ``(channels, length, seed, decay)`` always means the same taps.
+
     Parameters
     ----------
-    channels : int
-        Number of filters ``C``.
-    length : int
-        Number of taps ``N``.
+    channels, length : int
+        Number of filters ``C`` and of taps ``N``.
     seed : int
-        Seed of the Gaussian taps.
+        Seed of the Gaussian taps (``numpy.random.default_rng(seed)``).
     decay : float or array of shape (channels,), optional
-        Time constant in taps (per channel if an array); default ``length / 8``.
+        Time constant in taps (per channel if an array); default ``max(length / 8, 1)``.
+    normalize : bool
+        Divide every filter by its L1 norm (unit gain: ``sum |phi| = 1``), which keeps a
+        feedback loop such as ``u[t+1] = tanh(y[t])`` bounded.
     dtype : dtype, optional
-        Output dtype (computed in float64).
+        Dtype of the result; the taps are drawn and scaled in float64.
 
     Returns
     -------
     ndarray, shape (channels, length)
+
+    Examples
+    --------
+    >>> from futurefill.filters import decaying_random_filters
+    >>> decaying_random_filters(2, 16, seed=0, decay=4.0).shape
+    (2, 16)
     """
     channels = _check_positive("channels", channels)
     length = _check_positive("length", length)
@@ -263,4 +274,9 @@ def decaying_random_filters(
         raise ValueError("decay must be positive")
     envelope = np.exp(-np.arange(length, dtype=np.float64)[None, :] / np.reshape(tau, (-1, 1)))
     taps = np.random.default_rng(seed).standard_normal((channels, length)) * envelope
-    return taps.astype(dtype, copy=False)
+    return (_unit_gain(taps) if normalize else taps).astype(dtype, copy=False)
+
+
+def _unit_gain(h: FloatArray) -> FloatArray:
+    """Every row of ``h`` divided by its L1 norm (rows of zeros stay zero)."""
+    return h / np.maximum(np.abs(h).sum(axis=1, keepdims=True), np.finfo(np.float64).tiny)

@@ -7,7 +7,23 @@
 """
 
 from .config import MIXERS, ModelConfig
-from .decode import Decoder, DecodeStateSize
+from .decode import DecodableModel, Decoder, Generation, generate
 from .lm import ConvLM
+from .options import GenerationOptions
+from .params import MAX_LEN_LIMIT, ModelFileError
+from .state_size import DecodeStateSize, decode_state_size
 
-__all__ = ["MIXERS", "ConvLM", "DecodeStateSize", "Decoder", "ModelConfig"]
+__all__ = [
+    "MAX_LEN_LIMIT",
+    "MIXERS",
+    "ConvLM",
+    "DecodableModel",
+    "DecodeStateSize",
+    "Decoder",
+    "Generation",
+    "GenerationOptions",
+    "ModelConfig",
+    "ModelFileError",
+    "decode_state_size",
+    "generate",
+]

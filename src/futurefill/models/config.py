@@ -7,6 +7,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from .._checks import check_int, check_real
+
 __all__ = ["MIXERS", "ModelConfig"]
 
 #: Sequence mixers the reference models implement.
@@ -31,17 +33,21 @@ class ModelConfig:
     max_len : int
         Filter taps ``N``: the longest sequence (prompt + generated) the model can process.
     mlp_ratio : float
-        Hidden width of the MLP as a multiple of ``dim``.
+        Hidden width of the MLP as a multiple of ``dim`` (at least one hidden unit).
     stu_k : int
         Number of STU spectral filters ``K`` (``"stu"`` only).
     seed : int
-        Seed of the random weights.
+        Seed of the random weights (``>= 0``).
     dtype : {"float64", "float32"}
         Working dtype of weights and activations.
     norm_eps : float
-        Epsilon of the RMS norms.
+        Epsilon of the RMS norms (finite, ``> 0``).
     bos : int
         Token that starts generation without a prompt.
+
+    Every field is checked when the configuration is built: a wrong type is a ``TypeError``
+    (no string or bool is converted), a bad value a ``ValueError``, each one line naming the
+    field.
     """
 
     mixer: str = "stu"
@@ -57,20 +63,26 @@ class ModelConfig:
     bos: int = 0
 
     def __post_init__(self) -> None:
+        # Every field is checked (one line per bad value) and normalised to a Python scalar,
+        # so that a configuration read from a file is as trustworthy as one built in code.
         if self.mixer not in MIXERS:
             raise ValueError(f"mixer must be one of {MIXERS}, got {self.mixer!r}")
         for name in ("vocab_size", "dim", "layers", "max_len", "stu_k"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+            object.__setattr__(self, name, check_int(name, getattr(self, name), 1))
+        object.__setattr__(self, "seed", check_int("seed", self.seed, 0))
+        object.__setattr__(
+            self, "mlp_ratio", check_real("mlp_ratio", self.mlp_ratio, positive=True)
+        )
+        object.__setattr__(self, "norm_eps", check_real("norm_eps", self.norm_eps, positive=True))
         if self.mixer == "stu" and self.stu_k > self.max_len:
-            raise ValueError(f"stu_k = {self.stu_k} needs max_len >= stu_k")
-        if not self.mlp_ratio > 0 or self.hidden < 1:
-            raise ValueError(f"mlp_ratio must give a positive hidden width, got {self.mlp_ratio}")
+            raise ValueError(f"stu_k = {self.stu_k} needs max_len >= stu_k, got {self.max_len}")
+        if self.hidden < 1:
+            raise ValueError(
+                f"mlp_ratio = {self.mlp_ratio} gives no hidden unit for dim = {self.dim}"
+            )
         if self.dtype not in ("float32", "float64"):
             raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
-        if not 0 <= self.bos < self.vocab_size:
-            raise ValueError(f"bos must be a token id below vocab_size, got {self.bos}")
+        object.__setattr__(self, "bos", check_int("bos", self.bos, 0, self.vocab_size - 1))
 
     @property
     def hidden(self) -> int:
@@ -83,8 +95,23 @@ class ModelConfig:
 
     @classmethod
     def from_json(cls, text: str) -> ModelConfig:
-        """Inverse of :meth:`to_json`; unknown keys are an error."""
-        data: dict[str, Any] = json.loads(text)
+        """Inverse of :meth:`to_json`; anything but a JSON object of known keys is an error.
+
+        Raises
+        ------
+        ValueError
+            Text that is not a JSON object, unknown keys, or a bad value (see the class).
+        TypeError
+            A value of the wrong type.
+        """
+        try:
+            data: Any = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"model configuration is not valid JSON: {exc}") from None
+        if not isinstance(data, dict):
+            raise ValueError(
+                f"model configuration must be a JSON object, got {type(data).__name__}"
+            )
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(data) - known
         if unknown:

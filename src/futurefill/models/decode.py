@@ -10,38 +10,58 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from .._backend import get_backend
 from ..backends import Executor
 from ..online import OnlineConv
-from ..plan import PlanSpec, make_plan, resolve_spec
+from ..plan import PlanSpec
 from .config import ModelConfig
-from .mixers import get_mixer
 from .network import BackendWeights, position_pass, sequence_pass
+from .options import GenerationOptions
+from .tokens import check_token_range, token_array
 
-if TYPE_CHECKING:
-    from .lm import ConvLM
-
-__all__ = ["DecodeStateSize", "Decoder", "decode_state_size", "generate"]
+__all__ = ["DecodableModel", "Decoder", "Generation", "generate", "online_steps"]
 
 Array = Any
 
 
-def _online_steps(prompt_len: int, new_tokens: int) -> int:
+class DecodableModel(Protocol):
+    """What generation needs of a model (:class:`~futurefill.models.ConvLM` provides it)."""
+
+    @property
+    def config(self) -> ModelConfig:
+        """The configuration."""
+        ...
+
+    @property
+    def channel_slices(self) -> tuple[slice, ...]:
+        """Channels of each layer in the stacked long convolution."""
+        ...
+
+    def host_filters(self) -> list[np.ndarray]:
+        """Per layer, the long filters ``(C_i, max_len)`` on the host."""
+        ...
+
+    def backend_weights(self, executor: Executor) -> BackendWeights:
+        """The weights converted to ``executor``'s arrays."""
+        ...
+
+
+def online_steps(prompt_len: int, new_tokens: int) -> int:
     """Positions processed online: a prompt's last position yields the first new token; without
     a prompt the start token is the first online position. The last new token is never fed."""
     return new_tokens - 1 if prompt_len else new_tokens
 
 
 class Decoder:
-    """The decode state of a :class:`~futurefill.models.ConvLM` on one backend.
+    """The decode state of a model (:class:`~futurefill.models.ConvLM`) on one backend.
 
     Parameters
     ----------
-    model : ConvLM
+    model : DecodableModel
         The model.
     prompt_len : int
         Positions given at once to :meth:`prefill` (0: start with :meth:`step`).
@@ -68,7 +88,7 @@ class Decoder:
 
     def __init__(
         self,
-        model: ConvLM,
+        model: DecodableModel,
         *,
         prompt_len: int,
         steps: int,
@@ -85,6 +105,7 @@ class Decoder:
                 f"max_len = {cfg.max_len}"
             )
         self.model = model
+        self.prompt_len = prompt_len
         self.executor = get_backend(backend)
         self.weights: BackendWeights = model.backend_weights(self.executor)
         # Only the first prompt + steps taps can ever be used (a plan has at least one step:
@@ -113,14 +134,23 @@ class Decoder:
         """Number of sequences."""
         return self.conv.batch
 
-    def prefill(self, tokens: Array) -> Array:
+    def _tokens(self, tokens: Any, shape: tuple[int, ...], what: str) -> Array:
+        """``tokens`` on the backend, checked: integer ids below ``vocab_size``, ``shape``."""
+        array = token_array(tokens, self.model.config.vocab_size, self.executor, what)
+        if tuple(array.shape) != shape:
+            raise ValueError(f"{what} must have shape {shape}, got {tuple(array.shape)}")
+        return array
+
+    def prefill(self, tokens: Any) -> Array:
         """Consume the prompt ``(B, prompt_len)``; return the logits of its last position.
 
         The prompt runs layer by layer (each layer needs the previous one's outputs); each
         layer's long convolution is the ``prefill`` of its own channels of the shared online
         convolution: one FFT convolution gives the layer's prompt outputs and keeps only the
-        prompt's contribution to the positions still to come.
+        prompt's contribution to the positions still to come. Token ids are checked (integers
+        in ``0 .. vocab_size - 1``).
         """
+        tokens = self._tokens(tokens, (self.batch, self.prompt_len), "prompt")
         start = time.perf_counter()
         w = self.weights
 
@@ -146,8 +176,15 @@ class Decoder:
         self.timings["long_conv"] += time.perf_counter() - start
         return y
 
-    def step(self, tokens: Array) -> Array:
-        """Feed one token per sequence ``(B,)``; return the next-token logits ``(B, V)``."""
+    def step(self, tokens: Any) -> Array:
+        """Feed one token per sequence ``(B,)``; return the next-token logits ``(B, V)``.
+
+        Token ids are checked (integers in ``0 .. vocab_size - 1``).
+        """
+        return self._step(self._tokens(tokens, (self.batch,), "tokens"))
+
+    def _step(self, tokens: Array) -> Array:
+        """:meth:`step` without the checks, for tokens the decoder itself chose."""
         if not self.timed:
             logits, self.states = position_pass(self.weights, tokens, self.states, self._long_conv)
             self.conv.advance()
@@ -178,176 +215,105 @@ class Decoder:
         }
 
 
-@dataclass(frozen=True)
-class DecodeStateSize:
-    """Decode-state size of a model for one generation, in numbers of values (all layers).
-
-    Attributes
-    ----------
-    conv_buffer : int
-        The online convolution's buffer: kept inputs plus future contributions.
-    window_taps : int
-        Reversed taps of the directly summed local windows.
-    short_conv : int
-        Short-convolution state of the mixers (Hyena: the last two projected positions).
-    spectra : int
-        Precomputed filter spectra (complex values).
-    naive_buffer : int
-        What a naive cache holds: every input of every layer, ``B * C * (P + steps)``.
-    layers : int
-        Number of layers (for per-layer figures).
-    channels_per_layer : int
-        Long-convolution channels of one layer.
-    plan_total, plan_buffer_length : int
-        Positions of the plan and buffer slots per channel.
-    """
-
-    conv_buffer: int
-    window_taps: int
-    short_conv: int
-    spectra: int
-    naive_buffer: int
-    layers: int
-    channels_per_layer: int
-    plan_total: int
-    plan_buffer_length: int
-
-    @property
-    def conv_state(self) -> int:
-        """Real values of the decode state excluding spectra (buffer + taps + short conv)."""
-        return self.conv_buffer + self.window_taps + self.short_conv
-
-    def per_layer(self) -> dict[str, float]:
-        """Every component divided by the number of layers."""
-        names = ("conv_buffer", "window_taps", "short_conv", "spectra", "naive_buffer")
-        out = {k: getattr(self, k) / self.layers for k in names}
-        out["conv_state"] = self.conv_state / self.layers
-        return out
-
-    def __str__(self) -> str:
-        rows = self.per_layer()
-        lines = [f"decode state per layer ({self.channels_per_layer} long-conv channels)"]
-        for k in ("conv_buffer", "window_taps", "short_conv", "conv_state", "spectra"):
-            unit = " (complex)" if k == "spectra" else ""
-            lines.append(f"  {k:<14s}{rows[k]:>14,.0f}{unit}")
-        lines.append(f"  {'naive (P+K)·C':<14s}{rows['naive_buffer']:>14,.0f}")
-        return "\n".join(lines)
-
-
-def decode_state_size(
-    model: ConvLM | ModelConfig,
-    prompt_len: int,
-    new_tokens: int,
-    schedule: str | PlanSpec = "continuous",
-    *,
-    batch: int = 1,
-    backend: str | Executor | None = None,
-) -> DecodeStateSize:
-    """Size of the decode state of a generation, computed from the plan (nothing allocated).
-
-    Equals what a :class:`Decoder` for the same generation holds (``Decoder.state_size``).
-    Only the configuration is needed, so a :class:`ModelConfig` can stand for the model.
-    """
-    cfg = model if isinstance(model, ModelConfig) else model.config
-    mixer = get_mixer(cfg.mixer)
-    steps = max(_online_steps(prompt_len, new_tokens), 1)
-    channels = mixer.long_channels(cfg) * cfg.layers
-    ex = get_backend(backend)
-    spec = resolve_spec(
-        schedule, ex, batch=batch, channels=channels, dtype=ex.resolve_dtype(cfg.dtype)
-    )
-    plan = make_plan(steps, spec, prompt=prompt_len)
-    mixer_state = mixer.state_values(cfg, batch) * cfg.layers
-    return DecodeStateSize(
-        conv_buffer=batch * channels * plan.buffer_length,
-        window_taps=channels * plan.window_length,
-        short_conv=mixer_state,
-        spectra=channels * sum(key[2] // 2 + 1 for key in plan.spectrum_keys),
-        naive_buffer=batch * channels * plan.total,
-        layers=cfg.layers,
-        channels_per_layer=channels // cfg.layers,
-        plan_total=plan.total,
-        plan_buffer_length=plan.buffer_length,
-    )
-
-
-def _prepare_prompt(model: ConvLM, prompt: Any, batch: int | None) -> tuple[np.ndarray | None, int]:
+def _prepare_prompt(
+    model: DecodableModel, prompt: Any, batch: int | None, executor: Executor
+) -> tuple[np.ndarray | None, int]:
     """Validate the prompt on the host: ``(B, P)`` int64 (or None) and the batch size."""
     if prompt is None:
         return None, 1 if batch is None else int(batch)
-    host = np.asarray(prompt)
+    host = executor.to_numpy(prompt) if executor.is_native(prompt) else np.asarray(prompt)
     if host.ndim == 1:
         host = host[None, :]
     if host.ndim != 2 or host.shape[1] == 0:
         raise ValueError(f"prompt must have shape (P,) or (B, P) with P >= 1, got {host.shape}")
     if host.dtype.kind not in "iu":
         raise TypeError(f"prompt must hold integer token ids, got dtype {host.dtype}")
-    if host.min() < 0 or host.max() >= model.config.vocab_size:
-        raise ValueError(f"prompt token ids must lie in 0..{model.config.vocab_size - 1}")
+    check_token_range(int(host.min()), int(host.max()), model.config.vocab_size, "prompt")
     if batch is not None and batch != host.shape[0]:
         raise ValueError(f"batch={batch} disagrees with the prompt's {host.shape[0]} rows")
     return host.astype(np.int64), host.shape[0]
 
 
-def generate(
-    model: ConvLM,
-    prompt: Any,
-    max_new_tokens: int,
-    *,
-    schedule: str | PlanSpec = "continuous",
-    temperature: float = 0.0,
-    seed: int | None = None,
-    backend: str | Executor | None = None,
-    batch: int | None = None,
-    return_logits: bool = False,
-    timed: bool = False,
-) -> tuple[np.ndarray, np.ndarray | None, Decoder]:
-    """Implementation of :meth:`futurefill.models.ConvLM.generate` (see there).
+@dataclass(frozen=True)
+class Generation:
+    """What :func:`generate` returns.
 
-    Returns
-    -------
-    tokens : ndarray, shape (B, max_new_tokens)
+    Attributes
+    ----------
+    tokens : ndarray of int64, shape (B, max_new_tokens)
     logits : ndarray, shape (B, max_new_tokens, V), or None
+        With ``return_logits`` only.
     decoder : Decoder
         The decode state at the end (its ``timings`` with ``timed=True``).
     """
+
+    tokens: np.ndarray
+    logits: np.ndarray | None
+    decoder: Decoder
+
+
+def generate(
+    model: DecodableModel,
+    prompt: Any,
+    max_new_tokens: int,
+    options: GenerationOptions | None = None,
+    *,
+    timed: bool = False,
+) -> Generation:
+    """Implementation of :meth:`futurefill.models.ConvLM.generate` (see there).
+
+    Parameters
+    ----------
+    model : DecodableModel
+    prompt : integer array of shape (P,) or (B, P), or None
+    max_new_tokens : int
+    options : GenerationOptions, optional
+        Schedule, sampling, backend, batch (the defaults if None).
+    timed : bool
+        Time the decoder (see :class:`Decoder`).
+
+    Returns
+    -------
+    Generation
+    """
+    opts = GenerationOptions() if options is None else options
     if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int | np.integer):
         raise TypeError("max_new_tokens must be an int")
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
-    if not temperature >= 0:
-        raise ValueError(f"temperature must be >= 0, got {temperature}")
-    host_prompt, B = _prepare_prompt(model, prompt, batch)
+    ex = get_backend(opts.backend)
+    host_prompt, B = _prepare_prompt(model, prompt, opts.batch, ex)
     P = 0 if host_prompt is None else host_prompt.shape[1]
     N = int(max_new_tokens)
     decoder = Decoder(
         model,
         prompt_len=P,
-        steps=_online_steps(P, N),
-        schedule=schedule,
+        steps=online_steps(P, N),
+        schedule=opts.schedule,
         batch=B,
-        backend=backend,
+        backend=ex,
         timed=timed,
     )
-    ex, xp = decoder.executor, decoder.weights.xp
-    rng = np.random.default_rng(seed)
+    xp = decoder.weights.xp
+    rng = np.random.default_rng(opts.seed)
     if host_prompt is None:
-        logits = decoder.step(ex.asarray(np.full(B, model.config.bos, dtype=np.int64)))
+        logits = decoder.step(np.full(B, model.config.bos, dtype=np.int64))
     else:
-        logits = decoder.prefill(ex.asarray(host_prompt))
+        logits = decoder.prefill(host_prompt)
     tokens: list[Array] = []
     kept: list[Array] = []
     for i in range(N):
-        if temperature == 0:
+        if opts.temperature == 0:
             tok = xp.argmax(logits, axis=-1)
         else:  # Gumbel-max sampling on the host: the same draws for every schedule and backend
-            scores = ex.to_numpy(logits) / temperature + rng.gumbel(size=(B, logits.shape[-1]))
+            scores = ex.to_numpy(logits) / opts.temperature
+            scores = scores + rng.gumbel(size=(B, logits.shape[-1]))
             tok = ex.asarray(np.argmax(scores, axis=-1).astype(np.int64))
         tokens.append(tok)
-        if return_logits:
+        if opts.return_logits:
             kept.append(logits)
         if i + 1 < N:
-            logits = decoder.step(tok)
+            logits = decoder._step(tok)
     out = ex.to_numpy(xp.stack(tokens, axis=1)).astype(np.int64)
-    all_logits = ex.to_numpy(xp.stack(kept, axis=1)) if return_logits else None
-    return out, all_logits, decoder
+    all_logits = ex.to_numpy(xp.stack(kept, axis=1)) if opts.return_logits else None
+    return Generation(tokens=out, logits=all_logits, decoder=decoder)

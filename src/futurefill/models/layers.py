@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from array_api_compat import device as device_of
+from .._compat import device_of
 
 __all__ = ["causal_shift", "embed", "gelu", "mlp", "rms_norm", "short_conv"]
 

@@ -10,17 +10,17 @@ from types import MappingProxyType
 from typing import Any
 
 import numpy as np
-from array_api_compat import device as device_of
 
 from .._backend import get_backend
 from ..backends import Executor
-from ..plan import PlanSpec
 from .config import ModelConfig
-from .decode import DecodeStateSize, decode_state_size
 from .decode import generate as _generate
 from .mixers import Mixer, get_mixer
-from .network import BackendWeights, sequence_pass
-from .params import init_params, init_shapes, load_params, save_params
+from .network import BackendWeights, convert_weights, layer_params, sequence_pass
+from .options import GenerationOptions
+from .params import MAX_LEN_LIMIT, check_params, init_params, load_params, save_params
+from .state_size import DecodeStateSize, decode_state_size
+from .tokens import token_array
 
 __all__ = ["ConvLM"]
 
@@ -42,6 +42,9 @@ class ConvLM:
         Sizes and seed; the keyword arguments override its fields (or build one).
     params : mapping of str to ndarray, optional
         Weights; seeded random ones (:func:`~futurefill.models.params.init_params`) by default.
+        Checked (names, shapes, real finite values: see
+        :func:`~futurefill.models.params.check_params`) and copied read-only in the model
+        dtype.
     **overrides
         Fields of :class:`ModelConfig`.
 
@@ -63,18 +66,7 @@ class ConvLM:
         cfg = config if config is not None else ModelConfig()
         if overrides:
             cfg = dataclasses.replace(cfg, **overrides)
-        if params is None:
-            params = init_params(cfg)
-        else:
-            expected = init_shapes(cfg)
-            if set(params) != set(expected):
-                raise ValueError("params do not match the configuration's weight names")
-            for k, shape in expected.items():
-                if tuple(params[k].shape) != shape:
-                    raise ValueError(f"weight {k!r} has shape {params[k].shape}, not {shape}")
-            params = {k: np.ascontiguousarray(v, dtype=cfg.dtype) for k, v in params.items()}
-        for v in params.values():
-            v.setflags(write=False)
+        params = check_params(cfg, init_params(cfg) if params is None else params)
         self._config = cfg
         self._params = dict(params)
         self._mixer = get_mixer(cfg.mixer)
@@ -112,17 +104,14 @@ class ConvLM:
         )
 
     # ------------------------------------------------------------------ weights
-    def _layer(self, i: int) -> dict[str, np.ndarray]:
-        prefix = f"layers.{i}."
-        return {k[len(prefix) :]: v for k, v in self._params.items() if k.startswith(prefix)}
-
     def host_filters(self) -> list[np.ndarray]:
         """Per layer, the long filters ``(C_i, max_len)`` (float64, NumPy, computed once)."""
         with self._lock:
             if self._filters is None:
                 cfg = self._config
                 self._filters = [
-                    self._mixer.long_filters(cfg, self._layer(i)) for i in range(cfg.layers)
+                    self._mixer.long_filters(cfg, layer_params(self._params, i))
+                    for i in range(cfg.layers)
                 ]
             return self._filters
 
@@ -134,21 +123,8 @@ class ConvLM:
             found = self._converted.get(key)
         if found is not None:
             return found
-        cfg = self._config
-
-        def conv(a: np.ndarray) -> Array:
-            # Arrays the backend would share with our read-only weights are copied first.
-            return executor.asarray(a if executor.is_native(a) else np.array(a), dtype=dtype)
-
-        top = {k: conv(self._params[k]) for k in ("embed", "norm", "head")}
-        weights = BackendWeights(
-            cfg=cfg,
-            mixer=self._mixer,
-            xp=executor.xp,
-            device=device_of(top["embed"]),
-            top=top,
-            layers=[{k: conv(v) for k, v in self._layer(i).items()} for i in range(cfg.layers)],
-            filters=[conv(f) for f in self.host_filters()],
+        weights = convert_weights(
+            self._config, self._mixer, self._params, self.host_filters(), executor
         )
         with self._lock:
             return self._converted.setdefault(key, weights)
@@ -160,7 +136,9 @@ class ConvLM:
         Parameters
         ----------
         tokens : integer array, shape (B, T) or (T,)
-            Token ids, ``T <= max_len``; host data or arrays of the backend.
+            Token ids in ``0 .. vocab_size - 1`` (checked: a negative or too large id is a
+            ``ValueError``, a non-integer dtype a ``TypeError``), ``T <= max_len``; host data
+            or arrays of the backend.
         backend : str or Executor, optional
             Backend to compute on; the one in force by default.
 
@@ -169,8 +147,7 @@ class ConvLM:
         array of the backend, shape (B, T, vocab_size) (``(T, vocab_size)`` for 1-D tokens)
         """
         executor = get_backend(backend)
-        if not executor.is_native(tokens):
-            tokens = executor.asarray(np.asarray(tokens, dtype=np.int64))
+        tokens = token_array(tokens, self._config.vocab_size, executor)
         squeeze = tokens.ndim == 1
         if squeeze:
             tokens = executor.xp.reshape(tokens, (1, -1))
@@ -188,20 +165,16 @@ class ConvLM:
         self,
         prompt: Any,
         max_new_tokens: int,
-        *,
-        schedule: str | PlanSpec = "continuous",
-        temperature: float = 0.0,
-        seed: int | None = None,
-        backend: str | Executor | None = None,
-        batch: int | None = None,
-        return_logits: bool = False,
+        options: GenerationOptions | None = None,
+        **overrides: Any,
     ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         """Generate tokens autoregressively with an exact online convolution schedule.
 
         The prompt (if any) runs through the network at once and one ``prefill`` of the online
         convolution shared by all layers; then each new position runs every layer with one
         ``emit`` of its channels and a single ``advance`` after the last layer. Every schedule
-        computes the same function as :meth:`forward`, up to floating-point rounding.
+        computes the same function as :meth:`forward`, up to floating-point rounding. The
+        work is done by :class:`~futurefill.models.Decoder`.
 
         Parameters
         ----------
@@ -210,20 +183,12 @@ class ConvLM:
         max_new_tokens : int
             Tokens to generate; ``prompt length + max_new_tokens - 1 <= max_len`` (without a
             prompt, ``max_new_tokens <= max_len``).
-        schedule : str or PlanSpec
-            Online convolution schedule and its parameters (``naive`` keeps every input: the
-            baseline); see :func:`futurefill.make_plan`.
-        temperature : float
-            0 for greedy decoding; otherwise Gumbel-max sampling of ``logits / temperature``
-            with NumPy's generator seeded by ``seed`` (on the host).
-        seed : int, optional
-            Seed of the sampling.
-        backend : str or Executor, optional
-            Backend; the one in force by default.
-        batch : int, optional
-            Number of sequences without a prompt (1 by default).
-        return_logits : bool
-            Also return the logits each new token was chosen from.
+        options : GenerationOptions, optional
+            Schedule, sampling, backend, batch and ``return_logits``.
+        **overrides
+            Fields of :class:`~futurefill.models.GenerationOptions` (``schedule``,
+            ``temperature``, ``seed``, ``backend``, ``batch``, ``return_logits``), documented
+            there; they override those of ``options``.
 
         Returns
         -------
@@ -231,58 +196,73 @@ class ConvLM:
         logits : ndarray, shape (B, max_new_tokens, vocab_size)
             Only with ``return_logits``; ``logits[:, i]`` equals ``forward(sequence)[:, P-1+i]``
             with ``sequence`` the prompt followed by the generated tokens.
-        """
-        tokens, logits, _ = _generate(
-            self,
-            prompt,
-            max_new_tokens,
-            schedule=schedule,
-            temperature=temperature,
-            seed=seed,
-            backend=backend,
-            batch=batch,
-            return_logits=return_logits,
-        )
-        if return_logits:
-            assert logits is not None  # _generate returns logits when asked to
-            return tokens, logits
-        return tokens
-
-    def decode_state_size(
-        self,
-        prompt_len: int,
-        new_tokens: int,
-        schedule: str | PlanSpec = "continuous",
-        *,
-        batch: int = 1,
-        backend: str | Executor | None = None,
-    ) -> DecodeStateSize:
-        """Decode-state size of a generation per component, from its plan (nothing allocated).
 
         Examples
         --------
         >>> from futurefill.models import ConvLM
         >>> m = ConvLM(mixer="hyena", dim=8, layers=1, max_len=64, vocab_size=16)
-        >>> s = m.decode_state_size(32, 16)
+        >>> m.generate([1, 2], 4, schedule="naive", temperature=0.5, seed=0).shape
+        (1, 4)
+        """
+        opts = GenerationOptions.build(options, overrides)
+        result = _generate(self, prompt, max_new_tokens, opts)
+        if result.logits is not None:
+            return result.tokens, result.logits
+        return result.tokens
+
+    def decode_state_size(
+        self,
+        prompt_len: int,
+        new_tokens: int,
+        options: GenerationOptions | None = None,
+        **overrides: Any,
+    ) -> DecodeStateSize:
+        """Decode-state size of a generation per component, from its plan (nothing allocated).
+
+        ``options`` and ``overrides`` are those of :meth:`generate`; ``schedule``, ``batch``
+        and ``backend`` are read.
+
+        Examples
+        --------
+        >>> from futurefill.models import ConvLM
+        >>> m = ConvLM(mixer="hyena", dim=8, layers=1, max_len=64, vocab_size=16)
+        >>> s = m.decode_state_size(32, 16, schedule="continuous")
         >>> s.conv_buffer, s.naive_buffer
         (120, 376)
         """
-        return decode_state_size(
-            self,
-            prompt_len,
-            new_tokens,
-            schedule,
-            batch=batch,
-            backend=backend,
-        )
+        opts = GenerationOptions.build(options, overrides)
+        return decode_state_size(self, prompt_len, new_tokens, opts)
 
     # ------------------------------------------------------------------ files
     def save(self, path: str | os.PathLike[str]) -> None:
-        """Write the configuration and weights to a portable ``.npz`` file."""
+        """Write the configuration and weights to a portable ``.npz`` file.
+
+        The file is written at exactly ``path`` (no suffix is added; ``.npz`` is the usual
+        one), so ``ConvLM.load(path)`` reads it back.
+        """
         save_params(path, self._config, self._params)
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> ConvLM:
-        """Read a model written by :meth:`save`."""
-        cfg, params = load_params(path)
+    def load(
+        cls, path: str | os.PathLike[str], *, max_len_limit: int | None = MAX_LEN_LIMIT
+    ) -> ConvLM:
+        """Read a model written by :meth:`save`, checking every value in the file.
+
+        Parameters
+        ----------
+        path : str or path-like
+            The file, at exactly this path.
+        max_len_limit : int or None
+            Largest ``max_len`` accepted (default
+            :data:`~futurefill.models.params.MAX_LEN_LIMIT`, ``2**17``): the work and memory
+            of the model's filters grow with ``max_len``, which a tiny file can set to any
+            value. Pass a larger number (or None) for a file you trust.
+
+        Raises
+        ------
+        ModelFileError
+            (a ``ValueError``) A bad file, configuration or weight, or a ``max_len`` above
+            the limit; one line naming the file.
+        """
+        cfg, params = load_params(path, max_len_limit=max_len_limit)
         return cls(cfg, params)

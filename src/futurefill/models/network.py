@@ -3,20 +3,25 @@
 Both passes share every position-wise computation; they differ only in how the long
 convolution runs (offline FFT here, an online convolution supplied by the caller for one
 position). Written against the array API: ``xp`` is the weights' namespace.
+:func:`convert_weights` moves host weights to a backend, once per backend.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
+from .._compat import device_of
+from ..backends import Executor
 from ..ops import causal_conv
 from .config import ModelConfig
 from .layers import embed, mlp, rms_norm
 from .mixers import Mixer, State
 
-__all__ = ["BackendWeights", "position_pass", "sequence_pass"]
+__all__ = ["BackendWeights", "convert_weights", "layer_params", "position_pass", "sequence_pass"]
 
 Array = Any
 
@@ -50,6 +55,56 @@ class BackendWeights:
     top: dict[str, Array]
     layers: list[dict[str, Array]]
     filters: list[Array]
+
+
+def layer_params(params: Mapping[str, np.ndarray], layer: int) -> dict[str, np.ndarray]:
+    """The weights of one layer, with the ``layers.{layer}.`` prefix removed."""
+    prefix = f"layers.{layer}."
+    return {k[len(prefix) :]: v for k, v in params.items() if k.startswith(prefix)}
+
+
+def convert_weights(
+    cfg: ModelConfig,
+    mixer: Mixer,
+    params: Mapping[str, np.ndarray],
+    filters: Sequence[np.ndarray],
+    executor: Executor,
+) -> BackendWeights:
+    """Host weights and long filters converted to ``executor``'s arrays in the model dtype.
+
+    Parameters
+    ----------
+    cfg : ModelConfig
+    mixer : Mixer
+    params : mapping of str to ndarray
+        Host weights (see :func:`futurefill.models.params.init_params`); read-only arrays are
+        copied before a backend that would share their memory sees them.
+    filters : sequence of ndarray
+        Per layer, the host long filters ``(C_i, max_len)``.
+    executor : Executor
+        The backend.
+
+    Returns
+    -------
+    BackendWeights
+    """
+    dtype = executor.resolve_dtype(cfg.dtype)
+
+    def convert(a: np.ndarray) -> Array:
+        return executor.asarray(a if executor.is_native(a) else np.array(a), dtype=dtype)
+
+    top = {k: convert(params[k]) for k in ("embed", "norm", "head")}
+    return BackendWeights(
+        cfg=cfg,
+        mixer=mixer,
+        xp=executor.xp,
+        device=device_of(top["embed"]),
+        top=top,
+        layers=[
+            {k: convert(v) for k, v in layer_params(params, i).items()} for i in range(cfg.layers)
+        ],
+        filters=[convert(f) for f in filters],
+    )
 
 
 @dataclass

@@ -1,20 +1,45 @@
-"""Seeded random weights and their portable ``.npz`` file format."""
+"""Seeded random weights, their checks and their portable ``.npz`` file format.
+
+A model file is data from elsewhere: :func:`load_params` reads no pickle, checks the
+configuration before any weight is read (``max_len`` included, against a limit the caller
+sets: the file alone must not decide how much work the model will take), and checks every
+weight (name, shape, real and finite) with one clear error per problem.
+"""
 
 from __future__ import annotations
 
 import math
 import os
+import zipfile
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
+from .._checks import check_int
 from .config import ModelConfig
 from .mixers import get_mixer
 
-__all__ = ["init_params", "load_params", "save_params"]
+__all__ = [
+    "MAX_LEN_LIMIT",
+    "ModelFileError",
+    "check_params",
+    "init_params",
+    "load_params",
+    "save_params",
+]
 
 _CONFIG_KEY = "__config__"
+
+#: Largest ``max_len`` :func:`load_params` accepts unless told otherwise. Building a model's
+#: long filters costs time and memory in proportion to ``max_len`` (the STU basis of
+#: ``2**17`` taps takes a few seconds; of ``2**20``, half a minute and gigabytes), and an STU
+#: file is a few kilobytes whatever its ``max_len``.
+MAX_LEN_LIMIT = 2**17
+
+
+class ModelFileError(ValueError):
+    """A file that is not a valid futurefill model file; the message names the file."""
 
 
 def init_params(cfg: ModelConfig) -> dict[str, np.ndarray]:
@@ -44,33 +69,123 @@ def init_params(cfg: ModelConfig) -> dict[str, np.ndarray]:
     return {k: np.ascontiguousarray(v, dtype=cfg.dtype) for k, v in params.items()}
 
 
-def save_params(
-    path: str | os.PathLike[str], cfg: ModelConfig, params: Mapping[str, np.ndarray]
-) -> None:
-    """Write the configuration (as JSON) and the weights to one uncompressed ``.npz`` file."""
-    if _CONFIG_KEY in params:
-        raise ValueError(f"{_CONFIG_KEY!r} is reserved for the configuration")
-    arrays: dict[str, Any] = {_CONFIG_KEY: np.array(cfg.to_json()), **params}
-    np.savez(path, **arrays)
+def check_params(cfg: ModelConfig, params: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """Weights checked against ``cfg`` and converted to read-only contiguous ``cfg.dtype``.
 
+    Parameters
+    ----------
+    cfg : ModelConfig
+    params : mapping of str to array-like
+        One array per name of :func:`init_shapes`.
 
-def load_params(path: str | os.PathLike[str]) -> tuple[ModelConfig, dict[str, np.ndarray]]:
-    """Read a file written by :func:`save_params` (no pickle: only plain arrays are accepted)."""
-    with np.load(path, allow_pickle=False) as data:
-        if _CONFIG_KEY not in data.files:
-            raise ValueError(f"{os.fspath(path)!r} is not a futurefill model file (no config)")
-        cfg = ModelConfig.from_json(str(data[_CONFIG_KEY]))
-        params = {k: data[k] for k in data.files if k != _CONFIG_KEY}
+    Returns
+    -------
+    dict of str to ndarray
+
+    Raises
+    ------
+    ValueError
+        Missing or unexpected names, a wrong shape, a dtype that is not a real number (complex
+        values are not silently dropped), or a value that is not finite in ``cfg.dtype``
+        (NaN, infinity, or too large for float32).
+    """
     expected = init_shapes(cfg)
     if set(params) != set(expected):
         missing, extra = set(expected) - set(params), set(params) - set(expected)
         raise ValueError(
-            f"model file weights mismatch: missing {sorted(missing)}, unexpected {sorted(extra)}"
+            f"weights do not match the configuration: missing {sorted(missing)}, "
+            f"unexpected {sorted(extra)}"
         )
-    for k, shape in expected.items():
-        if params[k].shape != shape:
-            raise ValueError(f"weight {k!r} has shape {params[k].shape}, expected {shape}")
-    return cfg, params
+    checked = {}
+    for name, shape in expected.items():
+        host = np.asarray(params[name])
+        if host.dtype.kind not in "fiu":
+            raise ValueError(f"weight {name!r} must hold real numbers, got dtype {host.dtype}")
+        if host.shape != shape:
+            raise ValueError(f"weight {name!r} has shape {host.shape}, expected {shape}")
+        with np.errstate(over="ignore"):
+            array = np.ascontiguousarray(host, dtype=cfg.dtype)
+        if not np.isfinite(array).all():
+            raise ValueError(f"weight {name!r} has values that are not finite in {cfg.dtype}")
+        array.setflags(write=False)
+        checked[name] = array
+    return checked
+
+
+def save_params(
+    path: str | os.PathLike[str], cfg: ModelConfig, params: Mapping[str, np.ndarray]
+) -> None:
+    """Write the configuration (as JSON) and the weights to one uncompressed ``.npz`` file.
+
+    The file is written at exactly ``path``: no suffix is added (``.npz`` is the usual one),
+    so :func:`load_params` reads back the same path.
+    """
+    if _CONFIG_KEY in params:
+        raise ValueError(f"{_CONFIG_KEY!r} is reserved for the configuration")
+    arrays: dict[str, Any] = {_CONFIG_KEY: np.array(cfg.to_json()), **params}
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
+
+
+def _read_config(path: str, data: Any) -> ModelConfig:
+    if _CONFIG_KEY not in data.files:
+        raise ModelFileError(f"{path!r} is not a futurefill model file (no {_CONFIG_KEY!r} entry)")
+    entry = data[_CONFIG_KEY]
+    if entry.dtype.kind != "U" or entry.ndim != 0:
+        raise ModelFileError(
+            f"{path!r}: {_CONFIG_KEY!r} must be the configuration as JSON text, got an array "
+            f"of dtype {entry.dtype} and shape {entry.shape}"
+        )
+    try:
+        return ModelConfig.from_json(str(entry))
+    except (TypeError, ValueError) as exc:
+        raise ModelFileError(f"{path!r}: bad model configuration: {exc}") from None
+
+
+def load_params(
+    path: str | os.PathLike[str], *, max_len_limit: int | None = MAX_LEN_LIMIT
+) -> tuple[ModelConfig, dict[str, np.ndarray]]:
+    """Read a file written by :func:`save_params`, checking everything in it.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The file, at exactly this path (no suffix is added).
+    max_len_limit : int or None
+        Largest ``max_len`` accepted (default :data:`MAX_LEN_LIMIT`); None for no limit. The
+        configuration is checked before any weight is read.
+
+    Returns
+    -------
+    cfg : ModelConfig
+    params : dict of str to ndarray
+        Checked by :func:`check_params`.
+
+    Raises
+    ------
+    ModelFileError
+        (a ``ValueError``) Whatever is wrong with the file, in one line that names it.
+    """
+    if max_len_limit is not None:
+        max_len_limit = check_int("max_len_limit", max_len_limit, 1)
+    name = os.fspath(path)
+    if not zipfile.is_zipfile(name):
+        raise ModelFileError(f"{name!r} is not a futurefill model file (not an .npz archive)")
+    try:
+        with np.load(name, allow_pickle=False) as data:
+            cfg = _read_config(name, data)
+            if max_len_limit is not None and cfg.max_len > max_len_limit:
+                raise ModelFileError(
+                    f"{name!r} asks for max_len = {cfg.max_len}, above the limit of "
+                    f"{max_len_limit} (building its filters takes time and memory in "
+                    f"proportion); if you trust the file, pass max_len_limit={cfg.max_len}"
+                )
+            raw = {k: data[k] for k in data.files if k != _CONFIG_KEY}
+        return cfg, check_params(cfg, raw)
+    except ModelFileError:
+        raise
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise ModelFileError(f"{name!r}: {' '.join(str(exc).split())}") from None
 
 
 def init_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:

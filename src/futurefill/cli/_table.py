@@ -1,0 +1,50 @@
+"""The one table renderer of the command line (rich), and the console it prints to."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Collection, Iterable, Sequence
+
+from rich.console import Console
+from rich.table import Table
+
+__all__ = ["console", "print_table"]
+
+#: Narrowest console: tables are not squeezed in pipes and CI logs.
+MIN_WIDTH = 120
+
+
+def console(*, stderr: bool = False) -> Console:
+    """A console at least :data:`MIN_WIDTH` columns wide (on stdout, or stderr)."""
+    return Console(width=max(shutil.get_terminal_size().columns, MIN_WIDTH), stderr=stderr)
+
+
+def print_table(
+    title: str,
+    headers: Sequence[str],
+    rows: Iterable[Sequence[str]],
+    *,
+    caption: str | None = None,
+    left: Collection[str] = (),
+) -> None:
+    """Print a table of text cells on stdout.
+
+    Parameters
+    ----------
+    title : str
+        Title above the table.
+    headers : sequence of str
+        Column names.
+    rows : iterable of sequences of str
+        Cells, already formatted, one sequence per row.
+    caption : str, optional
+        Text under the table (what the columns mean).
+    left : collection of str
+        Columns aligned left (text); the others are aligned right (numbers).
+    """
+    table = Table(title=title, caption=caption)
+    for name in headers:
+        table.add_column(name, justify="left" if name in left else "right")
+    for row in rows:
+        table.add_row(*row)
+    console().print(table)

@@ -1,0 +1,205 @@
+"""Same-run benchmark of the schedules and the offline floor.
+
+Times naive, epoched and continuous generation (one depthwise layer with feedback
+u[t+1] = tanh(y[t])) and the offline FFT floor in one process, so that their ratios are
+comparable on a busy machine. Each configuration runs one warm-up round first (compilation,
+FFT plans, caches: reported apart in the "warm-up s" column, never in the timings), then
+--repeats timed rounds, keeping each method's best.
+
+The default run (numpy, L=32768, D=64, three schedules) takes about a minute or more on a
+two-core machine, mostly the naive schedule, which runs twice (warm-up, then the timed round);
+--length 4096 gives a quick look.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from ..backends import Executor
+from ..bench import BenchResult, bench_configuration, measure_crossover
+from ..plan import SCHEDULES
+from ._args import (
+    UsageError,
+    add_choice,
+    add_options,
+    count,
+    lengths,
+    plot_path,
+    resolve_backend,
+    schedule_names,
+)
+from ._table import console, print_table
+
+__all__ = ["add_arguments", "print_results", "run"]
+
+_CAPTION = (
+    "s, µs/token: best timed round; warm-up s: what the first round took beyond it "
+    "(compilation, FFT plans, caches); speedup = naive time / time; floor = time / offline "
+    "FFT conv of the same inputs; dev = max |y - y_naive| / max |y_naive|"
+)
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "—" if value is None else format(value, spec)
+
+
+def print_results(results: Sequence[BenchResult], title: str) -> None:
+    """Print benchmark rows: time, µs/token, warm-up, speedup, floor ratio, deviation."""
+    headers = (
+        "backend",
+        "D",
+        "L",
+        "method",
+        "s",
+        "µs/token",
+        "warm-up s",
+        "speedup",
+        "floor",
+        "dev",
+    )
+    rows = [
+        (
+            r.backend,
+            str(r.channels),
+            str(r.length),
+            r.schedule,
+            f"{r.seconds:.3f}",
+            f"{r.us_per_token:.2f}",
+            f"{r.warmup_seconds:.3f}",
+            _fmt(r.speedup_vs_naive, ".1f"),
+            _fmt(r.ratio_to_floor, ".2f"),
+            _fmt(r.max_deviation, ".1e"),
+        )
+        for r in results
+    ]
+    print_table(title, headers, rows, caption=_CAPTION, left=("backend", "method"))
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the options of ``futurefill bench`` to ``parser``."""
+    parser.add_argument(
+        "--backend",
+        action="append",
+        help="backend, repeatable (default: $FUTUREFILL_BACKEND, else numpy)",
+    )
+    add_options(
+        parser,
+        [
+            ("--length", count(1), 32768, "tokens generated, L"),
+            ("--channels", count(1), 64, "depthwise channels D"),
+            (
+                "--repeats",
+                count(1),
+                1,
+                "timed rounds after the warm-up; each method keeps its best",
+            ),
+        ],
+    )
+    parser.add_argument(
+        "--lengths",
+        type=lengths,
+        metavar="L1,L2,...",
+        help="comma-separated lengths, one run each, instead of --length (scaling runs, --plot)",
+    )
+    add_choice(parser, "--dtype", ("float64", "float32"), "working precision")
+    parser.add_argument(
+        "--schedules",
+        type=schedule_names,
+        default=SCHEDULES,
+        metavar="S1,S2,...",
+        help=f"comma-separated schedules (default: {','.join(SCHEDULES)})",
+    )
+    parser.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+    parser.add_argument(
+        "--plot",
+        type=plot_path,
+        metavar="PATH",
+        help="draw time per token vs length, log-log (e.g. scaling.png; needs matplotlib)",
+    )
+    parser.add_argument(
+        "--crossover",
+        action="store_true",
+        help="instead: time the continuous schedule for direct_below = 1, 2, 4, ..., 256",
+    )
+
+
+def _run_configs(
+    configs: list[dict[str, Any]], *, quiet: bool = False, **common: Any
+) -> list[BenchResult]:
+    results: list[BenchResult] = []
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TimeElapsedColumn(),
+        transient=True,
+        disable=quiet,
+        console=console(stderr=True),
+    ) as progress:
+        task = progress.add_task("benchmarking", total=len(configs))
+        for cfg in configs:
+            progress.update(
+                task, description=f"{cfg['backend'].name} D={cfg['channels']} L={cfg['length']}"
+            )
+            results += bench_configuration(**cfg, **common)
+            progress.advance(task)
+    return results
+
+
+def _crossover(args: argparse.Namespace, executors: list[Executor]) -> int:
+    rows = [
+        {"backend": ex.name, "direct_below": k0, "us_per_token": us}
+        for ex in executors
+        for k0, us in measure_crossover(
+            length=args.length, channels=args.channels, backend=ex, dtype=args.dtype
+        )
+    ]
+    if args.json:
+        json.dump(rows, sys.stdout, indent=1)
+        sys.stdout.write("\n")
+        return 0
+    for ex in executors:
+        table = [
+            (str(r["direct_below"]), f"{r['us_per_token']:.2f}")
+            for r in rows
+            if r["backend"] == ex.name
+        ]
+        title = f"{ex.name}: continuous, D={args.channels}, L={args.length}"
+        print_table(title, ("direct_below", "µs/token"), table)
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``futurefill bench`` with parsed arguments; return the exit status."""
+    if args.crossover and (args.plot or args.lengths):
+        raise UsageError("--crossover measures one length: it takes neither --plot nor --lengths")
+    executors = [resolve_backend(name, args.dtype) for name in args.backend or [None]]
+    if args.crossover:
+        return _crossover(args, executors)
+    configs = [
+        {"backend": ex, "length": n, "channels": args.channels, "schedules": args.schedules}
+        for ex in executors
+        for n in args.lengths or [args.length]
+    ]
+    results = _run_configs(configs, quiet=args.json, dtype=args.dtype, repeats=args.repeats)
+    if args.json:
+        json.dump([r.as_dict() for r in results], sys.stdout, indent=1)
+        sys.stdout.write("\n")
+    else:
+        print_results(results, "same-run comparison (ratios are what count)")
+    if args.plot:
+        from ..plot import plot_scaling
+
+        try:
+            plot_scaling([r.as_dict() for r in results], args.plot)
+        except OSError as exc:
+            raise UsageError(f"--plot {args.plot}: {exc}") from None
+        if not args.json:
+            print(f"wrote {args.plot}")
+    return 0

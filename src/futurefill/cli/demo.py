@@ -1,0 +1,61 @@
+"""Generation on NumPy: naive vs epoched vs continuous (about 20 s).
+
+The main job: a same-run comparison of naive, epoched and continuous generation on NumPy
+float64 (one depthwise layer with feedback), then naive vs continuous greedy generation from a
+small random STU and a Hyena language model.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from ..bench import bench_configuration
+from ..bench_model import demo_models
+from ._args import add_options, count
+from ._table import console, print_table
+from .bench import print_results
+
+__all__ = ["add_arguments", "run"]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the options of ``futurefill demo`` to ``parser``."""
+    add_options(
+        parser,
+        [
+            ("--length", count(1), 16384, "tokens to generate"),
+            ("--channels", count(1), 64, "depthwise channels D"),
+            ("--model-prompt", count(0), 1024, "prompt length of the reference models, 0: none"),
+            ("--model-tokens", count(1), 8192, "tokens the reference models generate"),
+        ],
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``futurefill demo`` with parsed arguments; return the exit status."""
+    console().print(
+        f"[bold]futurefill demo[/]: one depthwise layer, D={args.channels} channels, "
+        f"L={args.length} tokens generated with feedback u(t+1) = tanh(y(t)), NumPy float64"
+    )
+    results = bench_configuration(
+        length=args.length, channels=args.channels, backend="numpy", repeats=2
+    )
+    print_results(results, "naive vs FutureFill schedules (same run)")
+    rows = [
+        (
+            r.model,
+            r.schedule,
+            f"{r.tokens_per_second:.0f}",
+            f"{r.speedup:.1f}",
+            "yes" if r.identical else "NO",
+        )
+        for r in demo_models(prompt_len=args.model_prompt, new_tokens=args.model_tokens)
+    ]
+    print_table(
+        f"reference models (random weights, NumPy float64): prompt {args.model_prompt}, "
+        f"{args.model_tokens} new tokens, greedy",
+        ("model", "schedule", "tokens/s", "speedup", "identical tokens"),
+        rows,
+        left=("model", "schedule"),
+    )
+    return 0

@@ -1,0 +1,334 @@
+"""The ``futurefill`` command: dispatch, each subcommand on small sizes, and its errors."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+import pytest
+
+import futurefill
+from futurefill.cli import main
+
+matplotlib = pytest.importorskip("matplotlib")
+
+
+def cli(argv: list[str]) -> int:
+    """Exit status of ``futurefill argv`` (argparse exits by SystemExit)."""
+    try:
+        return main(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+
+
+# ---------------------------------------------------------------------- dispatch
+def test_version(capsys):
+    assert cli(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"futurefill {futurefill.__version__}"
+
+
+def test_top_level_help_is_plain_text(capsys):
+    assert cli(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert "``" not in out and ":func:" not in out
+    for name in ("demo", "bench", "plan", "bench-model"):
+        assert name in out
+
+
+def test_a_command_is_required(capsys):
+    assert cli([]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("futurefill: error:") and err.count("\n") == 1
+
+
+def test_entry_point_is_the_package_main():
+    from pathlib import Path
+
+    import tomllib
+
+    pyproject = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    assert pyproject["project"]["scripts"]["futurefill"] == "futurefill.cli:main"
+
+
+# ---------------------------------------------------------------------- plan
+def test_plan_prints_the_cost_table_and_validates(capsys):
+    status = cli(["plan", "--length", "64", "--schedule", "continuous", "--validate"])
+    out = capsys.readouterr().out
+    assert status == 0
+    plan = futurefill.make_plan(64, schedule="continuous")
+    assert out.startswith(str(plan.cost()))
+    assert "FutureFill tasks          : 63" in out
+    assert "validate: OK" in out
+
+
+def test_plan_options_reach_the_plan(capsys):
+    argv = ["-L", "100", "-s", "epoched", "--prompt", "9", "--epoch", "7", "-C", "4", "-B", "2"]
+    assert cli(["plan", *argv]) == 0
+    out = capsys.readouterr().out
+    plan = futurefill.make_plan(100, schedule="epoched", prompt=9, epoch=7)
+    assert out.strip() == str(plan.cost(channels=4, batch=2))
+    assert "epoch=7" in out and "4 x 2" in out
+
+
+def test_plan_draws_the_plot(tmp_path, capsys):
+    path = tmp_path / "plan.png"
+    argv = ["--length", "16", "--direct-below", "2", "--plot", str(path), "--color-by", "step"]
+    assert cli(["plan", *argv]) == 0
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert f"plot: wrote {path}" in capsys.readouterr().out
+
+
+def test_plan_reports_bad_arguments(capsys):
+    assert cli(["plan", "--length", "16", "--schedule", "naive", "--epoch", "4"]) == 2
+    err = capsys.readouterr().err
+    assert err == "futurefill plan: error: schedule 'naive' takes no parameters, not epoch\n"
+    assert cli(["plan", "--length", "0"]) == 2
+    assert cli(["plan", "--schedule", "continuous"]) == 2  # --length is required
+
+
+def test_plan_validate_reports_a_broken_plan(monkeypatch, capsys):
+    def broken(self):
+        raise futurefill.PlanError("output 3: inputs counted twice or skipped")
+
+    monkeypatch.setattr(futurefill.Plan, "validate", broken)
+    assert cli(["plan", "--length", "8", "--validate"]) == 1
+    assert "validate: FAILED: output 3" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------------- bench, demo, bench-model
+def test_bench_prints_a_table(capsys):
+    assert cli(["bench", "--length", "64", "--channels", "2"]) == 0
+    out = capsys.readouterr().out
+    for method in ("naive", "epoched", "continuous", "offline"):
+        assert method in out
+
+
+def test_bench_json(capsys):
+    assert cli(["bench", "--length", "32", "--channels", "2", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert {r["schedule"] for r in rows} == {"naive", "epoched", "continuous", "offline"}
+
+
+def test_demo_runs_small(capsys):
+    argv = ["demo", "--length", "64", "--channels", "2", "--model-prompt", "8"]
+    assert cli([*argv, "--model-tokens", "16"]) == 0
+    out = capsys.readouterr().out
+    assert "stu" in out and "hyena" in out and "NO" not in out
+
+
+def test_bench_model_runs_small(capsys):
+    argv = ["--layers", "1", "--dim", "8", "--vocab", "16", "--tokens", "24", "--prompt", "0", "9"]
+    assert cli(["bench-model", *argv]) == 0
+    out = capsys.readouterr().out
+    assert "continuous" in out and "naive" in out
+
+
+def test_module_runs_as_a_script():
+    import subprocess
+
+    out = subprocess.run(
+        [sys.executable, "-m", "futurefill.cli", "--version"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout.strip() == f"futurefill {futurefill.__version__}"
+
+
+# ---------------------------------------------------------------------- bad arguments
+def _one_line_error(capsys: pytest.CaptureFixture[str], command: str) -> str:
+    captured = capsys.readouterr()
+    err = captured.err
+    assert err.startswith(f"futurefill {command}: error: "), err
+    assert err.count("\n") == 1, err
+    assert "Traceback" not in err
+    return err
+
+
+@pytest.fixture
+def no_long_work(monkeypatch):
+    """Fail the test if a command starts benchmarking or building models."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("long work started before the arguments were checked")
+
+    for target in (
+        "futurefill.cli.bench.bench_configuration",
+        "futurefill.cli.bench.measure_crossover",
+        "futurefill.cli.demo.bench_configuration",
+        "futurefill.cli.demo.demo_models",
+        "futurefill.cli.bench_model.compare_schedules",
+        "futurefill.cli.bench_model.ConvLM",
+        "futurefill.cli.plan.make_plan",
+    ):
+        monkeypatch.setattr(target, refuse)
+
+
+BAD_ARGUMENTS = [
+    (["bench", "--length", "-4"], "--length"),
+    (["bench", "--length", "0"], "--length"),
+    (["bench", "--channels", "0"], "--channels"),
+    (["bench", "--lengths", "32,abc"], "--lengths"),
+    (["bench", "--lengths", "32,-8"], "--lengths"),
+    (["bench", "--lengths", ""], "--lengths"),
+    (["bench", "--repeats", "0"], "--repeats"),
+    (["bench", "--backend", "nope"], "nope"),
+    (["bench", "--schedules", "naive,fast"], "fast"),
+    (["bench", "--plot", "scaling.unknownext"], "unknownext"),
+    (["bench", "--plot", "/nonexistent-dir/scaling.png"], "/nonexistent-dir"),
+    (["bench", "--crossover", "--plot", "x.png"], "--crossover"),
+    (["bench", "--crossover", "--lengths", "32,64"], "--crossover"),
+    (["demo", "--length", "-1"], "--length"),
+    (["demo", "--model-tokens", "0"], "--model-tokens"),
+    (["demo", "--model-prompt", "-3"], "--model-prompt"),
+    (["plan", "--length", "8", "--plot", "plan.unknownext"], "unknownext"),
+    (["plan", "--length", "8", "--channels", "0"], "--channels"),
+    (["bench-model", "--layers", "0"], "--layers"),
+    (["bench-model", "--dim", "-1"], "--dim"),
+    (["bench-model", "--tokens", "0"], "--tokens"),
+    (["bench-model", "--prompt", "-1"], "--prompt"),
+    (["bench-model", "--mlp-ratio", "-2"], "--mlp-ratio"),
+    (["bench-model", "--mlp-ratio", "nan"], "--mlp-ratio"),
+    (["bench-model", "--batch", "0"], "--batch"),
+    (["bench-model", "--seed", "-1"], "--seed"),
+    (["bench-model", "--backend", "nope"], "nope"),
+    (["bench-model", "--schedules", "naive,fast"], "fast"),
+    (["bench-model", "--schedules", ","], "--schedules"),
+    (["bench-model", "--stu-k", "0"], "--stu-k"),
+    (["bench-model", "--vocab", "0"], "--vocab"),
+]
+
+
+@pytest.mark.parametrize(("argv", "fragment"), BAD_ARGUMENTS)
+def test_bad_arguments_are_one_line_and_status_2(argv, fragment, capsys, no_long_work):
+    assert cli(argv) == 2
+    assert fragment in _one_line_error(capsys, argv[0])
+
+
+def test_plot_to_a_directory_is_refused_before_the_work(tmp_path, capsys, no_long_work):
+    assert cli(["plan", "--length", "8", "--plot", str(tmp_path)]) == 2
+    assert "directory" in _one_line_error(capsys, "plan")
+    assert cli(["bench", "--plot", str(tmp_path)]) == 2
+    assert "directory" in _one_line_error(capsys, "bench")
+
+
+def test_plot_under_a_file_is_refused_before_the_work(tmp_path, capsys, no_long_work):
+    not_a_folder = tmp_path / "file.txt"
+    not_a_folder.write_text("")
+    assert cli(["bench", "--plot", str(not_a_folder / "x.png")]) == 2
+    assert "not an existing directory" in _one_line_error(capsys, "bench")
+
+
+def test_bench_scaling_plot(tmp_path, capsys):
+    path = tmp_path / "scaling.svg"
+    argv = ["bench", "--lengths", "16,32", "--channels", "1", "--plot", str(path)]
+    assert cli(argv) == 0
+    assert f"wrote {path}" in capsys.readouterr().out
+    assert path.read_text().lstrip().startswith("<?xml")
+
+
+def test_plot_without_a_suffix_reports_the_file_written(tmp_path, capsys):
+    path = tmp_path / "tiling"
+    assert cli(["plan", "--length", "8", "--plot", str(path)]) == 0
+    written = tmp_path / "tiling.png"
+    assert written.read_bytes()[:4] == b"\x89PNG"
+    assert f"plot: wrote {written}" in capsys.readouterr().out
+
+
+def test_bench_backend_from_the_environment(monkeypatch, capsys):
+    pytest.importorskip("array_api_strict")
+    monkeypatch.setenv("FUTUREFILL_BACKEND", "array_api_strict")
+    argv = ["bench", "--length", "16", "--channels", "1", "--schedules", "naive", "--json"]
+    assert cli(argv) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert {r["backend"] for r in rows} == {"array_api_strict"}
+
+
+def test_bench_bad_backend_in_the_environment(monkeypatch, capsys, no_long_work):
+    monkeypatch.setenv("FUTUREFILL_BACKEND", "nope")
+    assert cli(["bench"]) == 2
+    assert "FUTUREFILL_BACKEND" in _one_line_error(capsys, "bench")
+
+
+def test_jax_float64_without_x64_is_a_usage_error(capsys, no_long_work):
+    jax = pytest.importorskip("jax")
+    previous = jax.config.jax_enable_x64
+    jax.config.update("jax_enable_x64", False)
+    try:
+        status = cli(["bench", "--backend", "jax", "--length", "16"])
+    finally:
+        jax.config.update("jax_enable_x64", previous)
+    assert status == 2
+    assert "JAX_ENABLE_X64" in _one_line_error(capsys, "bench")
+
+
+def test_bench_plot_to_an_unwritable_place_fails_first(tmp_path, capsys, no_long_work):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        if os.access(locked, os.W_OK):
+            pytest.skip("running as a user who can write anywhere")
+        assert cli(["bench", "--plot", str(locked / "x.png")]) == 2
+    finally:
+        locked.chmod(0o700)
+    assert "not writable" in _one_line_error(capsys, "bench")
+
+
+# ---------------------------------------------------------------------- newcomers
+def test_bench_help_shows_defaults_and_duration(capsys):
+    assert cli(["bench", "--help"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "default: 32768" in out and "default: 64" in out
+    assert "FUTUREFILL_BACKEND" in out
+    assert "about a minute" in out
+
+
+def test_every_option_has_help():
+    from futurefill.cli import build_parser
+
+    parser = build_parser()
+    (sub,) = (a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for name, command in sub.choices.items():
+        for action in command._actions:
+            assert action.help, f"futurefill {name} {action.option_strings} has no help"
+
+
+def test_bench_reports_warmup_apart(capsys):
+    argv = ["bench", "--length", "32", "--channels", "2", "--schedules", "continuous"]
+    assert cli(argv) == 0
+    assert "warm-up s" in capsys.readouterr().out
+    assert cli([*argv, "--json"]) == 0
+    row, offline = json.loads(capsys.readouterr().out)
+    assert offline["schedule"] == "offline"
+    expected = max(row["first_run_seconds"] - row["seconds"], 0.0)
+    assert row["warmup_seconds"] == pytest.approx(expected)
+
+
+def test_demo_without_a_model_prompt(capsys):
+    argv = ["demo", "--length", "16", "--channels", "1", "--model-prompt", "0"]
+    assert cli([*argv, "--model-tokens", "4"]) == 0
+    assert "identical" in capsys.readouterr().out
+
+
+def test_bench_model_short_stu_run(capsys):
+    argv = ["bench-model", "--mixer", "stu", "--layers", "1", "--dim", "4", "--vocab", "8"]
+    assert cli([*argv, "--tokens", "4", "--prompt", "0"]) == 0
+    assert "identical" in capsys.readouterr().out
+
+
+def test_crossover_json(capsys):
+    argv = ["bench", "--crossover", "--length", "32", "--channels", "1", "--json"]
+    assert cli(argv) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert {r["direct_below"] for r in rows} >= {1, 2, 4}
+    assert all(r["us_per_token"] > 0 for r in rows)
+
+
+def test_bench_configuration_checks_repeats():
+    from futurefill.bench import bench_configuration
+
+    with pytest.raises(ValueError, match="repeats"):
+        bench_configuration(length=8, channels=1, repeats=0)
