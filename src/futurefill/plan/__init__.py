@@ -9,6 +9,7 @@
 * :class:`PlanCost` — the cost model.
 """
 
+from . import registry
 from ._plan import (
     MAX_POSITIONS,
     TASK_COLUMNS,
@@ -20,16 +21,7 @@ from ._plan import (
     Tiling,
 )
 from .cost import PlanCost
-from .registry import (
-    ScheduleInfo,
-    list_schedules,
-    make_plan,
-    positive_int,
-    power_of_two,
-    register_schedule,
-    resolve_spec,
-    schedule_info,
-)
+from .registry import *  # noqa: F403 - make_plan, register_schedule, ... (see registry.__all__)
 from .schedules.epoched import default_epoch
 from .spec import PlanSpec
 
@@ -44,17 +36,10 @@ __all__ = [
     "PlanCost",
     "PlanError",
     "PlanSpec",
-    "ScheduleInfo",
     "StepPatterns",
     "TaskOffsets",
     "TaskShape",
     "Tiling",
     "default_epoch",
-    "list_schedules",
-    "make_plan",
-    "positive_int",
-    "power_of_two",
-    "register_schedule",
-    "resolve_spec",
-    "schedule_info",
+    *registry.__all__,
 ]

@@ -25,21 +25,22 @@ from __future__ import annotations
 import functools
 import hashlib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, NamedTuple
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 
 from .._checks import check_int, next_pow2
+from ._tables import TASK_COLUMNS, IntArray, PlanError, PlanTables, readonly
+from .checks import validate_plan
+from .cost import PlanCost, plan_cost
 from .spec import PlanSpec
-
-if TYPE_CHECKING:
-    from .cost import PlanCost
 
 __all__ = [
     "MAX_POSITIONS",
     "TASK_COLUMNS",
+    "IntArray",
     "Plan",
     "PlanError",
     "StepPatterns",
@@ -48,27 +49,10 @@ __all__ = [
     "Tiling",
 ]
 
-#: Task columns, in the order of :meth:`Plan.tasks` and :meth:`Plan.from_tasks`.
-TASK_COLUMNS = (
-    "after_step",
-    "src_start",
-    "src_stop",
-    "dst_start",
-    "dst_stop",
-    "filter_start",
-    "filter_stop",
-    "fft_size",
-)
 _REQUIRED_COLUMNS = TASK_COLUMNS[:5]
-
-IntArray = npt.NDArray[np.int32]
 
 #: Largest supported ``prompt + length`` (positions are stored as int32).
 MAX_POSITIONS = 1 << 30
-
-
-class PlanError(ValueError):
-    """A plan breaks one of its invariants (coverage, causality or FFT sizing)."""
 
 
 class TaskOffsets(NamedTuple):
@@ -153,14 +137,8 @@ class Tiling(NamedTuple):
     keep_prompt: bool = False
 
 
-def _readonly(a: npt.ArrayLike) -> IntArray:
-    arr = np.ascontiguousarray(a, dtype=np.int32)
-    arr.setflags(write=False)
-    return arr
-
-
 @dataclass(frozen=True, eq=False, repr=False)
-class Plan:
+class Plan(PlanTables):
     """An explicit generation schedule.
 
     Build one with :func:`futurefill.make_plan` (a registered schedule) or
@@ -190,23 +168,6 @@ class Plan:
     defaulted : frozenset of str
         Parameters of :attr:`spec` that took their default value.
     """
-
-    spec: PlanSpec | None
-    length: int
-    prompt: int
-    origin: int
-    window_start: IntArray
-    task_ptr: IntArray
-    src_start: IntArray
-    src_stop: IntArray
-    dst_start: IntArray
-    dst_stop: IntArray
-    filter_start: IntArray
-    filter_stop: IntArray
-    fft_size: IntArray
-    prefill_fft_size: int
-    defaulted: frozenset[str] = frozenset()
-    key: tuple[Any, ...] = field(default=())
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -285,15 +246,15 @@ class Plan:
             length=L,
             prompt=P,
             origin=origin,
-            window_start=_readonly(starts),
-            task_ptr=_readonly(task_ptr),
-            src_start=_readonly(cols["src_start"]),
-            src_stop=_readonly(cols["src_stop"]),
-            dst_start=_readonly(cols["dst_start"]),
-            dst_stop=_readonly(cols["dst_stop"]),
-            filter_start=_readonly(cols["filter_start"]),
-            filter_stop=_readonly(cols["filter_stop"]),
-            fft_size=_readonly(cols["fft_size"]),
+            window_start=readonly(starts),
+            task_ptr=readonly(task_ptr),
+            src_start=readonly(cols["src_start"]),
+            src_stop=readonly(cols["src_stop"]),
+            dst_start=readonly(cols["dst_start"]),
+            dst_stop=readonly(cols["dst_stop"]),
+            filter_start=readonly(cols["filter_start"]),
+            filter_stop=readonly(cols["filter_stop"]),
+            fft_size=readonly(cols["fft_size"]),
             prefill_fft_size=prefill_fft,
             defaulted=frozenset(defaulted),
             key=("tasks", digest) if spec is None else ("spec", spec, L, P),
@@ -303,11 +264,6 @@ class Plan:
         return plan
 
     # ------------------------------------------------------------------ identity
-    @property
-    def schedule(self) -> str:
-        """Name of the schedule (``"custom"`` for a plan built from explicit tables)."""
-        return "custom" if self.spec is None else self.spec.schedule
-
     @functools.cached_property
     def fingerprint(self) -> str:
         """A short hex digest identifying the plan (equal plans have equal fingerprints)."""
@@ -329,42 +285,7 @@ class Plan:
         return str(self.cost())
 
     # ------------------------------------------------------------------ derived sizes
-    @property
-    def total(self) -> int:
-        """Number of positions, ``prompt + length``; filters need at least this many taps."""
-        return self.prompt + self.length
-
-    @property
-    def prefill_fills_future(self) -> bool:
-        """Whether prefill also fills the prompt's contribution to all later outputs."""
-        return self.prompt > 0 and self.origin == self.prompt
-
-    @property
-    def buffer_length(self) -> int:
-        """Length of the per-channel state buffer (inputs kept plus outputs filled ahead)."""
-        return self.total - self.origin
-
-    @property
-    def num_tasks(self) -> int:
-        """Number of FutureFill tasks."""
-        return int(self.src_start.shape[0])
-
     # ------------------------------------------------------------------ per-step tables
-    @functools.cached_property
-    def slot(self) -> IntArray:
-        """Buffer slot of the output (and then the input) of each online step."""
-        return _readonly(self.prompt - self.origin + np.arange(self.length))
-
-    @functools.cached_property
-    def window_slot(self) -> IntArray:
-        """Buffer slot of the first input of each step's local window."""
-        return _readonly(self.window_start.astype(np.int64) - self.origin)
-
-    @property
-    def window_length(self) -> int:
-        """Longest local window of any step (number of taps summed directly)."""
-        return int((self.slot.astype(np.int64) - self.window_slot).max()) + 1
-
     @functools.cached_property
     def window_block_size(self) -> int | None:
         """``G`` when step ``t``'s window starts at step ``G * (t // G)`` for every ``t``.
@@ -392,19 +313,6 @@ class Plan:
         return bool(np.all(self.window_start[first - self.prompt] == first))
 
     # ------------------------------------------------------------------ task tables
-    @property
-    def after_step(self) -> IntArray:
-        """The online step after which each task runs (derived from :attr:`task_ptr`)."""
-        return np.repeat(np.arange(self.length, dtype=np.int32), np.diff(self.task_ptr))
-
-    @functools.cached_property
-    def spectrum_keys(self) -> tuple[tuple[int, int, int], ...]:
-        """Distinct ``(filter_start, filter_stop, fft_size)`` triples; one spectrum each."""
-        if self.num_tasks == 0:
-            return ()
-        triples = np.stack([self.filter_start, self.filter_stop, self.fft_size], axis=1)
-        return tuple((int(lo), int(hi), int(n)) for lo, hi, n in np.unique(triples, axis=0))
-
     def tasks(self, step: int | None = None) -> IntArray:
         """Task table as an ``(n, 8)`` array in :data:`TASK_COLUMNS` order.
 
@@ -473,10 +381,10 @@ class Plan:
             pattern_of_step[t] = ids.setdefault(pattern, len(ids))
         return StepPatterns(
             shapes=shapes,
-            shape_of_task=_readonly(shape_of_task),
-            offsets=_readonly(a - self.origin),
+            shape_of_task=readonly(shape_of_task),
+            offsets=readonly(a - self.origin),
             patterns=tuple(ids),
-            pattern_of_step=_readonly(pattern_of_step),
+            pattern_of_step=readonly(pattern_of_step),
         )
 
     # ------------------------------------------------------------------ checks and cost
@@ -485,8 +393,6 @@ class Plan:
 
         See :func:`futurefill.plan.checks.validate_plan` for what is checked.
         """
-        from .checks import validate_plan
-
         validate_plan(self)
 
     def cost(self, channels: int = 1, batch: int = 1) -> PlanCost:
@@ -497,8 +403,6 @@ class Plan:
         channels, batch : int
             Multiply the per-channel work.
         """
-        from .cost import plan_cost
-
         return plan_cost(self, channels=channels, batch=batch)
 
 

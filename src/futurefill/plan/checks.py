@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 
-from ._plan import TASK_COLUMNS, PlanError
-
-if TYPE_CHECKING:
-    from ._plan import Plan
+from ._tables import TASK_COLUMNS, PlanError, PlanTables
 
 __all__ = ["validate_plan"]
 
 
-def validate_plan(plan: Plan) -> None:
+def validate_plan(plan: PlanTables) -> None:
     """Prove ``plan`` exact and causal, or raise :class:`~futurefill.plan.PlanError`.
 
     Checks that (1) every pair (input ``s``, output ``j``) with ``s <= j`` is covered exactly
@@ -29,7 +24,7 @@ def validate_plan(plan: Plan) -> None:
     _check_coverage(plan)
 
 
-def _check_tables(plan: Plan) -> None:
+def _check_tables(plan: PlanTables) -> None:
     L = plan.length
     pos = plan.prompt + np.arange(L, dtype=np.int64)
     if plan.window_start.shape != (L,) or plan.task_ptr.shape != (L + 1,):
@@ -49,7 +44,7 @@ def _check_tables(plan: Plan) -> None:
             raise PlanError("the prefill FFT is too short")
 
 
-def _check_tasks(plan: Plan) -> None:
+def _check_tasks(plan: PlanTables) -> None:
     P = plan.prompt
     a, b, c, d, lo, hi, n = (getattr(plan, col).astype(np.int64) for col in TASK_COLUMNS[1:])
     t = plan.after_step.astype(np.int64)
@@ -69,7 +64,7 @@ def _check_tasks(plan: Plan) -> None:
         raise PlanError("a task's FFT is too short: circular wrap-around reaches its outputs")
 
 
-def _check_coverage(plan: Plan) -> None:
+def _check_coverage(plan: PlanTables) -> None:
     """For every online output j, the intervals [window_start, j+1), the tasks' [src_start,
     src_stop) with j in [dst_start, dst_stop) and, if the prompt was filled ahead,
     [0, prompt) must tile [0, j+1) exactly."""

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from ._plan import Plan
+from ._tables import PlanTables
 
 __all__ = ["PlanCost", "fft_flops", "plan_cost"]
 
@@ -28,7 +26,7 @@ class PlanCost:
     ``str`` is the whole table.
     """
 
-    plan: Plan
+    plan: PlanTables
     channels: int
     batch: int
     prefill_flops: float
@@ -78,7 +76,7 @@ class PlanCost:
         return "\n".join(lines)
 
 
-def plan_cost(plan: Plan, *, channels: int = 1, batch: int = 1) -> PlanCost:
+def plan_cost(plan: PlanTables, *, channels: int = 1, batch: int = 1) -> PlanCost:
     """The :class:`PlanCost` of ``plan`` for ``channels`` channels and a batch of ``batch``."""
     bc = channels * batch
     n = plan.fft_size.astype(np.float64)
