@@ -39,7 +39,7 @@ from futurefill.backends import ConvState
 from futurefill.plan import Plan
 
 from ._kernels import after
-from ._tasks import put, taps_at, task_runner, window
+from ._tasks import put, taps_at, task_runner, window, window_phases
 
 __all__ = ["CHUNK", "MAX_GROUP", "build_program", "check_feedback"]
 
@@ -195,23 +195,11 @@ def _blocked(
 
 
 # ---------------------------------------------------------------------- stepwise
-def _window_phases(plan: Plan) -> list[tuple[int, int, int]]:
-    """``(first step, stop step, M)``: phases with a static window of ``M`` older inputs (a
-    power of two at least the longest window so far, 0 while every window is empty)."""
-    widths = plan.slot.astype(np.int64) - plan.window_slot
-    longest = np.maximum.accumulate(widths)
-    sizes = np.where(longest > 0, 1 << np.ceil(np.log2(np.maximum(longest, 1))).astype(np.int64), 0)
-    edges = np.flatnonzero(np.diff(sizes)) + 1
-    firsts = np.concatenate([[0], edges])
-    stops = np.concatenate([edges, [plan.length]])
-    return [(int(f), int(s), int(sizes[f])) for f, s in zip(firsts, stops, strict=True)]
-
-
 def _stepwise(plan: Plan, filters: np.ndarray, state: ConvState, feedback: Any) -> tuple[Any, list]:
     L, Lb = plan.length, plan.buffer_length
     base = int(plan.slot[0])
     B, C = state.batch, state.channels
-    phases = _window_phases(plan)
+    phases = window_phases(plan)
     widths = sorted({M for _, _, M in phases if M})
     F = max([0, *widths])
     tasks = task_runner(plan, F)

@@ -23,7 +23,15 @@ from futurefill.plan import Plan
 from ._classes import TaskClass, classify
 from ._kernels import after, contribution
 
-__all__ = ["FFT_FROM", "TaskRunner", "put", "taps_at", "task_runner", "window"]
+__all__ = [
+    "FFT_FROM",
+    "TaskRunner",
+    "put",
+    "taps_at",
+    "task_runner",
+    "window",
+    "window_phases",
+]
 
 Array = Any
 
@@ -48,6 +56,18 @@ def taps_at(filters: np.ndarray, lags: np.ndarray) -> np.ndarray:
     N = filters.shape[-1]
     ok = (lags >= 0) & (lags < N)
     return np.where(ok, filters[:, np.clip(lags, 0, N - 1)], 0.0)
+
+
+def window_phases(plan: Plan) -> list[tuple[int, int, int]]:
+    """``(first step, stop step, M)``: phases with a static window of ``M`` older inputs (a
+    power of two at least the longest window so far, 0 while every window is empty)."""
+    widths = plan.slot.astype(np.int64) - plan.window_slot
+    longest = np.maximum.accumulate(widths)
+    sizes = np.where(longest > 0, 1 << np.ceil(np.log2(np.maximum(longest, 1))).astype(np.int64), 0)
+    edges = np.flatnonzero(np.diff(sizes)) + 1
+    firsts = np.concatenate([[0], edges])
+    stops = np.concatenate([edges, [plan.length]])
+    return [(int(f), int(s), int(sizes[f])) for f, s in zip(firsts, stops, strict=True)]
 
 
 class TaskRunner:

@@ -162,6 +162,14 @@ class JaxExecutor(ArrayAPIExecutor):
 
         return program
 
+    def generate_greedy(self, model: Any, prompt: Any, new_tokens: int, **options: Any) -> Any:
+        """Greedy generation from a reference model as compiled programs (the optional
+        capability :func:`futurefill.models.generate` uses when an executor offers it); see
+        :func:`futurefill_jax.decode.greedy` for the options."""
+        from .decode import greedy
+
+        return greedy(model, prompt, new_tokens, executor=self, **options)
+
 
 def _resolve_device(device: Any) -> Any:
     if device is None or isinstance(device, jax.Device):

@@ -43,7 +43,7 @@ from futurefill import ops
 from futurefill.plan import Plan
 
 from . import _kernels
-from ._tasks import TaskRunner, task_runner
+from ._tasks import TaskRunner, task_runner, window_phases
 
 __all__ = [
     "StreamState",
@@ -54,6 +54,7 @@ __all__ = [
     "rollout",
     "shard",
     "step",
+    "window_phases",
 ]
 
 Array = Any
@@ -200,11 +201,14 @@ def init(plan: Plan, filters: Any, *, batch: int = 1, dtype: Any = None) -> Stre
 # ---------------------------------------------------------------------- kernels on buffers
 def emit_buffer(
     buffer: Array, u: Array, taps: Array, window_slot: Array, t: Any, *, layout: Layout,
-    ch0: int, ch1: int,
+    ch0: int, ch1: int, window: int | None = None,
 ) -> tuple[Array, Array]:  # fmt: skip
-    """``y`` of step ``t`` for channels ``ch0:ch1``, and the buffer with ``u`` stored."""
+    """``y`` of step ``t`` for channels ``ch0:ch1``, and the buffer with ``u`` stored
+    (``window``: static number of older inputs read, at least the step's; the plan's longest
+    by default)."""
     start = jnp.take(window_slot, t)
-    return _kernels.emit(buffer, u, taps, layout.base + t, start, ch0=ch0, ch1=ch1, m=layout.window)
+    m = layout.window if window is None else min(window, layout.window)
+    return _kernels.emit(buffer, u, taps, layout.base + t, start, ch0=ch0, ch1=ch1, m=m)
 
 
 def advance_buffer(buffer: Array, tasks: tuple[Array, ...], t: Any, *, layout: Layout) -> Array:
@@ -226,15 +230,19 @@ def _channels(state: StreamState, channels: slice) -> tuple[int, int]:
     return start, stop
 
 
-def emit(state: StreamState, u: Array, channels: slice = slice(None)) -> tuple[StreamState, Array]:
+def emit(
+    state: StreamState, u: Array, channels: slice = slice(None), *, window: int | None = None
+) -> tuple[StreamState, Array]:
     """``y`` of the current step for ``channels`` (static), storing their inputs ``u``.
 
-    Every channel must be emitted once before :func:`advance`.
+    Every channel must be emitted once before :func:`advance`. ``window`` (static) bounds the
+    older inputs read; it must be at least the current step's (see :func:`window_phases`:
+    reading the plan's longest window at every step costs naive schedules twice the work).
     """
     ch0, ch1 = _channels(state, channels)
     buffer, y = emit_buffer(
         state.buffer, u, state.taps, state.window_slot, state.step,
-        layout=state.layout, ch0=ch0, ch1=ch1,
+        layout=state.layout, ch0=ch0, ch1=ch1, window=window,
     )  # fmt: skip
     return state.replace(buffer=buffer), y
 
@@ -251,18 +259,23 @@ def step(state: StreamState, u: Array) -> tuple[StreamState, Array]:
     return advance(state), y
 
 
-def prefill(state: StreamState, u: Array) -> tuple[StreamState, Array]:
-    """Give the prompt ``u`` ``(B, C, P)``; return the state and the prompt's outputs."""
+def prefill(
+    state: StreamState, u: Array, channels: slice = slice(None)
+) -> tuple[StreamState, Array]:
+    """Give the prompt ``u`` ``(B, c, P)`` of ``channels`` (static; all by default); return
+    the state and the prompt's outputs. Every channel's prompt is given once."""
     plan = state.plan
     P = plan.prompt
     if P == 0 or state.prompt_spectrum is None:
         raise ValueError("this plan has no prompt (prompt=0)")
+    ch0, ch1 = _channels(state, channels)
     stop = plan.total if plan.prefill_fills_future else P
-    z = ops.fill_future(u, state.prompt_spectrum, plan.prefill_fft_size, 0, stop, xp=jnp)
+    spectrum = state.prompt_spectrum[ch0:ch1]
+    z = ops.fill_future(u, spectrum, plan.prefill_fft_size, 0, stop, xp=jnp)
     if plan.prefill_fills_future:
-        buffer = z[..., P:].astype(state.buffer.dtype)
+        buffer = state.buffer.at[:, ch0:ch1, :].set(z[..., P:].astype(state.buffer.dtype))
     else:
-        buffer = state.buffer.at[..., :P].set(u)
+        buffer = state.buffer.at[:, ch0:ch1, :P].set(u)
     return state.replace(buffer=buffer), z[..., :P]
 
 

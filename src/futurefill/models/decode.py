@@ -243,13 +243,14 @@ class Generation:
     tokens : ndarray of int64, shape (B, max_new_tokens)
     logits : ndarray, shape (B, max_new_tokens, V), or None
         With ``return_logits`` only.
-    decoder : Decoder
-        The decode state at the end (its ``timings`` with ``timed=True``).
+    decoder : Decoder or None
+        The decode state at the end (its ``timings`` with ``timed=True``); ``None`` when the
+        backend generated as a compiled program.
     """
 
     tokens: np.ndarray
     logits: np.ndarray | None
-    decoder: Decoder
+    decoder: Decoder | None
 
 
 def generate(
@@ -285,6 +286,19 @@ def generate(
     host_prompt, B = _prepare_prompt(model, prompt, opts.batch, ex)
     P = 0 if host_prompt is None else host_prompt.shape[1]
     N = int(max_new_tokens)
+    if P + online_steps(P, N) > model.config.max_len:
+        raise ValueError(
+            f"{P} prompt + {online_steps(P, N)} online positions exceed the model's "
+            f"max_len = {model.config.max_len}"
+        )
+    compiled = getattr(ex, "generate_greedy", None)
+    if compiled is not None and opts.temperature == 0 and not timed:
+        # The backend compiles the whole greedy loop (an optional executor capability).
+        run = compiled(
+            model, host_prompt, N, schedule=opts.schedule, batch=B,
+            return_logits=opts.return_logits,
+        )  # fmt: skip
+        return Generation(tokens=run.tokens, logits=run.logits, decoder=None)
     decoder = Decoder(
         model,
         prompt_len=P,

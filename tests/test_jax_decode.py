@@ -1,0 +1,59 @@
+"""The JAX backend's compiled greedy generation: the same tokens as the NumPy reference.
+
+``ConvLM.generate`` on the JAX backend runs the prompt pass and the whole decode loop as two
+compiled programs; the tokens must equal the NumPy backend's (same float64 arithmetic up to
+rounding: logits within 1e-12 of the largest, so no argmax can flip unless two logits tie to
+that precision — the random models here have no such ties).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from futurefill.models import ConvLM
+
+from .conftest import selected_backends
+
+if "jax" not in selected_backends():
+    pytest.skip("jax is not among FUTUREFILL_TEST_BACKENDS", allow_module_level=True)
+jax = pytest.importorskip("jax")
+if not jax.config.read("jax_enable_x64"):
+    pytest.skip("these float64 tests need JAX_ENABLE_X64=1", allow_module_level=True)
+
+from futurefill_jax import JaxExecutor  # noqa: E402
+from futurefill_jax.decode import greedy  # noqa: E402
+
+CASES = [("naive", 0), ("continuous", 7), ("epoched", 0), ("continuous", 0)]
+
+
+@pytest.fixture(scope="module", params=["hyena", "stu"])
+def model(request: pytest.FixtureRequest) -> ConvLM:
+    return ConvLM(mixer=request.param, dim=16, layers=2, vocab_size=32, max_len=96, stu_k=8,
+                  seed=3)  # fmt: skip
+
+
+@pytest.mark.parametrize(("schedule", "prompt_len"), CASES)
+def test_compiled_generation_equals_the_numpy_reference(model, schedule, prompt_len) -> None:
+    prompt = (np.arange(prompt_len) * 5 % 32)[None, :] if prompt_len else None
+    want, want_logits = model.generate(
+        prompt, 30, schedule=schedule, backend="numpy", return_logits=True
+    )
+    got, logits = model.generate(prompt, 30, schedule=schedule, backend="jax", return_logits=True)
+    np.testing.assert_array_equal(got, want)
+    scale = np.abs(want_logits).max()
+    np.testing.assert_allclose(logits, want_logits, rtol=0, atol=1e-12 * scale)
+
+
+def test_timings_are_reported_apart_and_the_rest_runs(model) -> None:
+    ex = JaxExecutor()
+    run = greedy(model, np.arange(5)[None, :], 12, executor=ex, schedule="continuous")
+    assert run.tokens.shape == (1, 12)
+    assert run.compile_seconds > 0 and run.decode_seconds > 0 and run.prefill_seconds > 0
+    rest = greedy(model, np.arange(5)[None, :], 12, executor=ex, long_conv=False)
+    assert rest.tokens.shape == (1, 12)  # the model without its long convolution
+
+
+def test_a_batch_without_prompt(model) -> None:
+    want = model.generate(None, 9, batch=2, backend="numpy")
+    np.testing.assert_array_equal(model.generate(None, 9, batch=2, backend="jax"), want)
