@@ -19,7 +19,7 @@ from jax import lax
 
 from ._classes import Kernel
 
-__all__ = ["after", "contribution", "emit"]
+__all__ = ["after", "contribution", "emit", "known", "store"]
 
 Array = Any
 
@@ -37,17 +37,14 @@ def _i32(x: Any) -> Array:
     return jnp.asarray(x, dtype=jnp.int32)
 
 
-def emit(
-    buf: Array, u: Array, taps: Array, slot: Any, start: Any, *, ch0: int, ch1: int, m: int
-) -> tuple[Array, Array]:
-    """One output of channels ``ch0:ch1`` and the input ``u`` stored in its slot.
+def known(buf: Array, taps: Array, slot: Any, start: Any, *, ch0: int, ch1: int, m: int) -> Array:
+    """What the outputs of channels ``ch0:ch1`` at ``slot`` owe to the past: the future filled
+    so far plus the local window's older inputs (the buffer is only read).
 
     Parameters
     ----------
     buf : array, shape (B, C, Lb)
         State buffer.
-    u : array, shape (B, ch1 - ch0)
-        Inputs of this step.
     taps : array, shape (C, 2 W)
         :attr:`ConvState.taps_reversed` (``W`` columns) followed by ``W`` zeros.
     slot, start : int
@@ -59,16 +56,15 @@ def emit(
 
     Returns
     -------
-    buffer, y
-        The updated buffer and ``y`` of shape ``(B, ch1 - ch0)``.
+    array, shape (B, ch1 - ch0)
+        The output is this plus ``phi[0] * u`` (:func:`emit`).
     """
     B = buf.shape[0]
     nch = ch1 - ch0
     W = taps.shape[-1] // 2
     slot, start = _i32(slot), _i32(start)
     zero = _i32(0)
-    acc = lax.dynamic_slice(buf, (zero, _i32(ch0), slot), (B, nch, 1))[..., 0]
-    y = acc + taps[ch0:ch1, W - 1] * u
+    y = lax.dynamic_slice(buf, (zero, _i32(ch0), slot), (B, nch, 1))[..., 0]
     if m:
         s0 = jnp.maximum(slot - m, 0)
         win = lax.dynamic_slice(buf, (zero, _i32(ch0), s0), (B, nch, m))
@@ -76,8 +72,24 @@ def emit(
         keep = (pos >= start) & (pos < slot)
         tap = lax.dynamic_slice(taps, (_i32(ch0), W - 1 - slot + s0), (nch, m))
         y = y + jnp.sum(jnp.where(keep, win, 0) * tap, axis=-1)
-    buf = lax.dynamic_update_slice(buf, u[..., None], (zero, _i32(ch0), after(slot, y)))
-    return buf, y
+    return y
+
+
+def store(buf: Array, u: Array, slot: Any, *, ch0: int, read: Array) -> Array:
+    """``buf`` with the inputs ``u`` ``(B, c)`` of channels ``ch0 ..`` stored in ``slot``,
+    ordered after every read that ``read`` depends on (see :func:`after`)."""
+    zero = _i32(0)
+    return lax.dynamic_update_slice(buf, u[..., None], (zero, _i32(ch0), after(_i32(slot), read)))
+
+
+def emit(
+    buf: Array, u: Array, taps: Array, slot: Any, start: Any, *, ch0: int, ch1: int, m: int
+) -> tuple[Array, Array]:
+    """The output ``y`` of channels ``ch0:ch1`` (:func:`known` plus ``phi[0] * u``), then
+    their inputs stored (:func:`store`): the updated buffer and ``y``."""
+    W = taps.shape[-1] // 2
+    y = known(buf, taps, slot, start, ch0=ch0, ch1=ch1, m=m) + taps[ch0:ch1, W - 1] * u
+    return store(buf, u, slot, ch0=ch0, read=y), y
 
 
 def contribution(

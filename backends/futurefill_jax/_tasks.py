@@ -120,7 +120,7 @@ class TaskRunner:
 
     def run(
         self,
-        U: Array,
+        U: Array | None,
         A: Array,
         cs: Sequence[Array],
         t0: Any,
@@ -130,8 +130,9 @@ class TaskRunner:
         padded: bool = True,
     ) -> Array:
         """Add the tasks of classes ``which`` planned after steps ``t0 .. t1-1`` into ``A``,
-        reading their inputs from ``U`` (``U`` and ``A`` may be the same buffer: tasks read
-        inputs and write accumulators, never the same slots).
+        reading their inputs from ``U``, or from ``A`` itself when ``U`` is ``None`` (one
+        buffer for both: tasks read inputs and write accumulators, never the same slots; the
+        loop then carries the only copy, so XLA updates it in place).
 
         ``padded``: the arrays are padded by :attr:`pad`, so no window needs clamping.
         """
@@ -159,7 +160,7 @@ class TaskRunner:
                 # task out of its loop (it would then always run).
                 a = after(a, old[..., :1])
                 _, piece = contribution(
-                    U,
+                    A if U is None else U,
                     operand,
                     (a, b, c, d),
                     kern,

@@ -6,11 +6,13 @@ API and is pure, so it traces. Two programs, each compiled once per model, plan 
 * the **prompt pass**: every layer in turn, its long convolution the
   :func:`~futurefill_jax.functional.prefill` of its channels of one shared state;
 * the **decode loop**: a ``lax.fori_loop`` over positions in which every layer
-  :func:`~futurefill_jax.functional.emit`\\ s its channels, one
-  :func:`~futurefill_jax.functional.advance` fills the future of all layers, and the next token
-  is the ``argmax`` of the logits. The loop runs in phases of a static local window
-  (:func:`~futurefill_jax.functional.window_phases`), so the naive schedule reads only as far
-  back as it must, like every schedule.
+  :func:`~futurefill_jax.functional.emit`\\ s its channels of the shared state and the next
+  token is the ``argmax`` of the logits. The FutureFill tasks of all layers run together: when
+  the plan's windows form aligned blocks of ``G`` steps and tasks only write blocks not yet
+  started, once per block (and the classes whose tasks all come at the end of a chunk of about
+  ``CHUNK`` steps once per chunk), like the compiled rollout; otherwise after every position,
+  in phases of a static local window (:func:`~futurefill_jax.functional.window_phases`), so
+  that the naive schedule reads only as far back as it must.
 
 ``long_conv=False`` compiles the same programs with the long convolution replaced by the
 identity: the time of everything else, from which the Amdahl ceiling of a schedule follows.
@@ -31,6 +33,7 @@ from futurefill.models.network import BackendWeights, position_pass, sequence_pa
 from futurefill.plan import PlanSpec, make_plan, resolve_spec
 
 from . import functional as ff
+from ._program import CHUNK
 
 __all__ = ["CompiledGeneration", "greedy"]
 
@@ -88,6 +91,7 @@ def greedy(
     batch: int = 1,
     return_logits: bool = False,
     long_conv: bool = True,
+    repeats: int = 1,
 ) -> CompiledGeneration:
     """Greedy generation of ``new_tokens`` tokens as two compiled programs.
 
@@ -109,6 +113,9 @@ def greedy(
         Also return the logits each token was chosen from.
     long_conv : bool
         ``False``: replace the long convolution by the identity (to time the rest).
+    repeats : int
+        Runs of each compiled program (they are pure); the times are the best run's, so a
+        benchmark passes ``repeats >= 2`` to time them warm.
 
     Returns
     -------
@@ -143,6 +150,13 @@ def greedy(
         result = sequence_pass(_weights(w, params), tokens, long_conv=conv_of(holder, ff.prefill))
         return holder[0], result.states, result.logits[:, -1, :]
 
+    runner = state.layout.runner
+    G = plan.window_block_size
+    blocked = long_conv and plan.num_tasks > 0 and plan.tasks_start_windows and G is not None
+    chunk = (G or 1) * max(1, CHUNK // (G or 1))
+    rare = runner.rare(chunk) if blocked else []
+    frequent = [j for j in runner.every if j not in rare]
+
     def decode(params: Any, state: ff.StreamState, states: Any, first: Array, logits0: Array):
         weights = _weights(w, params)
         offset = 1 if P else 0  # with a prompt, token 0 comes from the prompt's last logits
@@ -152,28 +166,66 @@ def greedy(
             tokens = tokens.at[:, 0].set(first)
             if return_logits:
                 kept = kept.at[:, 0].set(logits0)
+
+        def position(s: Array, carry: tuple, M: int, advance: bool) -> tuple:
+            """Position ``s``: the state is read once (:func:`ff.known`), every layer gets its
+            channels' outputs, all inputs are stored at once; then the tasks of the step run
+            (``advance``) or wait for the end of the block."""
+            state, states, feed, tokens, kept = carry
+            inputs: list[Array] = []
+            past = ff.known(state, window=M) if long_conv else None
+
+            def conv(layer: int, u: Array) -> Array:
+                if not long_conv:
+                    return u
+                inputs.append(u)
+                return ff.output(state, past, u, slices[layer])
+
+            logits, states = position_pass(weights, feed, states, conv)
+            if long_conv:
+                state = ff.store(state, jnp.concatenate(inputs, axis=1), read=past)
+                state = ff.advance(state) if advance else state.replace(step=state.step + 1)
+            tok = jnp.argmax(logits, axis=-1).astype(jnp.int32)
+            tokens = tokens.at[:, s + offset].set(tok)
+            if return_logits:
+                kept = kept.at[:, s + offset].set(logits)
+            return state, states, tok, tokens, kept
+
+        def run_tasks(carry: tuple, t0: Any, t1: Any, which: list[int]) -> tuple:
+            state = carry[0]
+            buffer = runner.run(None, state.buffer, state.tasks, t0, t1, which,
+                                padded=False)  # fmt: skip
+            return (state.replace(buffer=buffer), *carry[1:])
+
+        def steps(lo: Any, hi: Any, M: int, advance: bool, carry: tuple) -> tuple:
+            def body(s: Array, carry: tuple) -> tuple:
+                return position(s, carry, M, advance)
+
+            return jax.lax.fori_loop(lo, jnp.maximum(lo, hi), body, carry)
+
         carry = (state, states, first, tokens, kept)
-        for lo, hi, M in ff.window_phases(plan):
-            hi = min(hi, S)
-            if lo >= hi:
-                continue
+        if not blocked:
+            for lo, hi, M in ff.window_phases(plan):
+                carry = steps(lo, min(hi, S), M, long_conv, carry)
+            return carry[3], carry[4]
 
-            def body(s: Array, carry: tuple, M: int = M) -> tuple:
-                state, states, feed, tokens, kept = carry
-                holder = [state]
+        # Blocks of G positions (window G - 1): their tasks wait for the end of the block
+        # (they only write later blocks), the rare ones for the end of their chunk.
+        assert G is not None
+        M, per = G - 1, chunk // G
 
-                def emit(st: Any, u: Array, ch: slice) -> tuple:
-                    return ff.emit(st, u, ch, window=M)
+        def block(g: Array, carry: tuple) -> tuple:
+            carry = steps(g * G, (g + 1) * G, M, False, carry)
+            return run_tasks(carry, g * G, (g + 1) * G, frequent)
 
-                logits, states = position_pass(weights, feed, states, conv_of(holder, emit))
-                state = ff.advance(holder[0]) if long_conv else holder[0]
-                tok = jnp.argmax(logits, axis=-1).astype(jnp.int32)
-                tokens = tokens.at[:, s + offset].set(tok)
-                if return_logits:
-                    kept = kept.at[:, s + offset].set(logits)
-                return state, states, tok, tokens, kept
+        def whole_chunk(h: Array, carry: tuple) -> tuple:
+            carry = jax.lax.fori_loop(h * per, (h + 1) * per, block, carry)
+            return run_tasks(carry, h * chunk, (h + 1) * chunk, rare)
 
-            carry = jax.lax.fori_loop(lo, hi, body, carry)
+        n_chunks, n_blocks = S // chunk, S // G
+        carry = jax.lax.fori_loop(0, n_chunks, whole_chunk, carry)
+        carry = jax.lax.fori_loop(n_chunks * per, n_blocks, block, carry)
+        carry = steps(n_blocks * G, S, M, True, carry)  # the last, partial block
         return carry[3], carry[4]
 
     start = time.perf_counter()
@@ -183,10 +235,9 @@ def greedy(
     if P:
         tokens_in = jnp.asarray(prompt, tok_dtype)
         lowered = prompt_program.lower(params, state, tokens_in).compile()
-        state_shape = jax.eval_shape(prompt_pass, params, state, tokens_in)
-        states0, logits0 = state_shape[1], state_shape[2]
-        first = jax.ShapeDtypeStruct((B,), tok_dtype)
-        decoded = decode_program.lower(params, state, states0, first, logits0).compile()
+        shapes = jax.eval_shape(prompt_pass, params, state, tokens_in)
+        first_shape = jax.ShapeDtypeStruct((B,), tok_dtype)
+        decoded = decode_program.lower(params, state, shapes[1], first_shape, shapes[2]).compile()
     else:
         states0 = [w.mixer.initial_state(lw, B, w.xp, w.device) for lw in w.layers]
         first = jnp.full((B,), cfg.bos, tok_dtype)
@@ -194,16 +245,20 @@ def greedy(
         decoded = decode_program.lower(params, state, states0, first, logits0).compile()
     compile_seconds = time.perf_counter() - start
 
-    start = time.perf_counter()
-    if P:
-        state, states0, logits0 = lowered(params, state, tokens_in)
-        first = jnp.argmax(logits0, axis=-1).astype(tok_dtype)
-        jax.block_until_ready(first)
-    prefill_seconds = time.perf_counter() - start
-    start = time.perf_counter()
-    tokens, kept = decoded(params, state, states0, first, logits0)
-    tokens = np.asarray(jax.block_until_ready(tokens)).astype(np.int64)
-    decode_seconds = time.perf_counter() - start
+    prefill_seconds = decode_seconds = float("inf")
+    for _ in range(max(repeats, 1)):
+        start = time.perf_counter()
+        if P:
+            prompted, states0, logits0 = lowered(params, state, tokens_in)
+            first = jnp.argmax(logits0, axis=-1).astype(tok_dtype)
+            jax.block_until_ready(first)
+        else:
+            prompted = state
+        prefill_seconds = min(prefill_seconds, time.perf_counter() - start)
+        start = time.perf_counter()
+        tokens, kept = jax.block_until_ready(decoded(params, prompted, states0, first, logits0))
+        decode_seconds = min(decode_seconds, time.perf_counter() - start)
+    tokens = np.asarray(tokens).astype(np.int64)
     return CompiledGeneration(
         tokens=tokens,
         logits=np.asarray(kept) if return_logits else None,

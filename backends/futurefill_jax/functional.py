@@ -50,10 +50,13 @@ __all__ = [
     "advance",
     "emit",
     "init",
+    "known",
+    "output",
     "prefill",
     "rollout",
     "shard",
     "step",
+    "store",
     "window_phases",
 ]
 
@@ -214,7 +217,7 @@ def emit_buffer(
 def advance_buffer(buffer: Array, tasks: tuple[Array, ...], t: Any, *, layout: Layout) -> Array:
     """The buffer with the tasks planned after step ``t`` added."""
     runner = layout.runner
-    return runner.run(buffer, buffer, tasks, t, t + 1, runner.every, padded=False)
+    return runner.run(None, buffer, tasks, t, t + 1, runner.every, padded=False)
 
 
 #: The step-by-step executor's kernels: the same code, jit-compiled with the buffer donated.
@@ -245,6 +248,37 @@ def emit(
         layout=state.layout, ch0=ch0, ch1=ch1, window=window,
     )  # fmt: skip
     return state.replace(buffer=buffer), y
+
+
+def known(state: StreamState, *, window: int | None = None) -> Array:
+    """What every channel's output at the current step owes to the past ``(B, C)``: the future
+    filled so far plus the local window's older inputs (the output is this plus
+    ``phi[0] * u``, :func:`output`).
+
+    A model whose layers feed each other within a position reads the state once with this,
+    gives each layer its :func:`output`, then :func:`store`\\ s every input at once: one read
+    and one write of the buffer per position, which XLA does in place (reads and writes per
+    channel range make it copy the buffer). ``window`` as for :func:`emit`.
+    """
+    lay = state.layout
+    m = lay.window if window is None else min(window, lay.window)
+    start = jnp.take(state.window_slot, state.step)
+    C = state.buffer.shape[1]
+    return _kernels.known(state.buffer, state.taps, lay.base + state.step, start, ch0=0, ch1=C, m=m)
+
+
+def output(state: StreamState, known_part: Array, u: Array, channels: slice) -> Array:
+    """The output of ``channels`` at the current step from :func:`known` and their inputs."""
+    ch0, ch1 = _channels(state, channels)
+    W = state.taps.shape[-1] // 2
+    return known_part[:, ch0:ch1] + state.taps[ch0:ch1, W - 1] * u
+
+
+def store(state: StreamState, u: Array, read: Array) -> StreamState:
+    """Store the inputs ``u`` ``(B, C)`` of every channel in the current step's slot, after
+    the reads that ``read`` (e.g. the result of :func:`known`) depends on."""
+    buffer = _kernels.store(state.buffer, u, state.layout.base + state.step, ch0=0, read=read)
+    return state.replace(buffer=buffer)
 
 
 def advance(state: StreamState) -> StreamState:

@@ -437,10 +437,11 @@ class OnlineConv:
 def _host_filters(executor: Executor, filters: Array) -> np.ndarray:
     """Validate filters on the host: a finite, real ``(C, N)`` array in native byte order."""
     if executor.is_native(filters):
-        xp = executor.xp
-        if not xp.isdtype(filters.dtype, ("integral", "bool")):
-            executor.resolve_dtype(filters.dtype)  # refuses low precision with the reason
-        host = executor.to_numpy(filters)
+        try:
+            host = executor.to_numpy(filters)
+        except (TypeError, RuntimeError):
+            executor.resolve_dtype(filters.dtype)  # low precision (bfloat16): say why
+            raise
     elif isinstance(filters, np.ndarray):
         host = filters
     else:

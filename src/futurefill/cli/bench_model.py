@@ -1,8 +1,10 @@
 """End-to-end generation with a reference model: naive vs FutureFill.
 
 Greedy generation from a random convolutional language model, every schedule in the same
-process: tokens per second, speedup over the first schedule, whether the tokens are
-identical, and where the time goes (prefill, long convolution, the rest). Exit status 1 if a
+process: tokens per second, speedup over the first schedule and its Amdahl ceiling (the first
+schedule's time over the time of everything but the long convolution), whether the tokens
+are identical, and where the time goes (prefill, long convolution, the rest; compilation
+apart on JAX, which runs whole generations as compiled programs). Exit status 1 if a
 schedule's tokens differ from the baseline's.
 """
 
@@ -36,9 +38,11 @@ _HEADERS = (
     "total s",
     "tokens/s",
     "speedup",
+    "ceiling",
     "prefill s",
     "long conv s",
     "other s",
+    "compile s",
     "identical",
 )
 
@@ -58,9 +62,11 @@ def _rows(results: Sequence[RunResult]) -> list[tuple[str, ...]]:
                 f"{r.seconds:.2f}",
                 f"{r.tokens_per_second:.1f}",
                 f"{base.seconds / r.seconds:.2f}x",
+                f"{base.seconds / r.rest:.2f}x",
                 f"{r.prefill:.2f}",
                 f"{r.long_conv:.2f}",
                 f"{r.other:.2f}",
+                f"{r.compile:.1f}",
                 same,
             )
         )
