@@ -184,9 +184,12 @@ def test_float64_needs_x64(rng):
 
 
 @pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
-def test_low_precision_refused(rng, dtype):
-    with pytest.raises(TypeError, match="low-precision"):
-        futurefill.OnlineConv(decaying_filters(rng, 1, 8), 8, backend="jax", dtype=dtype)
+def test_half_precision_computes_in_float32(rng, dtype):
+    conv = futurefill.OnlineConv(decaying_filters(rng, 1, 8), 8, backend="jax", dtype=dtype)
+    assert conv.dtype == getattr(jnp, dtype) and conv.compute_dtype == jnp.float32
+    for bad in ("int8", "float8"):
+        with pytest.raises(TypeError, match="float32 or float64"):
+            futurefill.OnlineConv(decaying_filters(rng, 1, 8), 8, backend="jax", dtype=bad)
 
 
 def test_feedback_shape_checked(rng):
@@ -265,3 +268,18 @@ def test_tracers_are_refused_and_the_state_is_untouched(rng, transform) -> None:
     np.testing.assert_array_equal(np.asarray(conv.state_dict()["buffer"]), before)
     y = conv.step(jnp.ones((1, 1)))  # still usable, and exact
     np.testing.assert_allclose(np.asarray(y)[0, 0], phi[0, 0] + phi[0, 1], rtol=1e-14)
+
+
+def test_compiled_rollouts_of_equal_plans_use_their_own_filters(rng) -> None:
+    """The compiled program is cached per plan and shapes; its constants belong to each
+    state (a second OnlineConv with other filters must not reuse the first's)."""
+    L = 24
+    outputs = []
+    for phi in (decaying_filters(rng, 2, L), decaying_filters(rng, 2, L)):
+        conv = futurefill.OnlineConv(phi, L, schedule="naive", backend="jax", dtype="float64")
+        u0 = rng.standard_normal((1, 2))
+        ys = np.asarray(conv.rollout(jnp.asarray(u0), jnp.tanh))
+        inputs = np.concatenate([u0[..., None], np.tanh(ys[..., :-1])], -1)
+        np.testing.assert_allclose(ys, oracle(inputs, phi), rtol=0, atol=1e-12)
+        outputs.append(ys)
+    assert not np.allclose(outputs[0], outputs[1])

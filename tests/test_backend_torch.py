@@ -21,7 +21,7 @@ import futurefill
 from .conftest import decaying_filters, oracle, run_online, selected_backends
 
 torch = pytest.importorskip("torch")
-if "torch" not in selected_backends():
+if not {"torch", "torch_cuda", "torch_cuda_graphs"} & set(selected_backends()):
     pytest.skip("torch is not among FUTUREFILL_TEST_BACKENDS", allow_module_level=True)
 
 from futurefill_torch import TorchExecutor  # noqa: E402
@@ -100,11 +100,15 @@ def test_torch_dtypes_pass_through(dtype) -> None:
 @pytest.mark.parametrize(
     "dtype", [torch.bfloat16, torch.float16, "float16", "bfloat16", np.float16, torch.int32]
 )
-def test_low_precision_is_refused(dtype) -> None:
+def test_low_precision_is_no_compute_dtype(dtype) -> None:
     with pytest.raises(TypeError, match="float32 or float64"):
         TorchExecutor().resolve_dtype(dtype)
-    with pytest.raises(TypeError, match="float32 or float64"):
-        make_conv(np.ones((1, 4)), 4, dtype=dtype)
+    if dtype is torch.int32:
+        with pytest.raises(TypeError, match="float32 or float64"):
+            make_conv(np.ones((1, 4)), 4, dtype=dtype)
+    else:  # half precision in and out, float32 inside
+        conv = make_conv(np.ones((1, 4)), 4, dtype=dtype)
+        assert conv.compute_dtype is torch.float32 and conv.dtype in (torch.bfloat16, torch.float16)
 
 
 @pytest.mark.parametrize(
@@ -301,6 +305,7 @@ def test_cuda_graph_replays_are_deterministic(rng, schedule) -> None:
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
-def test_low_precision_filter_tensors_get_the_clear_message(dtype) -> None:
-    with pytest.raises(TypeError, match="float32 or float64"):
-        make_conv(torch.ones((1, 8), dtype=dtype), 8)
+def test_half_precision_filter_tensors_set_the_input_dtype(dtype) -> None:
+    conv = make_conv(torch.ones((1, 8), dtype=dtype), 8)
+    assert conv.dtype is dtype and conv.compute_dtype is torch.float32
+    assert conv.step(torch.ones((1, 1), dtype=dtype)).dtype is dtype

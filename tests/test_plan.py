@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from futurefill import Plan, PlanError, make_plan
+from futurefill import Plan, PlanError, PlanSpec, make_plan
 from futurefill.plan import SCHEDULES, TASK_COLUMNS, default_epoch
 
 LENGTHS = [1, 2, 3, 5, 16, 17, 100, 1000, 4097]
@@ -209,3 +209,12 @@ def test_task_offsets_are_buffer_slots() -> None:
     task = plan.task_offsets(3)  # after step 3: inputs 0..3 -> outputs 4..7 (online positions)
     assert (task.src_start, task.src_stop, task.dst_start, task.dst_stop) == (0, 4, 4, 8)
     assert task.read_start == 4 - 0 - 1 and task.spectrum == (1, 8, 8) and task.fft_size == 8
+
+
+def test_plans_and_specs_pickle() -> None:
+    import pickle
+
+    plan = make_plan(50, PlanSpec("epoched", epoch=7), prompt=3)
+    again = pickle.loads(pickle.dumps(plan))
+    assert again == plan and again.spec == plan.spec and again.spec.get("epoch") == 7
+    np.testing.assert_array_equal(again.src_start, plan.src_start)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import jax
@@ -29,6 +30,15 @@ _X64_MESSAGE = (
 def _x64_enabled() -> bool:
     """Whether JAX keeps float64 (``jax_enable_x64``), read through its public dtype rules."""
     return bool(jax.dtypes.canonicalize_dtype(np.float64) == np.float64)
+
+
+@dataclass
+class _Workspace:
+    """A state's derived data: the functional kernels' constants (window taps, task tables)
+    and the constant operands of the compiled rollout (filled on first use)."""
+
+    stream: functional.StreamState
+    rollout_consts: tuple | None = None
 
 
 class JaxExecutor(ArrayAPIExecutor):
@@ -114,15 +124,16 @@ class JaxExecutor(ArrayAPIExecutor):
     # ------------------------------------------------------------------ kernels
     def prepare(self, state: ConvState) -> None:
         # The functional state's constants (window taps, task tables); its buffer is unused.
-        state.workspace = functional.init(
+        stream = functional.init(
             state.plan, self.to_numpy(state.filters), batch=1, dtype=state.buffer.dtype
         ).replace(buffer=None)
+        state.workspace = _Workspace(stream=stream)
 
     def clear(self, state: ConvState) -> None:
         state.buffer = jnp.zeros_like(state.buffer)
 
     def emit(self, state: ConvState, u: Array, channels: slice, slot: int, start: int) -> Array:
-        fs = state.workspace
+        fs = state.workspace.stream
         ch0, ch1, _ = channels.indices(state.channels)
         state.buffer, y = functional.emit_donated(
             state.buffer, u, fs.taps, fs.window_slot, state.step,
@@ -131,7 +142,7 @@ class JaxExecutor(ArrayAPIExecutor):
         return y
 
     def fill(self, state: ConvState, step: int) -> None:
-        fs = state.workspace
+        fs = state.workspace.stream
         if state.plan.task_ptr.item(step) < state.plan.task_ptr.item(step + 1):
             state.buffer = functional.advance_donated(
                 state.buffer, fs.tasks, step, layout=fs.layout
@@ -146,13 +157,17 @@ class JaxExecutor(ArrayAPIExecutor):
         any start position and for any number of steps.
         """
         key = (state.plan, state.batch, state.channels, str(state.buffer.dtype), feedback)
-        found = self._programs.pop(key, None)
-        if found is None:
-            found = build_program(state, feedback)
-        self._programs[key] = found
+        jitted = self._programs.pop(key, None)
+        ws: _Workspace = state.workspace
+        if jitted is None or ws.rollout_consts is None:
+            # The program depends on the plan, shapes and feedback (cached here); its
+            # constant operands on this state's filters (kept with the state).
+            built, ws.rollout_consts = build_program(state, feedback)
+            jitted = built if jitted is None else jitted
+        self._programs[key] = jitted
         while len(self._programs) > self.rollout_cache_size:
             self._programs.popitem(last=False)
-        jitted, consts = found
+        consts = ws.rollout_consts
 
         def program(state: ConvState, u0: Array, steps: int) -> Array:
             t0 = state.step

@@ -70,6 +70,10 @@ class Executor(Protocol):
     def resolve_dtype(self, dtype: Any) -> Any:
         """This backend's float32 or float64 dtype for ``dtype`` (a name or a dtype)."""
 
+    def half_dtype(self, dtype: Any) -> Any:
+        """This backend's bfloat16 or float16 dtype for ``dtype``, or ``None``: inputs and
+        outputs of that dtype are accepted, the convolution computed in float32."""
+
     def zeros(self, shape: tuple[int, ...], dtype: Any) -> Array:
         """A new zero-filled array on this backend's device."""
 
@@ -103,6 +107,16 @@ class Executor(Protocol):
 
 
 _DTYPE_NAMES = ("float32", "float64")
+_HALF_NAMES = ("bfloat16", "float16")
+
+
+def _same_dtype(dtype: Any, native: Any, name: str) -> bool:
+    if dtype is native or (isinstance(dtype, str) and dtype in (name, f"torch.{name}")):
+        return True
+    try:
+        return bool(np.dtype(dtype) == np.dtype(name))
+    except TypeError:
+        return bool(dtype == native)
 
 
 class ArrayAPIExecutor:
@@ -155,18 +169,19 @@ class ArrayAPIExecutor:
     def resolve_dtype(self, dtype: Any) -> Any:
         for name in _DTYPE_NAMES:
             native = getattr(self.xp, name)
-            if dtype is native or (isinstance(dtype, str) and dtype == name):
+            if _same_dtype(dtype, native, name):
                 return native
-            try:
-                if np.dtype(dtype) == np.dtype(name):
-                    return native
-            except TypeError:
-                if dtype == native:
-                    return native
         raise TypeError(
             f"futurefill computes in float32 or float64, not {dtype}; low-precision FFTs "
             "(bfloat16/float16) lose the exactness this library promises: cast to float32"
         )
+
+    def half_dtype(self, dtype: Any) -> Any:
+        for name in _HALF_NAMES:
+            native = getattr(self.xp, name, None)
+            if native is not None and _same_dtype(dtype, native, name):
+                return native
+        return None
 
     def zeros(self, shape: tuple[int, ...], dtype: Any) -> Array:
         kwargs = {} if self.device is None else {"device": self.device}

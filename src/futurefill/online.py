@@ -48,6 +48,9 @@ class OnlineConv:
         Batch size ``B``.
     dtype : str or dtype, optional
         ``"float32"`` or ``"float64"``; defaults to the filters' dtype (float64 for integers).
+        ``"bfloat16"`` or ``"float16"`` (where the backend has them: torch, JAX, CuPy and NumPy
+        for float16) are the dtype of inputs and outputs; the convolution is then computed in
+        float32 (:attr:`compute_dtype`), and outputs are rounded to the half type.
     backend : str or Executor, optional
         Backend; defaults to the one in force (:func:`futurefill.get_backend`).
     device : optional
@@ -86,8 +89,10 @@ class OnlineConv:
         batch = check_int("batch", batch, 1)
         host = _host_filters(executor, filters)
         if dtype is None:
-            dtype = "float64" if host.dtype.kind in "iub" else host.dtype.name
-        dtype = executor.resolve_dtype(dtype)
+            native_half = executor.is_native(filters) and _half(executor, filters.dtype)
+            dtype = filters.dtype if native_half else _default_dtype(host)
+        io_dtype = _half(executor, dtype)
+        dtype = executor.resolve_dtype("float32" if io_dtype is not None else dtype)
         channels, taps = host.shape
         if taps < prompt + length:  # before any plan is built: the cheap check comes first
             raise ValueError(
@@ -107,7 +112,9 @@ class OnlineConv:
             plan = make_plan(length, spec, prompt=prompt)
         self._executor = executor
         self._dtype = dtype
-        source = filters if executor.is_native(filters) else host
+        self._io_dtype = dtype if io_dtype is None else io_dtype
+        self._wrapped_feedback: dict[Any, Callable[[Array], Array]] = {}
+        source = filters if executor.is_native(filters) and io_dtype is None else host
         self._state: ConvState = interpreter.new_state(
             executor, plan, source, batch=batch, dtype=dtype
         )
@@ -157,13 +164,27 @@ class OnlineConv:
         return self._state.plan
 
     @property
+    def state(self) -> ConvState:
+        """The live state (arrays owned by the executor, cursor by the core).
+
+        For wrappers and backend authors: read it freely, change it only through this
+        object's methods (:meth:`load_state_dict` to replace it).
+        """
+        return self._state
+
+    @property
     def backend(self) -> Executor:
         """The executor running this convolution."""
         return self._executor
 
     @property
     def dtype(self) -> Any:
-        """Working dtype of inputs, outputs and state."""
+        """Dtype of inputs and outputs."""
+        return self._io_dtype
+
+    @property
+    def compute_dtype(self) -> Any:
+        """Dtype of the state and the arithmetic (float32 for half-precision inputs)."""
         return self._dtype
 
     @property
@@ -201,12 +222,15 @@ class OnlineConv:
         return (
             f"OnlineConv(schedule={str(p.spec or p.schedule)!r}, length={p.length}, "
             f"prompt={p.prompt}, batch={self.batch}, channels={self.channels}, "
-            f"dtype={self._dtype}, backend={self._executor.name!r}, position={self.position})"
+            f"dtype={self._io_dtype}, backend={self._executor.name!r}, position={self.position})"
         )
 
     # ------------------------------------------------------------------ validation
-    def _check_input(self, u: Array, shape: tuple[int, ...], what: str) -> None:
+    def _check_input(
+        self, u: Array, shape: tuple[int, ...], what: str, dtype: Any = None
+    ) -> None:
         ex = self._executor
+        dtype = self._io_dtype if dtype is None else dtype
         if not ex.is_native(u):
             refusal = getattr(ex, "refusal", None)
             reason = refusal(u) if refusal is not None else None
@@ -219,8 +243,20 @@ class OnlineConv:
             )
         if tuple(u.shape) != shape:
             raise ValueError(f"{what} must have shape {shape}, got {tuple(u.shape)}")
-        if u.dtype != self._dtype:
-            raise TypeError(f"{what} must have dtype {self._dtype}, got {u.dtype}; cast it first")
+        if u.dtype != dtype:
+            raise TypeError(f"{what} must have dtype {dtype}, got {u.dtype}; cast it first")
+
+    def _to_compute(self, u: Array) -> Array:
+        """Half-precision inputs in the compute dtype (float32)."""
+        if self._io_dtype == self._dtype:
+            return u
+        return self._executor.xp.astype(u, self._dtype)
+
+    def _to_io(self, y: Array) -> Array:
+        """Outputs in the dtype of the inputs."""
+        if self._io_dtype == self._dtype:
+            return y
+        return self._executor.xp.astype(y, self._io_dtype)
 
     def _channel_range(self, channels: slice) -> slice:
         if not isinstance(channels, slice):
@@ -255,9 +291,10 @@ class OnlineConv:
             raise RuntimeError("this OnlineConv was planned without a prompt (prompt=0)")
         ch = self._channel_range(channels)
         self._check_input(u, (self.batch, ch.stop - ch.start, p.prompt), "the prompt")
+        u = self._to_compute(u)
         if not bool(np.all(np.isfinite(self._executor.to_numpy(u)))):
             raise ValueError("the prompt contains NaN or infinite values")
-        return interpreter.prefill(self._executor, s, u, ch)
+        return self._to_io(interpreter.prefill(self._executor, s, u, ch))
 
     def step(self, u: Array) -> Array:
         """One online step for all channels: return ``y_t`` and fill the future.
@@ -274,7 +311,7 @@ class OnlineConv:
         s = self._state
         interpreter.check_can_step(s, whole=True)
         self._check_input(u, (s.batch, s.channels), "u_t")
-        return interpreter.step(self._executor, s, u)
+        return self._to_io(interpreter.step(self._executor, s, self._to_compute(u)))
 
     def emit(self, u: Array, channels: slice = _ALL) -> Array:
         """Return ``y_t`` for a contiguous range of channels, without filling the future.
@@ -297,7 +334,7 @@ class OnlineConv:
         interpreter.check_can_step(s)
         ch = self._channel_range(channels)
         self._check_input(u, (self.batch, ch.stop - ch.start), "u_t")
-        return interpreter.emit(self._executor, s, u, ch)
+        return self._to_io(interpreter.emit(self._executor, s, self._to_compute(u), ch))
 
     def advance(self) -> None:
         """Fill the future after every channel has been emitted at this step."""
@@ -333,10 +370,28 @@ class OnlineConv:
         self._check_input(u0, (self.batch, self.channels), "u0")
         saved = self._copy_cursor()
         try:
-            return interpreter.rollout(self._executor, s, u0, feedback, steps)
+            ys = interpreter.rollout(
+                self._executor, s, self._to_compute(u0), self._compute_feedback(feedback), steps
+            )
+            return self._to_io(ys)
         except BaseException:
             self._restore_cursor(saved)
             raise
+
+    def _compute_feedback(self, feedback: Callable[[Array], Array]) -> Callable[[Array], Array]:
+        """``feedback`` seen in the compute dtype: it receives and returns the dtype of the
+        inputs. One wrapper per feedback, so that compiled programs are reused."""
+        if self._io_dtype == self._dtype:
+            return feedback
+        wrapped = self._wrapped_feedback.get(feedback)
+        if wrapped is None:
+            to_io, to_compute = self._to_io, self._to_compute
+
+            def wrapped(y: Array) -> Array:
+                return to_compute(feedback(to_io(y)))
+
+            self._wrapped_feedback = {feedback: wrapped}  # the last one only: no leak
+        return wrapped
 
     # ------------------------------------------------------------------ state
     def reset(self) -> None:
@@ -419,7 +474,7 @@ class OnlineConv:
                 raise ValueError(f"{name} must be a bool array of shape ({self.channels},)")
             masks[name] = mask
         buffer = state["buffer"]
-        self._check_input(buffer, tuple(s.buffer.shape), "the buffer")
+        self._check_input(buffer, tuple(s.buffer.shape), "the buffer", self._dtype)
         if state["digest"] != self._digest(buffer, position, masks["prefilled"], masks["emitted"]):
             raise ValueError("this state dict was edited or corrupted (its digest differs)")
         emitted = masks["emitted"]
@@ -434,14 +489,23 @@ class OnlineConv:
         )
 
 
+def _half(executor: Executor, dtype: Any) -> Any:
+    """The backend's half-precision dtype for ``dtype``, or ``None``."""
+    half_dtype = getattr(executor, "half_dtype", None)
+    return None if half_dtype is None else half_dtype(dtype)
+
+
+def _default_dtype(host: np.ndarray) -> str:
+    """The working dtype implied by host filters: float64 for integers, else their own."""
+    return "float64" if host.dtype.kind in "iub" else host.dtype.name
+
+
 def _host_filters(executor: Executor, filters: Array) -> np.ndarray:
     """Validate filters on the host: a finite, real ``(C, N)`` array in native byte order."""
     if executor.is_native(filters):
-        try:
-            host = executor.to_numpy(filters)
-        except (TypeError, RuntimeError):
-            executor.resolve_dtype(filters.dtype)  # low precision (bfloat16): say why
-            raise
+        if _half(executor, filters.dtype) is not None:  # NumPy may not know the type
+            filters = executor.xp.astype(filters, executor.resolve_dtype("float32"))
+        host = executor.to_numpy(filters)
     elif isinstance(filters, np.ndarray):
         host = filters
     else:

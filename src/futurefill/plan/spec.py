@@ -78,6 +78,9 @@ class PlanSpec:
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError("PlanSpec is immutable; use with_params()")
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild, (self.schedule, self._params))
+
     def __eq__(self, other: object) -> bool:
         return (
             isinstance(other, PlanSpec)
@@ -96,3 +99,8 @@ class PlanSpec:
         if not self._params:
             return self.schedule
         return f"{self.schedule}({', '.join(f'{k}={v}' for k, v in self._params)})"
+
+
+def _rebuild(schedule: str, params: tuple[tuple[str, Any], ...]) -> PlanSpec:
+    """Unpickle a :class:`PlanSpec`."""
+    return PlanSpec(schedule, **dict(params))
