@@ -25,8 +25,9 @@ import futurefill
 from .conftest import decaying_filters, oracle, selected_backends
 
 torch = pytest.importorskip("torch")
-if "torch" not in selected_backends():
-    pytest.skip("torch is not among FUTUREFILL_TEST_BACKENDS", allow_module_level=True)
+# Runs with any torch variant selected (the GPU check selects torch_cuda, not torch).
+if not {"torch", "torch_cuda", "torch_cuda_graphs"} & set(selected_backends()):
+    pytest.skip("no torch variant among FUTUREFILL_TEST_BACKENDS", allow_module_level=True)
 
 from futurefill_torch import OnlineConvModule  # noqa: E402
 
