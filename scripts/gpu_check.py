@@ -53,6 +53,8 @@ def _run_tests(out: Path, quick: bool, timeout: int) -> dict[str, Any]:
             "tests/test_online.py",
             "tests/test_custom_schedules.py",
             "tests/test_backend_torch.py",
+            "tests/test_backend_torch_module.py",
+            "tests/test_models_stu.py",
             "tests/test_backend_cupy.py",
             "tests/test_backend_jax.py",
         ]

@@ -11,21 +11,29 @@ from futurefill.filters import decaying_random_filters, hyena_filters, stu_filte
 EPS = np.finfo(np.float64).eps
 
 
-def hankel_by_loops(L: int) -> np.ndarray:
-    """``Z[i, j] = 2 / ((i + j)^3 - (i + j))``, ``i, j = 1..L``, entry by entry (independent)."""
+def hankel_by_loops(L: int, hankel: str = "standard") -> np.ndarray:
+    """The STU paper's Hankel matrices, ``i, j = 1..L``, entry by entry (independent).
+
+    ``"standard"``: ``Z[i, j] = 2 / ((i + j)^3 - (i + j))``; ``"L"``:
+    ``Z_L[i, j] = ((-1)^(i+j-2) + 1) * 8 / ((i+j+3)(i+j-1)(i+j+1))``.
+    """
     Z = np.empty((L, L))
     for i in range(1, L + 1):
         for j in range(1, L + 1):
             s = i + j
-            Z[i - 1, j - 1] = 2.0 / (s**3 - s)
+            if hankel == "L":
+                Z[i - 1, j - 1] = ((-1.0) ** (s - 2) + 1.0) * 8.0 / ((s + 3) * (s - 1) * (s + 1))
+            else:
+                Z[i - 1, j - 1] = 2.0 / (s**3 - s)
     return Z
 
 
+@pytest.mark.parametrize("hankel", ["standard", "L"])
 @pytest.mark.parametrize("method", ["dense", "structured"])
-def test_stu_filters_solve_the_eigenproblem(method: str) -> None:
+def test_stu_filters_solve_the_eigenproblem(method: str, hankel: str) -> None:
     L, K = 96, 12
-    Z = hankel_by_loops(L)
-    phi, sigma = stu_filters(L, K, method=method, return_eigenvalues=True)
+    Z = hankel_by_loops(L, hankel)
+    phi, sigma = stu_filters(L, K, method=method, hankel=hankel, return_eigenvalues=True)
     assert phi.shape == (K, L) and phi.dtype == np.float64
     # Eigenvalues: the K largest of an independent dense solve, descending. Both are backward
     # stable, so they agree to a few eps * sigma_1.
@@ -40,10 +48,13 @@ def test_stu_filters_solve_the_eigenproblem(method: str) -> None:
     assert np.abs(residual).max() <= 100 * EPS * sigma[0]
 
 
-def test_structured_method_agrees_with_dense() -> None:
+@pytest.mark.parametrize("hankel", ["standard", "L"])
+def test_structured_method_agrees_with_dense(hankel: str) -> None:
     L, K = 512, 24
-    dense, sigma = stu_filters(L, K, method="dense", return_eigenvalues=True)
-    fast, sigma_fast = stu_filters(L, K, method="structured", return_eigenvalues=True)
+    dense, sigma = stu_filters(L, K, method="dense", hankel=hankel, return_eigenvalues=True)
+    fast, sigma_fast = stu_filters(
+        L, K, method="structured", hankel=hankel, return_eigenvalues=True
+    )
     np.testing.assert_allclose(sigma_fast, sigma, rtol=0, atol=20 * EPS * sigma[0])
     # Davis-Kahan: an eigenvector is determined to ~ (backward error) / (gap to the rest of the
     # spectrum); backward errors are <= 1e4 * eps * sigma_1 for both solvers at this size. The
@@ -107,6 +118,28 @@ def test_stu_filters_reject_bad_sizes(args: tuple, error: type) -> None:
 def test_stu_filters_reject_unknown_method() -> None:
     with pytest.raises(ValueError, match="method"):
         stu_filters(16, 2, method="lanczos")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="hankel"):
+        stu_filters(16, 2, hankel="l")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("method", ["dense", "structured"])
+@pytest.mark.parametrize(("L", "K"), [(1, 1), (2, 2), (7, 7), (300, 24)])
+def test_hankel_l_filters_vanish_at_every_other_lag(L: int, K: int, method: str) -> None:
+    # Z_L is zero where i + j is odd: block diagonal over odd and even indices. Each block is
+    # solved on its own, so every filter is exactly zero on the other one.
+    phi = stu_filters(L, K, method=method, hankel="L")
+    even, odd = np.abs(phi[:, 0::2]).max(axis=1), np.abs(phi[:, 1::2]).max(axis=1, initial=0)
+    assert np.all((even == 0) ^ (odd == 0))
+    # Both parities occur among the leading filters (the blocks' spectra interleave).
+    assert K < 2 or {bool(e == 0) for e in even[:2]} == {False, True}
+
+
+def test_hankel_l_differs_from_standard_and_is_cached_apart() -> None:
+    standard, sigma = stu_filters(64, 4, return_eigenvalues=True)
+    hankel_l, sigma_l = stu_filters(64, 4, hankel="L", return_eigenvalues=True)
+    assert not np.allclose(sigma, sigma_l)
+    assert not np.allclose(standard, hankel_l)
+    np.testing.assert_array_equal(stu_filters(64, 4), standard)
 
 
 def test_hyena_filters_shape_seed_and_gain() -> None:

@@ -1,5 +1,9 @@
-"""The PyTorch executor: CPU and CUDA, in-place buffers, per-level spectra, optional CUDA graphs."""
+"""The PyTorch executor: CPU and CUDA, in-place buffers, per-level spectra, optional CUDA graphs.
+
+:class:`OnlineConvModule` is an online convolution as a ``torch.nn.Module``.
+"""
 
 from .executor import TorchExecutor
+from .module import OnlineConvModule
 
-__all__ = ["TorchExecutor"]
+__all__ = ["OnlineConvModule", "TorchExecutor"]

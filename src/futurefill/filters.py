@@ -15,7 +15,7 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["decaying_random_filters", "hyena_filters", "stu_filters"]
+__all__ = ["HANKELS", "decaying_random_filters", "hyena_filters", "stu_filters"]
 
 FloatArray = npt.NDArray[np.floating[Any]]
 
@@ -23,8 +23,9 @@ FloatArray = npt.NDArray[np.floating[Any]]
 #: longer ones use the structured subspace iteration (O(L log L) per column).
 DENSE_MAX_LENGTH = 1024
 
-#: Extra columns of the subspace iteration beyond ``k``. The eigenvalues of the Hankel matrix
-#: fall by roughly 3x per index, so 24 more columns reach far below ``eps * sigma_1``.
+#: Extra columns of the subspace iteration beyond ``k``. The eigenvalues of the Hankel matrices
+#: fall by roughly 4x per index (``Z``) and 2x per index (``Z_L``), so after the three products
+#: of the iteration the components outside the top ``k`` are damped by ``(2^-24)^3`` or less.
 _OVERSAMPLE = 24
 _POWER_ITERATIONS = 2
 
@@ -35,39 +36,47 @@ def _check_positive(name: str, value: object) -> int:
     return int(value)
 
 
-def _hankel_entries(length: int) -> FloatArray:
-    """``g[r] = Z[i, j]`` for ``r = i + j`` (0-based ``i, j``): ``2 / (s^3 - s)``, ``s = r + 2``."""
+#: The Hankel matrices whose eigenvectors :func:`stu_filters` returns.
+HANKELS = ("standard", "L")
+
+
+def _hankel_entries(length: int, hankel: str) -> FloatArray:
+    """``g[r] = Z[i, j]`` for ``r = i + j`` (0-based ``i, j``), ``s = r + 2`` (1-based ``i + j``).
+
+    ``"standard"``: ``2 / (s^3 - s)``; ``"L"``: ``((-1)^(s-2) + 1) * 8 / ((s+3)(s-1)(s+1))``,
+    that is ``16 / ((s+3)(s-1)(s+1))`` for even ``s`` and 0 for odd ``s``.
+    """
     s = np.arange(2, 2 * length + 1, dtype=np.float64)
+    if hankel == "L":
+        return np.where(s % 2 == 0, 16.0 / ((s + 3) * (s - 1) * (s + 1)), 0.0)
     return 2.0 / (s**3 - s)
 
 
-def _dense_eigh(length: int, k: int) -> tuple[FloatArray, FloatArray]:
-    """Top-``k`` eigenpairs of the dense Hankel matrix (``numpy.linalg.eigh``, O(L^3))."""
-    g = _hankel_entries(length)
-    idx = np.arange(length)
+def _dense_eigh(g: FloatArray, size: int, k: int) -> tuple[FloatArray, FloatArray]:
+    """Top-``k`` eigenpairs of ``H[i, j] = g[i + j]`` (``size`` square; ``numpy.linalg.eigh``)."""
+    idx = np.arange(size)
     w, v = np.linalg.eigh(g[idx[:, None] + idx[None, :]])
     return w[::-1][:k], v[:, ::-1][:, :k]
 
 
-def _structured_eigh(length: int, k: int) -> tuple[FloatArray, FloatArray]:
+def _structured_eigh(g: FloatArray, size: int, k: int) -> tuple[FloatArray, FloatArray]:
     """Top-``k`` eigenpairs by subspace iteration with FFT Hankel products, then Rayleigh-Ritz.
 
-    ``Z @ X`` costs one FFT convolution per column (``Z[i, j] = g[i + j]`` is a correlation with
+    ``H @ X`` costs one FFT convolution per column (``H[i, j] = g[i + j]`` is a correlation with
     ``g``), so the basis of long filters costs O(p L log L) instead of the O(L^3) of a dense
     ``eigh``. The eigenvalues decay geometrically, so ``p = k + 24`` columns hold the top-``k``
     eigenvectors to working precision after two power iterations; the Rayleigh-Ritz step is then
     as backward stable as a dense solver (residual ``~ eps * sigma_1``).
     """
-    g = _hankel_entries(length)
-    n = 1 << (2 * length - 2).bit_length()  # >= 2L - 1: wrap-around misses the rows read
-    spectrum = np.fft.rfft(g, n)[:, None]
+    n = 1 << (2 * size - 2).bit_length()  # >= 2L - 1: wrap-around misses the rows read
+    spectrum = np.fft.rfft(g[: 2 * size - 1], n)[:, None]
 
     def hankel_times(x: FloatArray) -> FloatArray:
         full = np.fft.irfft(np.fft.rfft(x[::-1], n, axis=0) * spectrum, n, axis=0)
-        return full[length - 1 : 2 * length - 1]
+        return full[size - 1 : 2 * size - 1]
 
-    p = min(length, k + _OVERSAMPLE)
-    q = np.random.default_rng(0).standard_normal((length, p))
+    p = min(size, k + _OVERSAMPLE)
+    q = np.random.default_rng(0).standard_normal((size, p))
     for _ in range(_POWER_ITERATIONS + 1):
         q, _ = np.linalg.qr(hankel_times(q))
     small = q.T @ hankel_times(q)
@@ -75,18 +84,44 @@ def _structured_eigh(length: int, k: int) -> tuple[FloatArray, FloatArray]:
     return w[::-1][:k], (q @ u)[:, ::-1][:, :k]
 
 
-@functools.lru_cache(maxsize=16)
-def _stu_basis(length: int, k: int, method: str) -> tuple[FloatArray, FloatArray]:
-    """Cached ``(eigenvalues (k,), sign-normalised eigenvectors (k, L))``, float64, read-only."""
+def _top_eigenpairs(length: int, k: int, method: str, hankel: str) -> tuple[FloatArray, FloatArray]:
+    """Top-``k`` eigenpairs ``(w (k,), v (length, k))`` of the Hankel matrix ``hankel``.
+
+    ``Z_L`` is solved as its two diagonal blocks: the rows and columns of even 0-based index
+    read ``g[0::2]``, the odd ones ``g[2::2]``, each again a Hankel matrix. Its eigenvectors are
+    then exactly zero on the other block (a solve of the whole matrix would leave rounding
+    there) and each solve is half the size.
+    """
     solve = _dense_eigh if method == "dense" else _structured_eigh
-    w, v = solve(length, k)
+    g = _hankel_entries(length, hankel)
+    if hankel != "L":
+        return solve(g, length, k)
+    values, vectors = [], []
+    for parity in (0, 1):
+        size = len(range(parity, length, 2))
+        if size == 0:
+            continue
+        w, v = solve(g[2 * parity :: 2], size, min(k, size))
+        full = np.zeros((length, v.shape[1]))
+        full[parity::2] = v
+        values.append(w)
+        vectors.append(full)
+    w, v = np.concatenate(values), np.concatenate(vectors, axis=1)
+    order = np.argsort(-w, kind="stable")[:k]
+    return w[order], v[:, order]
+
+
+@functools.lru_cache(maxsize=16)
+def _stu_basis(length: int, k: int, method: str, hankel: str) -> tuple[FloatArray, FloatArray]:
+    """Cached ``(eigenvalues (k,), sign-normalised eigenvectors (k, L))``, float64, read-only."""
+    w, v = _top_eigenpairs(length, k, method, hankel)
     vectors = np.ascontiguousarray(v.T)
     # Deterministic signs: the entry of largest magnitude of every eigenvector is positive.
     peak = vectors[np.arange(k), np.argmax(np.abs(vectors), axis=1)]
     vectors *= np.where(peak < 0, -1.0, 1.0)[:, None]
     for a in (w, vectors):
         a.setflags(write=False)
-    return w, vectors
+    return np.ascontiguousarray(w), vectors
 
 
 def stu_filters(
@@ -95,17 +130,27 @@ def stu_filters(
     *,
     dtype: npt.DTypeLike = np.float64,
     method: Literal["auto", "dense", "structured"] = "auto",
+    hankel: Literal["standard", "L"] = "standard",
     return_eigenvalues: bool = False,
 ) -> FloatArray | tuple[FloatArray, FloatArray]:
     """Spectral filters of the STU: top eigenvectors of a Hankel matrix, scaled.
 
-    ``Z[i, j] = 2 / ((i + j)^3 - (i + j))`` for ``i, j = 1..length``. Filter ``m`` is the
-    eigenvector of the ``m``-th largest eigenvalue ``sigma_m`` times ``sigma_m ** 0.25``
-    (eigenvalues below zero by rounding count as zero). Each eigenvector's sign is fixed so that
-    its entry of largest magnitude is positive. Filters depend on ``length``: shorter ones are
-    not prefixes of longer ones.
+    Both Hankel matrices are those of the STU paper (Agarwal, Suo, Chen and Hazan, *Spectral
+    State Space Models*, 2023), for ``i, j = 1..length``:
 
-    The basis is computed once per ``(length, k, method)`` and cached (float64, 16 entries).
+    * ``"standard"``: ``Z[i, j] = 2 / ((i + j)^3 - (i + j))``;
+    * ``"L"``: ``Z_L[i, j] = ((-1)^(i+j-2) + 1) * 8 / ((i+j+3) (i+j-1) (i+j+1))``, the
+      paper's alternative matrix (the authors' STU pairs it with the positive branch alone).
+      Its entries vanish where ``i + j`` is odd: it is block diagonal over the odd and the
+      even indices, so each of its eigenvectors (each filter) is zero at every other lag.
+
+    Filter ``m`` is the eigenvector of the ``m``-th largest eigenvalue ``sigma_m`` times
+    ``sigma_m ** 0.25`` (eigenvalues below zero by rounding count as zero). Each eigenvector's
+    sign is fixed so that its entry of largest magnitude is positive. Filters depend on
+    ``length``: shorter ones are not prefixes of longer ones.
+
+    The basis is computed once per ``(length, k, method, hankel)`` and cached (float64, 16
+    entries).
 
     Parameters
     ----------
@@ -123,6 +168,8 @@ def stu_filters(
         eigenvectors whose eigenvalue is within ``~eps * sigma_1`` of another are only determined
         to ``~eps * sigma_1 / gap`` by either method (the last of 24 at L = 1024 to ~1e-4, its
         filter scaled by ``sigma ** 0.25 ~ 1e-4``).
+    hankel : {"standard", "L"}
+        Which Hankel matrix: ``Z`` or ``Z_L`` (see above).
     return_eigenvalues : bool
         Also return the eigenvalues ``sigma`` (descending).
 
@@ -145,9 +192,11 @@ def stu_filters(
         raise ValueError(f"k = {k} filters need length >= k, got length {length}")
     if method not in ("auto", "dense", "structured"):
         raise ValueError(f"method must be 'auto', 'dense' or 'structured', got {method!r}")
+    if hankel not in HANKELS:
+        raise ValueError(f"hankel must be 'standard' or 'L', got {hankel!r}")
     if method == "auto":
         method = "dense" if length <= DENSE_MAX_LENGTH else "structured"
-    sigma, vectors = _stu_basis(length, k, method)
+    sigma, vectors = _stu_basis(length, k, method, hankel)
     filters = (vectors * np.maximum(sigma, 0.0)[:, None] ** 0.25).astype(dtype, copy=False)
     if return_eigenvalues:
         return filters, sigma.copy()

@@ -1,4 +1,4 @@
-"""Reference convolutional language models (STU-T and Hyena-style) with exact fast generation.
+"""Reference convolutional language models (STU-T, full STU, Hyena-style) with exact generation.
 
 >>> from futurefill.models import ConvLM
 >>> model = ConvLM(mixer="stu", dim=16, layers=2, max_len=128, vocab_size=32, stu_k=8)

@@ -8,11 +8,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from .._checks import check_int, check_real
+from ..filters import HANKELS
 
-__all__ = ["MIXERS", "ModelConfig"]
+__all__ = ["MIXERS", "STU_BRANCHES", "STU_MIXERS", "ModelConfig"]
 
 #: Sequence mixers the reference models implement.
-MIXERS = ("stu", "hyena")
+MIXERS = ("stu", "stu_full", "hyena")
+#: The mixers built on the STU spectral filters (they read ``stu_k``, ``stu_branches`` and
+#: ``stu_hankel``).
+STU_MIXERS = ("stu", "stu_full")
+#: Values of ``ModelConfig.stu_branches``.
+STU_BRANCHES = ("both", "plus")
 
 
 @dataclass(frozen=True)
@@ -21,9 +27,10 @@ class ModelConfig:
 
     Attributes
     ----------
-    mixer : {"stu", "hyena"}
-        ``"stu"``: STU-T (tensordot approximation) spectral mixer; ``"hyena"``: Hyena-style
-        gated mixer with an implicit long filter.
+    mixer : {"stu", "stu_full", "hyena"}
+        ``"stu"``: STU-T (tensordot approximation) spectral mixer; ``"stu_full"``: the full
+        STU layer (every spectral filter applied to every input channel, then learned
+        projections); ``"hyena"``: Hyena-style gated mixer with an implicit long filter.
     vocab_size : int
         Number of token ids.
     dim : int
@@ -35,7 +42,16 @@ class ModelConfig:
     mlp_ratio : float
         Hidden width of the MLP as a multiple of ``dim`` (at least one hidden unit).
     stu_k : int
-        Number of STU spectral filters ``K`` (``"stu"`` only).
+        Number of STU spectral filters ``K`` (STU mixers only).
+    stu_branches : {"both", "plus"}
+        STU mixers only. ``"both"``: the positive branch (the filters convolved with the
+        input) plus the negative branch (the same filters convolved with the sign-alternated
+        input ``(-1)^t u[t]``, the output's sign alternated back), each with its own learned
+        projection; ``"plus"``: the positive branch alone.
+    stu_hankel : {"standard", "L"}
+        STU mixers only: the Hankel matrix whose eigenvectors are the spectral filters
+        (``Z`` or ``Z_L``, see :func:`futurefill.filters.stu_filters`). The authors pair
+        ``"L"`` with ``stu_branches="plus"``.
     seed : int
         Seed of the random weights (``>= 0``).
     dtype : {"float64", "float32"}
@@ -57,6 +73,8 @@ class ModelConfig:
     max_len: int = 4096
     mlp_ratio: float = 4.0
     stu_k: int = 24
+    stu_branches: str = "both"
+    stu_hankel: str = "standard"
     seed: int = 0
     dtype: str = "float64"
     norm_eps: float = 1e-6
@@ -65,8 +83,13 @@ class ModelConfig:
     def __post_init__(self) -> None:
         # Every field is checked (one line per bad value) and normalised to a Python scalar,
         # so that a configuration read from a file is as trustworthy as one built in code.
-        if self.mixer not in MIXERS:
-            raise ValueError(f"mixer must be one of {MIXERS}, got {self.mixer!r}")
+        for name, allowed in (
+            ("mixer", MIXERS),
+            ("stu_branches", STU_BRANCHES),
+            ("stu_hankel", HANKELS),
+        ):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
         for name in ("vocab_size", "dim", "layers", "max_len", "stu_k"):
             object.__setattr__(self, name, check_int(name, getattr(self, name), 1))
         object.__setattr__(self, "seed", check_int("seed", self.seed, 0))
@@ -74,7 +97,7 @@ class ModelConfig:
             self, "mlp_ratio", check_real("mlp_ratio", self.mlp_ratio, positive=True)
         )
         object.__setattr__(self, "norm_eps", check_real("norm_eps", self.norm_eps, positive=True))
-        if self.mixer == "stu" and self.stu_k > self.max_len:
+        if self.mixer in STU_MIXERS and self.stu_k > self.max_len:
             raise ValueError(f"stu_k = {self.stu_k} needs max_len >= stu_k, got {self.max_len}")
         if self.hidden < 1:
             raise ValueError(

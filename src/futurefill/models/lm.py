@@ -28,7 +28,7 @@ Array = Any
 
 
 class ConvLM:
-    """A convolutional language model with an STU-T or Hyena-style mixer.
+    """A convolutional language model with an STU-T, full STU or Hyena-style mixer.
 
     ``x = embed(tokens)``; per layer ``x += mixer(norm(x))``, ``x += mlp(norm(x))``;
     ``logits = norm(x) @ head``. Each mixer is a depthwise long convolution between

@@ -19,7 +19,7 @@ from ..backends import Executor
 from ..ops import causal_conv
 from .config import ModelConfig
 from .layers import embed, mlp, rms_norm
-from .mixers import Mixer, State
+from .mixer_base import Mixer, State
 
 __all__ = ["BackendWeights", "convert_weights", "layer_params", "position_pass", "sequence_pass"]
 

@@ -25,7 +25,9 @@ class DecodeStateSize:
     window_taps : int
         Reversed taps of the directly summed local windows.
     short_conv : int
-        Short-convolution state of the mixers (Hyena: the last two projected positions).
+        State the mixers keep outside the long convolution (Hyena: the last two projected
+        positions of its short convolution; the full STU with both branches: the sign
+        ``(-1)^t`` of the position, one value per layer).
     spectra : int
         Precomputed filter spectra (complex values).
     naive_buffer : int
