@@ -75,7 +75,7 @@ class JaxExecutor(ArrayAPIExecutor):
 
     def __init__(self, device: Any = None) -> None:
         super().__init__(jnp, _resolve_device(device))
-        self._programs: OrderedDict[tuple, tuple[Any, tuple]] = OrderedDict()
+        self._programs: OrderedDict[tuple, Any] = OrderedDict()
 
     # ------------------------------------------------------------------ arrays
     def is_native(self, x: object) -> bool:
