@@ -32,10 +32,10 @@ _CURSOR = ("plan", "filters_digest", "position", "prefilled", "emitted", "digest
 def _live_state(conv: OnlineConv) -> ConvState:
     """The state ``conv`` runs on; its filters and buffer tensors are the module's buffers.
 
-    :class:`~futurefill.OnlineConv` keeps it private. The module shares its tensors rather
-    than copy them at every step, and re-reads them after any call that may replace them.
+    The module shares its tensors rather than copy them at every step, and re-reads them
+    after any call that may replace them.
     """
-    return conv._state
+    return conv.state
 
 
 def _executor(device: Any, cuda_graphs: bool) -> TorchExecutor:

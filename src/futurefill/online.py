@@ -226,9 +226,7 @@ class OnlineConv:
         )
 
     # ------------------------------------------------------------------ validation
-    def _check_input(
-        self, u: Array, shape: tuple[int, ...], what: str, dtype: Any = None
-    ) -> None:
+    def _check_input(self, u: Array, shape: tuple[int, ...], what: str, dtype: Any = None) -> None:
         ex = self._executor
         dtype = self._io_dtype if dtype is None else dtype
         if not ex.is_native(u):
