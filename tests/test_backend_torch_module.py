@@ -334,7 +334,9 @@ def test_constructor(phi) -> None:
     with pytest.raises(ValueError, match="taps"):
         OnlineConvModule(phi, P + L + 1)
     with pytest.raises(TypeError, match="float32 or float64"):
-        OnlineConvModule(phi, L, dtype=torch.float16)
+        OnlineConvModule(phi, L, dtype=torch.int32)
+    half = OnlineConvModule(phi, L, dtype=torch.float16)  # float16 in and out, float32 inside
+    assert half(torch.ones((1, phi.shape[0]), dtype=torch.float16)).dtype == torch.float16
 
 
 @needs_cuda
