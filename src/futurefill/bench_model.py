@@ -74,6 +74,7 @@ def compare_schedules(
     batch: int = 1,
     backend: str | Executor | None = None,
     seed: int = 0,
+    repeats: int = 3,
 ) -> list[RunResult]:
     """Generate greedily with each schedule from the same random prompt; time each run.
 
@@ -92,6 +93,9 @@ def compare_schedules(
         Backend (the one in force by default).
     seed : int
         Seed of the prompt.
+    repeats : int
+        On a backend that compiles whole generations: runs of each compiled program, the
+        best one kept (compilation is timed apart; every run is warm).
 
     Returns
     -------
@@ -104,7 +108,7 @@ def compare_schedules(
     )
     executor = get_backend(backend)
     if getattr(executor, "generate_greedy", None) is not None:
-        return _compiled_runs(model, prompt, new_tokens, schedules, batch, executor)
+        return _compiled_runs(model, prompt, new_tokens, schedules, batch, executor, repeats)
     results = []
     for schedule in schedules:
         options = GenerationOptions(schedule=schedule, backend=executor, batch=batch)
@@ -138,11 +142,12 @@ def _compiled_runs(
     schedules: Sequence[str],
     batch: int,
     executor: Executor,
+    repeats: int,
 ) -> list[RunResult]:
     """The runs of a backend that compiles whole generations: compile time apart, and the
     model without its long convolution timed once (same programs, identity convolution)."""
     generate_greedy = executor.generate_greedy  # type: ignore[attr-defined]
-    warm = {"batch": batch, "repeats": 3}  # best of 3 runs of each compiled program
+    warm = {"batch": batch, "repeats": repeats}  # the best run of each compiled program
     rest_run = generate_greedy(model, prompt, new_tokens, long_conv=False, **warm)
     rest = rest_run.prefill_seconds + rest_run.decode_seconds
     results = []

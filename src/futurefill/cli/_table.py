@@ -14,9 +14,11 @@ __all__ = ["console", "print_table"]
 MIN_WIDTH = 120
 
 
-def console(*, stderr: bool = False) -> Console:
-    """A console at least :data:`MIN_WIDTH` columns wide (on stdout, or stderr)."""
-    return Console(width=max(shutil.get_terminal_size().columns, MIN_WIDTH), stderr=stderr)
+def console(*, stderr: bool = False, width: int = 0) -> Console:
+    """A console at least :data:`MIN_WIDTH` (and ``width``) columns wide (on stdout, or
+    stderr)."""
+    columns = max(shutil.get_terminal_size().columns, MIN_WIDTH, width)
+    return Console(width=columns, stderr=stderr)
 
 
 def print_table(
@@ -45,6 +47,9 @@ def print_table(
     table = Table(title=title, caption=caption)
     for name in headers:
         table.add_column(name, justify="left" if name in left else "right")
+    rows = [list(row) for row in rows]
     for row in rows:
         table.add_row(*row)
-    console().print(table)
+    # Wide enough that no cell is cut: the widest cell of every column plus the borders.
+    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
+    console(width=sum(widths) + 3 * len(widths) + 1).print(table)

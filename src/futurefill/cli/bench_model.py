@@ -88,6 +88,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             ("--tokens", count(1), 16384, "new tokens per run"),
             ("--batch", count(1), 1, "sequences generated together"),
             ("--seed", count(0), 0, "seed of the weights and the prompts"),
+            ("--repeats", count(1), 3, "runs of each compiled program, best kept (JAX)"),
         ],
     )
     parser.add_argument(
@@ -137,6 +138,7 @@ def run(args: argparse.Namespace) -> int:
             batch=args.batch,
             backend=executor,
             seed=args.seed,
+            repeats=args.repeats,
         )
         ok &= all(np.array_equal(r.tokens, results[0].tokens) for r in results)
         print_table(f"prompt {prompt_len}, {args.tokens} new tokens", _HEADERS, _rows(results))
