@@ -332,3 +332,32 @@ def test_bench_configuration_checks_repeats():
 
     with pytest.raises(ValueError, match="repeats"):
         bench_configuration(length=8, channels=1, repeats=0)
+
+
+# ---------------------------------------------------------------------- cost model, latency
+def test_bench_prints_the_prediction_beside_the_time(capsys):
+    argv = ["bench", "--length", "32", "--channels", "2", "--schedules", "naive,continuous"]
+    assert cli(argv) == 0
+    out = capsys.readouterr().out
+    assert "pred s" in out and "s/pred" in out
+    assert "cost model" in out and "FLOPs ÷ floor" in out and "cpu/pred" in out
+    assert cli([*argv, "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    for row in rows:
+        assert row["predicted_seconds"] > 0
+        assert row["measured_vs_predicted"] == pytest.approx(
+            row["seconds"] / row["predicted_seconds"]
+        )
+
+
+def test_bench_no_predict_skips_the_calibration(capsys, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("calibrated although --no-predict")
+
+    monkeypatch.setattr("futurefill.bench.calibrate", refuse)
+    argv = ["bench", "--length", "16", "--channels", "1", "--no-predict", "--json"]
+    assert cli(argv) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert all(row["predicted_seconds"] is None for row in rows)
+    assert cli(argv[:-1]) == 0
+    assert "arithmetic vs overhead" not in capsys.readouterr().out

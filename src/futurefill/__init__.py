@@ -21,6 +21,7 @@ from .plan import (
     PlanSpec,
     list_schedules,
     make_plan,
+    predicted_seconds,
     register_schedule,
 )
 
@@ -46,6 +47,7 @@ __all__ = [
     "list_backends",
     "list_schedules",
     "make_plan",
+    "predicted_seconds",
     "refresh_backends",
     "register_schedule",
     "set_backend",
