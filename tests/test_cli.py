@@ -33,7 +33,7 @@ def test_top_level_help_is_plain_text(capsys):
     assert cli(["--help"]) == 0
     out = capsys.readouterr().out
     assert "``" not in out and ":func:" not in out
-    for name in ("demo", "bench", "plan", "bench-model"):
+    for name in ("demo", "bench", "plan", "bench-model", "tune"):
         assert name in out
 
 
@@ -157,6 +157,7 @@ def no_long_work(monkeypatch):
     for target in (
         "futurefill.cli.bench.bench_configuration",
         "futurefill.cli.bench.measure_crossover",
+        "futurefill.cli.tune.tune",
         "futurefill.cli.demo.bench_configuration",
         "futurefill.cli.demo.demo_models",
         "futurefill.cli.bench_model.compare_schedules",
@@ -180,6 +181,12 @@ BAD_ARGUMENTS = [
     (["bench", "--plot", "/nonexistent-dir/scaling.png"], "/nonexistent-dir"),
     (["bench", "--crossover", "--plot", "x.png"], "--crossover"),
     (["bench", "--crossover", "--lengths", "32,64"], "--crossover"),
+    (["tune", "--candidates", "1,3"], "powers of two"),
+    (["tune", "--candidates", "0"], "--candidates"),
+    (["tune", "--length", "64", "--epochs", "8,65"], "--epochs"),
+    (["tune", "--channels", "0"], "--channels"),
+    (["tune", "--device", "cpu"], "--device needs --backend"),
+    (["tune", "--backend", "nope"], "nope"),
     (["demo", "--length", "-1"], "--length"),
     (["demo", "--model-tokens", "0"], "--model-tokens"),
     (["demo", "--model-prompt", "-3"], "--model-prompt"),

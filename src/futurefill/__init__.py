@@ -24,6 +24,7 @@ from .plan import (
     predicted_seconds,
     register_schedule,
 )
+from .tuning import tune
 
 __version__ = "0.2.0"
 
@@ -52,5 +53,6 @@ __all__ = [
     "register_schedule",
     "set_backend",
     "stu_filters",
+    "tune",
     "use_backend",
 ]
