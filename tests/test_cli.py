@@ -157,6 +157,7 @@ def no_long_work(monkeypatch):
     for target in (
         "futurefill.cli.bench.bench_configuration",
         "futurefill.cli.bench.measure_crossover",
+        "futurefill.cli._latency.measure_latency",
         "futurefill.cli.tune.tune",
         "futurefill.cli.demo.bench_configuration",
         "futurefill.cli.demo.demo_models",
@@ -181,6 +182,12 @@ BAD_ARGUMENTS = [
     (["bench", "--plot", "/nonexistent-dir/scaling.png"], "/nonexistent-dir"),
     (["bench", "--crossover", "--plot", "x.png"], "--crossover"),
     (["bench", "--crossover", "--lengths", "32,64"], "--crossover"),
+    (["bench", "--latency", "--lengths", "32,64"], "--latency"),
+    (["bench", "--latency", "--crossover"], "--latency"),
+    (["bench", "--latency", "--repeats", "3"], "--latency"),
+    (["bench", "--warmup-steps", "4"], "--warmup-steps"),
+    (["bench", "--latency", "--length", "32", "--warmup-steps", "33"], "--warmup-steps"),
+    (["bench", "--latency", "--warmup-steps", "-1"], "--warmup-steps"),
     (["tune", "--candidates", "1,3"], "powers of two"),
     (["tune", "--candidates", "0"], "--candidates"),
     (["tune", "--length", "64", "--epochs", "8,65"], "--epochs"),
@@ -368,3 +375,22 @@ def test_bench_no_predict_skips_the_calibration(capsys, monkeypatch):
     assert all(row["predicted_seconds"] is None for row in rows)
     assert cli(argv[:-1]) == 0
     assert "arithmetic vs overhead" not in capsys.readouterr().out
+
+
+def test_bench_latency_table_json_and_plot(tmp_path, capsys):
+    argv = ["bench", "--latency", "--length", "32", "--channels", "2", "--warmup-steps", "8"]
+    assert cli(argv) == 0
+    out = capsys.readouterr().out
+    for word in ("p50", "p99.9", "max/p50", "warm-up", "naive", "epoched", "continuous"):
+        assert word in out
+    assert cli([*argv, "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["schedule"] for r in rows] == ["naive", "epoched", "continuous"]
+    for r in rows:
+        assert r["p50_us"] <= r["p99_us"] <= r["p99.9_us"] <= r["max_us"]
+        assert r["warmup_steps"] == 8
+    assert rows[0]["max_deviation"] is None and rows[2]["max_deviation"] <= 1e-12
+    path = tmp_path / "latency.svg"
+    assert cli([*argv, "--schedules", "continuous", "--plot", str(path)]) == 0
+    assert f"wrote {path}" in capsys.readouterr().out
+    assert path.read_text().lstrip().startswith("<?xml")

@@ -9,6 +9,10 @@ FFT plans, caches: reported apart in the "warm-up s" column, never in the timing
 Beside each measured time it prints the time predicted by the cost model, calibrated first
 on the same backend, dtype and width (--no-predict skips it), and where that time goes.
 
+--latency times every OnlineConv.step call instead (all schedules on one stream, in
+lock-step, after a warm-up pass reported apart) and prints p50, p99, p99.9, max and the mean
+per schedule; with --plot, a histogram per schedule.
+
 The default run (numpy, L=32768, D=64, three schedules) takes about a minute or more on a
 two-core machine, mostly the naive schedule, which runs twice (warm-up, then the timed round);
 --length 4096 gives a quick look.
@@ -37,6 +41,7 @@ from ._args import (
     resolve_backend,
     schedule_names,
 )
+from ._latency import run_latency
 from ._table import console, print_table
 
 __all__ = ["add_arguments", "print_results", "run"]
@@ -159,12 +164,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--plot",
         type=plot_path,
         metavar="PATH",
-        help="draw time per token vs length, log-log (e.g. scaling.png; needs matplotlib)",
+        help="draw time per token vs length, log-log (with --latency: histograms of the "
+        "per-step times); e.g. scaling.png; needs matplotlib",
     )
     parser.add_argument(
         "--crossover",
         action="store_true",
         help="instead: time the continuous schedule for direct_below = 1, 2, 4, ..., 256",
+    )
+    parser.add_argument(
+        "--latency",
+        action="store_true",
+        help="instead: time every OnlineConv.step call; p50/p99/p99.9/max/mean per schedule "
+        "(with --plot: a histogram per schedule)",
+    )
+    parser.add_argument(
+        "--warmup-steps",
+        type=count(0),
+        default=None,
+        metavar="N",
+        help="--latency: steps of the warm-up pass, reported apart (default: all L)",
     )
     parser.add_argument(
         "--no-predict",
@@ -223,6 +242,15 @@ def _crossover(args: argparse.Namespace, executors: list[Executor]) -> int:
 def _check(args: argparse.Namespace) -> None:
     if args.crossover and (args.plot or args.lengths):
         raise UsageError("--crossover measures one length: it takes neither --plot nor --lengths")
+    if args.latency and (args.crossover or args.lengths or args.repeats != 1):
+        raise UsageError(
+            "--latency measures one pass of one length: it takes no --crossover, --lengths "
+            "or --repeats"
+        )
+    if args.warmup_steps is not None and not args.latency:
+        raise UsageError("--warmup-steps goes with --latency")
+    if args.warmup_steps is not None and args.warmup_steps > args.length:
+        raise UsageError(f"--warmup-steps must be at most --length {args.length}")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -231,6 +259,8 @@ def run(args: argparse.Namespace) -> int:
     executors = [resolve_backend(name, args.dtype) for name in args.backend or [None]]
     if args.crossover:
         return _crossover(args, executors)
+    if args.latency:
+        return run_latency(args, executors)
     configs = [
         {"backend": ex, "length": n, "channels": args.channels, "schedules": args.schedules}
         for ex in executors
