@@ -75,18 +75,19 @@ def test_window_interpolation_is_piecewise_linear_and_extends_the_last_slope() -
     assert model.tap_seconds == pytest.approx(0.5)
 
 
-def test_noisy_measurements_never_make_more_work_cheaper() -> None:
+def test_noise_only_adds_time_so_larger_sizes_cap_smaller_ones() -> None:
     noisy = Calibration(
         backend="hand",
         device="default",
         dtype="float64",
         batch=1,
         channels=1,
-        step_seconds_by_width={1: 5.0, 2: 4.0, 8: 9.0},
+        step_seconds_by_width={1: 5.0, 2: 4.0, 8: 9.0, 16: 30.0, 32: 20.0},
         task_seconds_by_size={2: 3.0, 4: 2.0, 8: 6.0},
     )
-    assert list(noisy.window_seconds(np.array([1, 2, 8]))) == [5.0, 5.0, 9.0]
-    assert list(noisy.task_seconds(np.array([2, 4, 8]))) == pytest.approx([3.0, 3.0, 6.0])
+    widths = np.array([1, 2, 8, 16, 32])
+    assert list(noisy.window_seconds(widths)) == [4.0, 4.0, 9.0, 20.0, 20.0]
+    assert list(noisy.task_seconds(np.array([2, 4, 8]))) == pytest.approx([2.0, 2.0, 6.0])
     plan = make_plan(8, schedule="naive")
     assert predict_time(plan, noisy).windows >= 0
 

@@ -17,7 +17,6 @@ leave out older inputs), as the best of a few rounds after a warm-up. The result
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,7 +26,7 @@ import numpy as np
 from . import interpreter
 from ._backend import get_backend
 from ._checks import check_int, next_pow2
-from ._timing import Target, best_seconds, device_name, dtype_name
+from ._timing import Target, best_seconds, device_name, dtype_name, on_cpu
 from .backends import Executor
 from .filters import decaying_random_filters
 from .online import OnlineConv
@@ -40,6 +39,15 @@ _ALL = slice(None)
 
 #: Steps (or tasks) run by the probe that sizes the timed rounds.
 _PROBE = 4
+
+
+def _envelope(seconds: list[float]) -> np.ndarray:
+    """Measured times in increasing size, each capped by those of all larger sizes.
+
+    More work never takes less time, and noise on a shared machine only ever adds time: the
+    best estimate at one size is the least time measured at that size or any larger one.
+    """
+    return np.minimum.accumulate(np.asarray(seconds, dtype=np.float64)[::-1])[::-1]
 
 
 @dataclass(frozen=True)
@@ -79,10 +87,9 @@ class Calibration(Target):
 
     def window_seconds(self, widths: np.ndarray) -> np.ndarray:
         """Seconds of one rollout step with ``widths`` window taps: piecewise linear between
-        the measured widths (made non-decreasing: a wider window never costs less, whatever
-        the noise of a measurement), extended with the last slope beyond them."""
+        the measured widths (see :func:`_envelope`), extended with the last slope beyond."""
         x = np.array(sorted(self.step_seconds_by_width), dtype=np.float64)
-        y = np.maximum.accumulate([self.step_seconds_by_width[int(w)] for w in x])
+        y = _envelope([self.step_seconds_by_width[int(w)] for w in x])
         w = np.asarray(widths, dtype=np.float64)
         out = np.interp(w, x, y)
         if x.size > 1:
@@ -92,9 +99,9 @@ class Calibration(Target):
 
     def task_seconds(self, sizes: np.ndarray) -> np.ndarray:
         """Seconds of one task of FFT size ``sizes``: log-log interpolation between the
-        measured sizes (made non-decreasing), ``n log n`` scaling beyond them."""
+        measured sizes (see :func:`_envelope`), ``n log n`` scaling beyond them."""
         x = np.array(sorted(self.task_seconds_by_size), dtype=np.float64)
-        y = np.maximum.accumulate([self.task_seconds_by_size[int(n)] for n in x])
+        y = _envelope([self.task_seconds_by_size[int(n)] for n in x])
         n = np.asarray(sizes, dtype=np.float64)
         out = np.exp(np.interp(np.log(n), np.log(x), np.log(y)))
         nlogn = n * np.log2(np.maximum(n, 2))
@@ -222,16 +229,13 @@ class _Meter:
     def per_unit(self, run: Callable[[int, int], object]) -> float:
         """Best seconds per unit of ``run(first, count)`` (units ``first .. first+count-1``),
         with as many units per round as fit in the budget."""
-        ex = self.executor
-        run(0, _PROBE)  # warm-up: compilation, FFT plans, first touch of the work arrays
-        ex.synchronize()
-        start = time.perf_counter()
-        run(_PROBE, _PROBE)
-        ex.synchronize()
-        estimate = max((time.perf_counter() - start) / _PROBE, 1e-9)
+        ex, cpu = self.executor, on_cpu(self.executor)
+        # Warm-up (compilation, FFT plans, first touch of the work arrays), then a probe.
+        probe = best_seconds(ex, lambda k: run(k * _PROBE, _PROBE), 1, cpu=cpu)
+        estimate = max(probe / _PROBE, 1e-9)
         count = int(min(max(self.budget / estimate, _PROBE), self.max_units))
         first = 2 * _PROBE
-        best = best_seconds(ex, lambda k: run(first + k * count, count), self.rounds)
+        best = best_seconds(ex, lambda k: run(first + k * count, count), self.rounds, cpu=cpu)
         return best / count
 
     def window(self, width: int) -> float:
@@ -274,9 +278,10 @@ class _Meter:
                 u = tanh(conv.step(u))
 
         best = {rolled: float("inf"), stepped: float("inf")}
+        cpu = on_cpu(ex)
         for k in range(self.rounds + 1):  # round-robin; round 0 is the warm-up
             for run in best:
-                seconds = best_seconds(ex, lambda _: run(), 1, warmup=0)  # noqa: B023
+                seconds = best_seconds(ex, lambda _: run(), 1, warmup=0, cpu=cpu)  # noqa: B023
                 best[run] = min(best[run], seconds) if k else best[run]
         return max(best[stepped] - best[rolled], 0.0) / steps
 
