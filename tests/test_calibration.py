@@ -117,6 +117,20 @@ def test_predicted_time_adds_up_the_plan() -> None:
         assert with_calls.seconds == pytest.approx(predicted.seconds + 0.25 * 64)
 
 
+def test_a_long_rollout_pays_for_its_output_and_step_calls_do_not() -> None:
+    model = Calibration(
+        **_model().head(),
+        step_seconds_by_width={1: 2.0},
+        task_seconds_by_size={2: 1.0},
+        output_seconds=0.75,
+    )
+    plan = make_plan(32, schedule="naive")
+    rolled, stepped = predict_time(plan, model), predict_time(plan, model, calls=True)
+    assert rolled.output == pytest.approx(0.75 * 32) and stepped.output == 0
+    assert rolled.seconds - rolled.windows == pytest.approx((2.0 + 0.75) * 32)
+    assert Calibration.from_dict(model.as_dict()) == model
+
+
 def test_overhead_share() -> None:
     p = PredictedTime(steps=1.0, windows=2.0, tasks=6.0, task_overhead=1.0, calls=0.0)
     assert p.overhead == 2.0 and p.overhead_share == pytest.approx(2 / 9)
@@ -146,13 +160,15 @@ def test_calibrate_measures_every_size_and_width(backend: Executor) -> None:
         rounds=1,
         budget=1e-4,
         max_steps=8,
+        positions=40,
+        rollout_steps=16,
     )
     assert cal.backend == backend.name and (cal.batch, cal.channels) == (2, 2)
     assert set(cal.task_seconds_by_size) == {2, 8}
     assert set(cal.step_seconds_by_width) == {1, 4}
     values = [*cal.task_seconds_by_size.values(), *cal.step_seconds_by_width.values()]
     assert all(v > 0 and math.isfinite(v) for v in values)
-    assert cal.call_seconds >= 0
+    assert cal.call_seconds >= 0 and cal.output_seconds >= 0
     plan = make_plan(32, direct_below=4)
     assert predicted_seconds(plan, cal) > 0
 

@@ -96,9 +96,11 @@ def best_seconds(
     *,
     warmup: int = 1,
     cpu: bool = False,
+    setup: Callable[[], object] | None = None,
 ) -> float:
     """The fastest of ``rounds`` timed calls ``run(k)`` (``k`` counts every call from 0),
-    after ``warmup`` untimed ones; device work is waited for inside each timing.
+    after ``warmup`` untimed ones; device work is waited for inside each timing, and
+    ``setup()``, if given, runs untimed before each call.
 
     With ``cpu``, a round counts the smaller of its wall time and the processor time of this
     process: on a shared machine, time spent waiting for the processor inflates the first,
@@ -106,6 +108,8 @@ def best_seconds(
     """
     best = float("inf")
     for k in range(warmup + rounds):
+        if setup is not None:
+            setup()
         executor.synchronize()
         wall, processor = time.perf_counter(), time.process_time()
         run(k)

@@ -200,7 +200,15 @@ def bench_configuration(
     width: dict[str, Any] = {"channels": channels, "batch": batch, "dtype": dtype}
     if predict and calibration is None:
         grid = calibration_grid(plans.values(), extra_sizes=[n_floor])
-        calibration = calibrate(ex, fft_sizes=grid[0], window_widths=grid[1], seed=seed, **width)
+        calibration = calibrate(
+            ex,
+            fft_sizes=grid[0],
+            window_widths=grid[1],
+            positions=length,
+            rollout_steps=length,
+            seed=seed,
+            **width,
+        )
     predictions = {} if calibration is None else _predictions(plans, n_floor, calibration)
     for round_ in range(1 + repeats):
         times = {}

@@ -64,11 +64,16 @@ class Calibration(Target):
         Seconds of one FutureFill task by FFT size.
     call_seconds : float
         What one ``OnlineConv.step`` call costs beyond a rollout step.
+    output_seconds : float
+        What one step of a long rollout costs beyond a step of the short ones the windows
+        were timed in: its share of writing the rollout's large, fresh output array (the
+        first touch of new memory; 0 unless measured, see ``rollout_steps``).
     """
 
     step_seconds_by_width: Mapping[int, float] = field(default_factory=dict)
     task_seconds_by_size: Mapping[int, float] = field(default_factory=dict)
     call_seconds: float = 0.0
+    output_seconds: float = 0.0
 
     @property
     def step_seconds(self) -> float:
@@ -115,6 +120,7 @@ class Calibration(Target):
             "step_seconds_by_width": {str(k): v for k, v in self.step_seconds_by_width.items()},
             "task_seconds_by_size": {str(k): v for k, v in self.task_seconds_by_size.items()},
             "call_seconds": self.call_seconds,
+            "output_seconds": self.output_seconds,
         }
 
     @classmethod
@@ -133,6 +139,7 @@ class Calibration(Target):
                 int(k): float(v) for k, v in data["task_seconds_by_size"].items()
             },
             call_seconds=float(data["call_seconds"]),
+            output_seconds=float(data.get("output_seconds", 0.0)),
         )
 
 
@@ -169,16 +176,21 @@ def _window_plan(width: int, length: int) -> Plan:
 
 
 def _task_plan(size: int, length: int) -> Plan:
-    """After every step, one task of FFT size ``size``: half a size in, half a size out."""
+    """After every step, one task of FFT size ``size``: half a size in, the next half out.
+
+    Successive tasks move along the buffer by half a size (wrapping around), as a schedule's
+    tasks do, so that each reads and writes memory that the previous one did not touch.
+    """
     half = size // 2
     length = max(length, half)
     after = np.arange(length)
+    src = (after * half) % (length - half + 1)  # src + size <= half + length positions
     tasks = {
         "after_step": after,
-        "src_start": np.zeros_like(after),
-        "src_stop": np.full_like(after, half),
-        "dst_start": np.full_like(after, half),
-        "dst_stop": np.full_like(after, 2 * half),
+        "src_start": src,
+        "src_stop": src + half,
+        "dst_start": src + half,
+        "dst_stop": src + 2 * half,
         "filter_start": np.ones_like(after),
         "filter_stop": np.full_like(after, size),
         "fft_size": np.full_like(after, size),
@@ -208,6 +220,7 @@ class _Meter:
     rounds: int
     budget: float
     max_units: int
+    positions: int
 
     @property
     def units(self) -> int:
@@ -221,6 +234,7 @@ class _Meter:
         state = interpreter.new_state(
             ex, plan, ex.asarray(filters, dtype=name), batch=self.batch, dtype=self.dtype
         )
+        ex.clear(state)  # touch every page of the buffer now, not inside a timed round
         if plan.prompt:
             prompt = self.rng.standard_normal((self.batch, filters.shape[0], plan.prompt))
             interpreter.prefill(ex, state, ex.asarray(prompt.astype(name), dtype=name), _ALL)
@@ -239,7 +253,7 @@ class _Meter:
         return best / count
 
     def window(self, width: int) -> float:
-        plan = _window_plan(width, self.units)
+        plan = _window_plan(width, max(self.units, self.positions - width + 1))
         # Equal taps: each output is the mean of its window, so the feedback neither grows
         # nor falls to subnormal numbers.
         state = self.state(plan, np.full((self.channels, plan.total), 1.0 / width))
@@ -251,7 +265,7 @@ class _Meter:
         return self.per_unit(run)
 
     def task(self, size: int) -> float:
-        plan = _task_plan(size, self.units)
+        plan = _task_plan(size, max(self.units, self.positions - size // 2))
         state = self.state(plan, self.filters[:, : plan.total])
         fill = self.executor.fill
 
@@ -260,6 +274,21 @@ class _Meter:
                 fill(state, t)
 
         return self.per_unit(run)
+
+    def output(self, steps: int) -> float:
+        """Per-step time of one rollout of ``steps`` one-tap steps, in one call."""
+        plan = _window_plan(1, max(steps, self.positions))
+        state = self.state(plan, np.ones((self.channels, plan.total)))
+        ex = self.executor
+
+        def run(_: int) -> None:
+            interpreter.rollout(ex, state, self.u0, ex.xp.tanh, steps)
+
+        def reset() -> None:
+            interpreter.reset(ex, state)
+
+        cpu = on_cpu(ex)
+        return best_seconds(ex, run, self.rounds, cpu=cpu, setup=reset) / steps
 
     def call(self, steps: int) -> float:
         """Per-call overhead of ``OnlineConv.step`` over a rollout step (one-tap windows)."""
@@ -297,6 +326,8 @@ def calibrate(
     rounds: int = 3,
     budget: float = 0.02,
     max_steps: int = 256,
+    positions: int = 0,
+    rollout_steps: int = 0,
     seed: int = 0,
 ) -> Calibration:
     """Measure the :class:`Calibration` of a backend, dtype and width.
@@ -320,6 +351,15 @@ def calibrate(
         Seconds a round should take (the steps per round follow, at most ``max_steps``).
     max_steps : int
         Most steps (or tasks) per round.
+    positions : int
+        Make every calibration plan at least this long (``prompt + length`` of the plans to
+        predict), so that the rows of its buffer lie as far apart in memory as theirs: the
+        stride of the per-channel rows decides how many pages and cache sets a step touches.
+    rollout_steps : int
+        Also time whole rollouts of this many one-tap steps (the plans' length), whose
+        output array is as large as theirs: what a step costs beyond the short rounds the
+        windows are timed in is :attr:`Calibration.output_seconds`. 0 (the default) skips
+        it.
     seed : int
         Seed of the filters and inputs.
 
@@ -334,7 +374,9 @@ def calibrate(
     ex = get_backend(backend)
     name = dtype_name(dtype)
     units = 2 * _PROBE + (rounds + 1) * max_steps
-    taps = sizes[-1] // 2 + max(units, sizes[-1] // 2)  # the longest task plan's positions
+    positions = check_int("positions", positions, 0)
+    # the longest task plan's positions
+    taps = max(sizes[-1] // 2 + max(units, sizes[-1] // 2), positions)
     host = decaying_random_filters(channels, taps, seed=seed, normalize=True)
     rng = np.random.default_rng(seed + 1)
     meter = _Meter(
@@ -349,14 +391,15 @@ def calibrate(
         rounds=rounds,
         budget=float(budget),
         max_units=max_steps,
+        positions=positions,
     )
+    steps = {w: meter.window(w) for w in widths}
+    rollout_steps = check_int("rollout_steps", rollout_steps, 0)
+    output = max(meter.output(rollout_steps) - steps[1], 0.0) if rollout_steps else 0.0
     return Calibration(
-        backend=ex.name,
-        device=device_name(ex),
-        dtype=name,
-        batch=batch,
-        channels=channels,
-        step_seconds_by_width={w: meter.window(w) for w in widths},
+        **Target(ex.name, device_name(ex), name, batch, channels).head(),
+        step_seconds_by_width=steps,
         task_seconds_by_size={n: meter.task(n) for n in sizes},
         call_seconds=meter.call(min(max_steps, 64)),
+        output_seconds=output,
     )

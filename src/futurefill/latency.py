@@ -201,12 +201,7 @@ def measure_latency(
     scale = deviation[0] or 1.0
     return [
         LatencyResult(
-            backend=ex.name,
-            schedule=str(spec),
-            length=length,
-            channels=channels,
-            batch=batch,
-            dtype=dtype,
+            **Run(ex.name, str(spec), length, channels, batch, dtype).head(),
             seconds=times[k] * 1e-9,
             warmup_seconds=warm_times[k] * 1e-9,
             max_deviation=None if k == 0 else float(deviation[k]) / scale,

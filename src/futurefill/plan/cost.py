@@ -185,6 +185,12 @@ class TimeModel(Protocol):
     def call_seconds(self) -> float:
         """What one ``OnlineConv.step`` call costs beyond a step of a rollout."""
 
+    @property
+    def output_seconds(self) -> float:
+        """What one step of a rollout as long as the plan's costs beyond the steps of the
+        short rollouts :meth:`window_seconds` was measured in: writing its share of a large,
+        freshly allocated output (first touch of new memory)."""
+
     def window_seconds(self, widths: np.ndarray) -> np.ndarray:
         """Seconds of one rollout step whose local window has ``widths`` taps (per-step
         overhead included), elementwise."""
@@ -201,6 +207,9 @@ class PredictedTime:
     ----------
     steps : float
         ``length`` steps with a one-tap window: the per-step overhead (dispatch, feedback).
+    output : float
+        A rollout's writes into its fresh output array beyond what short rollouts pay
+        (0 for ``OnlineConv.step`` calls).
     windows : float
         The local windows beyond their first tap.
     tasks : float
@@ -217,16 +226,18 @@ class PredictedTime:
     tasks: float
     task_overhead: float
     calls: float
+    output: float = 0.0
 
     @property
     def seconds(self) -> float:
         """The predicted time in all."""
-        return self.steps + self.windows + self.tasks + self.calls
+        return self.steps + self.output + self.windows + self.tasks + self.calls
 
     @property
     def overhead(self) -> float:
-        """The part that does no arithmetic to speak of: per-step, per-task and per-call."""
-        return self.steps + self.task_overhead + self.calls
+        """The part that does no arithmetic to speak of: per-step (the output included),
+        per-task and per-call."""
+        return self.steps + self.output + self.task_overhead + self.calls
 
     @property
     def overhead_share(self) -> float:
@@ -260,6 +271,7 @@ def predict_time(plan: PlanTables, model: TimeModel, *, calls: bool = False) -> 
         tasks=float(tasks.sum()),
         task_overhead=min(smallest, float(tasks.min(initial=smallest))) * plan.num_tasks,
         calls=model.call_seconds * plan.length if calls else 0.0,
+        output=0.0 if calls else model.output_seconds * plan.length,
     )
 
 
