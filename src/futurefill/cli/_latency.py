@@ -16,7 +16,7 @@ __all__ = ["print_latency", "run_latency"]
 
 _CAPTION = (
     "time of one OnlineConv.step call, in µs, over the measured pass (the warm-up pass, run "
-    "first on the same stream, is reported apart: its mean and worst step); issue targets: "
+    "first on the same stream, is reported apart: its mean and worst step); latency targets: "
     "max/p50 <= 50, p99.9/p50 <= 10; dev = max |y - y_ref| / max |y_ref| against the first "
     "schedule"
 )
