@@ -73,6 +73,14 @@ def backend(request: pytest.FixtureRequest) -> Executor:
     return load_backend(request.param)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _no_user_tuning(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Point the tuning cache at an empty folder: tests never read the developer's tuning
+    (``futurefill tune``), so the defaults they check are the shipped ones."""
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("cache"))
+    os.environ.pop("FUTUREFILL_NO_TUNING", None)
+
+
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(20241003)

@@ -230,14 +230,19 @@ def test_rollout_matches_the_numpy_backend(rng) -> None:
     assert rel_err(y_torch.numpy(), y_numpy) <= REL64
 
 
-def test_default_direct_below_comes_from_the_measured_table() -> None:
+def test_default_direct_below_comes_from_the_measured_table(monkeypatch, tmp_path) -> None:
+    from futurefill_torch.executor import SHIPPED
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))  # nothing tuned here
     ex = TorchExecutor()
     for dtype in (torch.float32, torch.float64):
+        table = SHIPPED.direct_below[f"cpu/{str(dtype).removeprefix('torch.')}"]
         for width in (1, 64, 65, 512, 4096):
             k0 = ex.default_direct_below(1, width, dtype)
-            expected = next(k for limit, k in ex.crossover[dtype] if width <= limit)
+            expected = next(k for limit, k in table if limit is None or width <= limit)
             assert k0 == expected
             assert k0 >= 1 and k0 & (k0 - 1) == 0
+    assert SHIPPED.lookup("cuda", torch.float32, 64) == 64
     plan = make_conv(np.ones((64, 16)), 16).plan
     assert plan.spec.get("direct_below") == ex.default_direct_below(1, 64, torch.float64)
 
@@ -282,7 +287,7 @@ def test_cuda_device_is_normalized_and_cpu_tensors_are_foreign() -> None:
     assert ex.device.type == "cuda" and ex.device.index is not None
     assert ex.is_native(torch.zeros(2, device=ex.device))
     assert not ex.is_native(torch.zeros(2))
-    assert ex.default_direct_below(1, 64, torch.float32) == TorchExecutor.cuda_direct_below
+    assert ex.default_direct_below(1, 64, torch.float32, tuned=False) == 64  # shipped cuda row
     conv = make_conv(np.ones((2, 8)), 8, backend=ex)
     with pytest.raises(TypeError, match="device"):
         conv.step(torch.zeros((1, 2), dtype=torch.float64))

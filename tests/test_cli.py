@@ -33,7 +33,7 @@ def test_top_level_help_is_plain_text(capsys):
     assert cli(["--help"]) == 0
     out = capsys.readouterr().out
     assert "``" not in out and ":func:" not in out
-    for name in ("demo", "bench", "plan", "bench-model"):
+    for name in ("demo", "bench", "plan", "bench-model", "tune"):
         assert name in out
 
 
@@ -157,6 +157,8 @@ def no_long_work(monkeypatch):
     for target in (
         "futurefill.cli.bench.bench_configuration",
         "futurefill.cli.bench.measure_crossover",
+        "futurefill.cli._latency.measure_latency",
+        "futurefill.cli.tune.tune",
         "futurefill.cli.demo.bench_configuration",
         "futurefill.cli.demo.demo_models",
         "futurefill.cli.bench_model.compare_schedules",
@@ -180,6 +182,18 @@ BAD_ARGUMENTS = [
     (["bench", "--plot", "/nonexistent-dir/scaling.png"], "/nonexistent-dir"),
     (["bench", "--crossover", "--plot", "x.png"], "--crossover"),
     (["bench", "--crossover", "--lengths", "32,64"], "--crossover"),
+    (["bench", "--latency", "--lengths", "32,64"], "--latency"),
+    (["bench", "--latency", "--crossover"], "--latency"),
+    (["bench", "--latency", "--repeats", "3"], "--latency"),
+    (["bench", "--warmup-steps", "4"], "--warmup-steps"),
+    (["bench", "--latency", "--length", "32", "--warmup-steps", "33"], "--warmup-steps"),
+    (["bench", "--latency", "--warmup-steps", "-1"], "--warmup-steps"),
+    (["tune", "--candidates", "1,3"], "powers of two"),
+    (["tune", "--candidates", "0"], "--candidates"),
+    (["tune", "--length", "64", "--epochs", "8,65"], "--epochs"),
+    (["tune", "--channels", "0"], "--channels"),
+    (["tune", "--device", "cpu"], "--device needs --backend"),
+    (["tune", "--backend", "nope"], "nope"),
     (["demo", "--length", "-1"], "--length"),
     (["demo", "--model-tokens", "0"], "--model-tokens"),
     (["demo", "--model-prompt", "-3"], "--model-prompt"),
@@ -332,3 +346,51 @@ def test_bench_configuration_checks_repeats():
 
     with pytest.raises(ValueError, match="repeats"):
         bench_configuration(length=8, channels=1, repeats=0)
+
+
+# ---------------------------------------------------------------------- cost model, latency
+def test_bench_prints_the_prediction_beside_the_time(capsys):
+    argv = ["bench", "--length", "32", "--channels", "2", "--schedules", "naive,continuous"]
+    assert cli(argv) == 0
+    out = capsys.readouterr().out
+    assert "pred s" in out and "s/pred" in out
+    assert "cost model" in out and "FLOPs ÷ floor" in out and "cpu/pred" in out
+    assert cli([*argv, "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    for row in rows:
+        assert row["predicted_seconds"] > 0
+        assert row["measured_vs_predicted"] == pytest.approx(
+            row["seconds"] / row["predicted_seconds"]
+        )
+
+
+def test_bench_no_predict_skips_the_calibration(capsys, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("calibrated although --no-predict")
+
+    monkeypatch.setattr("futurefill.bench.calibrate", refuse)
+    argv = ["bench", "--length", "16", "--channels", "1", "--no-predict", "--json"]
+    assert cli(argv) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert all(row["predicted_seconds"] is None for row in rows)
+    assert cli(argv[:-1]) == 0
+    assert "arithmetic vs overhead" not in capsys.readouterr().out
+
+
+def test_bench_latency_table_json_and_plot(tmp_path, capsys):
+    argv = ["bench", "--latency", "--length", "32", "--channels", "2", "--warmup-steps", "8"]
+    assert cli(argv) == 0
+    out = capsys.readouterr().out
+    for word in ("p50", "p99.9", "max/p50", "warm-up", "naive", "epoched", "continuous"):
+        assert word in out
+    assert cli([*argv, "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["schedule"] for r in rows] == ["naive", "epoched", "continuous"]
+    for r in rows:
+        assert r["p50_us"] <= r["p99_us"] <= r["p99.9_us"] <= r["max_us"]
+        assert r["warmup_steps"] == 8
+    assert rows[0]["max_deviation"] is None and rows[2]["max_deviation"] <= 1e-12
+    path = tmp_path / "latency.svg"
+    assert cli([*argv, "--schedules", "continuous", "--plot", str(path)]) == 0
+    assert f"wrote {path}" in capsys.readouterr().out
+    assert path.read_text().lstrip().startswith("<?xml")

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 
+from futurefill import tuning
 from futurefill.backends import ArrayAPIExecutor, ConvState, Program, compat_namespace
 from futurefill.interpreter import check_feedback
 from futurefill.plan import TaskOffsets
 
-__all__ = ["NumpyExecutor"]
+__all__ = ["SHIPPED", "NumpyExecutor"]
+
+#: The measured ``direct_below`` table shipped with this backend (``crossover.json``).
+SHIPPED = tuning.ShippedTable.load(__package__ or "futurefill_numpy")
 
 
 @dataclass
@@ -31,7 +35,7 @@ class _Workspace:
     acc_key: tuple[int, int] = (-1, -1)
 
 
-class NumpyExecutor(ArrayAPIExecutor):
+class NumpyExecutor(tuning.TunedCrossover, ArrayAPIExecutor):
     """Executor for NumPy arrays on the CPU.
 
     * filter spectra per ``(filter slice, FFT size)`` computed once;
@@ -41,48 +45,32 @@ class NumpyExecutor(ArrayAPIExecutor):
       addition of the accumulated future (copied once per window block);
     * :meth:`compile` gives rollouts a loop over the plan's tables with every lookup hoisted.
 
+    The continuous schedule's ``direct_below`` defaults to what ``futurefill tune`` stored for
+    the width (``batch * channels``), else to the measured table shipped in this package
+    (``crossover.json``, see :data:`SHIPPED`).
+
     Parameters
     ----------
     device : None or "cpu"
         NumPy arrays live on the CPU.
+    tuned : bool
+        Consult the stored tuning (``futurefill tune``); ``False`` keeps to the shipped table.
     """
 
     name = "numpy"
-    #: ``direct_below`` crossover, ``((max batch*channels, direct_below), ...)``.
-    #: Measured with ``futurefill bench --crossover --length 16384 --channels D`` (float64,
-    #: feedback rollout, numpy 2.4, shared 2-core machine), us/token:
-    #:
-    #: ===== ===== ===== ===== ===== ===== ===== ===== ===== =====
-    #: D     1     2     4     8     16    32    64    128   256
-    #: ===== ===== ===== ===== ===== ===== ===== ===== ===== =====
-    #: 1     27.7  10.7  7.8   6.4   5.7   5.4   5.1   5.0   4.8
-    #: 64    30.1  19.9  17.2  13.1  11.4  10.5  9.5   9.9   11.0
-    #: 512   116.5 95.1  71.6  78.3  62.4  56.0  59.5  59.6  67.6
-    #: ===== ===== ===== ===== ===== ===== ===== ===== ===== =====
-    #:
-    #: Below the crossover an FFT task's fixed per-call cost exceeds the direct window it
-    #: replaces; the direct window grows with D, so the best block shrinks as D grows.
-    crossover: ClassVar[tuple[tuple[int, int], ...]] = (
-        (4, 128),
-        (128, 64),
-        (1024, 32),
-        (1 << 62, 16),
-    )
+    shipped = SHIPPED
 
-    def __init__(self, device: Any = None) -> None:
+    def __init__(self, device: Any = None, *, tuned: bool = True) -> None:
         if device not in (None, "cpu"):
             raise ValueError(f"the numpy backend runs on the CPU, not on {device!r}")
         super().__init__(compat_namespace("numpy"), None)
+        self.tuned = bool(tuned)
 
     def is_native(self, x: object) -> bool:
         return type(x) is np.ndarray
 
     def to_numpy(self, x: np.ndarray) -> np.ndarray:
         return np.asarray(x)
-
-    def default_direct_below(self, batch: int, channels: int, dtype: Any) -> int:
-        width = batch * channels
-        return next(k0 for limit, k0 in self.crossover if width <= limit)
 
     # ------------------------------------------------------------------ kernels
     def prepare(self, state: ConvState) -> None:

@@ -7,17 +7,22 @@ queues kernels.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 import torch
 
+from futurefill import tuning
 from futurefill.backends import ArrayAPIExecutor, ConvState, compat_namespace
 from futurefill.plan import TaskOffsets
 
 from ._graphs import PatternGraphs
 
-__all__ = ["TorchExecutor"]
+__all__ = ["SHIPPED", "TorchExecutor"]
+
+#: The measured ``direct_below`` table shipped with this backend (``crossover.json``), per
+#: device kind (``cpu``, ``cuda``) and dtype.
+SHIPPED = tuning.ShippedTable.load(__package__ or "futurefill_torch")
 
 _FLOATS = {"float32": torch.float32, "float64": torch.float64}
 
@@ -48,7 +53,7 @@ def _resolve_device(device: Any) -> torch.device:
     return torch.device("cuda", index)
 
 
-class TorchExecutor(ArrayAPIExecutor):
+class TorchExecutor(tuning.TunedCrossover, ArrayAPIExecutor):
     """Executor for ``torch.Tensor`` on the CPU or a CUDA device.
 
     * one state buffer per (batch, channel), allocated once in :meth:`prepare` and updated in
@@ -68,6 +73,10 @@ class TorchExecutor(ArrayAPIExecutor):
     cuda_graphs : bool
         Capture the FutureFill work after a step as CUDA graphs, one per step pattern (CUDA
         only). Off by default.
+    tuned : bool
+        Consult the stored tuning (``futurefill tune``) for the continuous schedule's
+        ``direct_below``; ``False`` keeps to the measured table shipped in this package
+        (``crossover.json``, per device kind and dtype, see :data:`SHIPPED`).
 
     Raises
     ------
@@ -78,39 +87,17 @@ class TorchExecutor(ArrayAPIExecutor):
     """
 
     name = "torch"
-    #: ``direct_below`` crossover on the CPU: ``((max batch*channels, direct_below),
-    #: ...)`` per dtype. Measured with torch 2.13.0+cpu, ``torch.set_num_threads(1)``, on a
-    #: shared 2-core machine: 16384 ``OnlineConv.step`` calls (B=1, L=16384) for every
-    #: direct_below in 1, 2, 4, ..., 256, all candidates stepped in lock-step so machine noise
-    #: hits them alike. Mean us/step (best starred):
-    #:
-    #: ======== ===== ===== ===== ===== ===== ====== ===== ===== ===== =====
-    #: dtype    B*C   1     2     4     8     16     32    64    128   256
-    #: ======== ===== ===== ===== ===== ===== ====== ===== ===== ===== =====
-    #: float32  1     79.6  55.1  47.8  40.8  34.9*  34.9  38.4  35.9  37.1
-    #: float32  64    101.7 79.3  71.6  62.3  56.3   51.9  50.1* 50.5  53.4
-    #: float32  512   289.0 228.6 194.3 174.7 167.2* 167.9 170.0 194.5 215.2
-    #: float64  1     94.8  68.8  58.7  55.7  47.7   42.6* 45.4  48.2  45.7
-    #: float64  64    123.2 88.4  73.6  57.8  61.8   64.4  58.1  58.2  56.4*
-    #: float64  512   358.3 268.7 281.9 237.6 229.1* 231.7 245.8 269.9 340.3
-    #: ======== ===== ===== ===== ===== ===== ====== ===== ===== ===== =====
-    #:
-    #: float64 at B*C=64 is flat from 8 to 256 (within 4%, the noise here); 64 is kept there.
-    crossover: ClassVar[dict[torch.dtype, tuple[tuple[int, int], ...]]] = {
-        torch.float32: ((1, 16), (64, 64), (1 << 62, 16)),
-        torch.float64: ((1, 32), (64, 64), (1 << 62, 16)),
-    }
-    #: Crossover on CUDA. On an H100 (torch 2.11, D=64, L=16384) a step is bound by kernel
-    #: launches (~57 us/token), so summing a block of 64 steps directly in
-    #: one kernel is cheaper than the launches of the FFT tasks it replaces.
-    cuda_direct_below: ClassVar[int] = 64
+    shipped = SHIPPED
 
-    def __init__(self, device: Any = None, *, cuda_graphs: bool = False) -> None:
+    def __init__(
+        self, device: Any = None, *, cuda_graphs: bool = False, tuned: bool = True
+    ) -> None:
         dev = _resolve_device(device)
         if cuda_graphs and dev.type != "cuda":
             raise ValueError("cuda_graphs=True needs a CUDA device")
         super().__init__(compat_namespace("torch"), dev)
         self.cuda_graphs = bool(cuda_graphs)
+        self.tuned = bool(tuned)
 
     # ------------------------------------------------------------------ arrays
     def is_native(self, x: object) -> bool:
@@ -144,12 +131,9 @@ class TorchExecutor(ArrayAPIExecutor):
     def zeros(self, shape: tuple[int, ...], dtype: Any) -> torch.Tensor:
         return torch.zeros(shape, dtype=self.resolve_dtype(dtype), device=self.device)
 
-    def default_direct_below(self, batch: int, channels: int, dtype: Any) -> int:
-        if self.device.type == "cuda":
-            return self.cuda_direct_below
-        width = batch * channels
-        table = self.crossover[self.resolve_dtype(dtype)]
-        return next(k0 for limit, k0 in table if width <= limit)
+    def device_kind(self) -> str:
+        """``"cpu"`` or ``"cuda"``: the rows of the shipped table this executor reads."""
+        return str(self.device.type)
 
     def synchronize(self) -> None:
         if self.device.type == "cuda":

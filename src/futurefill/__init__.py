@@ -21,8 +21,10 @@ from .plan import (
     PlanSpec,
     list_schedules,
     make_plan,
+    predicted_seconds,
     register_schedule,
 )
+from .tuning import tune
 
 __version__ = "0.2.0"
 
@@ -46,9 +48,11 @@ __all__ = [
     "list_backends",
     "list_schedules",
     "make_plan",
+    "predicted_seconds",
     "refresh_backends",
     "register_schedule",
     "set_backend",
     "stu_filters",
+    "tune",
     "use_backend",
 ]

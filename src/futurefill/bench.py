@@ -6,6 +6,10 @@ noisy). The feedback is ``u[t+1] = tanh(y[t])``: each input depends on the previ
 no schedule can look ahead. The offline FFT convolution of the whole input sequence produced by
 the run (all inputs known at once) is the floor; like the schedules, whose filter spectra are
 computed once when they are built, it is timed with its filter spectrum precomputed.
+
+Beside the measured times, ``predict=True`` gives each method the time the calibrated cost
+model predicts (:mod:`futurefill.calibration`, :func:`futurefill.plan.predict_time`), how much
+of it is overhead rather than arithmetic, and its FLOPs in units of the floor's.
 """
 
 from __future__ import annotations
@@ -19,11 +23,13 @@ import numpy as np
 
 from ._backend import get_backend
 from ._checks import check_int
+from ._timing import Run
 from .backends import Executor
+from .calibration import Calibration, calibrate, calibration_grid
 from .filters import decaying_random_filters
 from .online import OnlineConv
 from .ops import fill_future, filter_spectrum, next_pow2
-from .plan import SCHEDULES, PlanSpec
+from .plan import SCHEDULES, Plan, PlanSpec, predict_time
 
 __all__ = ["BenchResult", "bench_configuration", "measure_crossover"]
 
@@ -31,21 +37,19 @@ OFFLINE = "offline"
 
 
 @dataclass(frozen=True)
-class BenchResult:
-    """One timed method of one configuration."""
+class BenchResult(Run):
+    """One timed method of one configuration (first fields: :class:`futurefill._timing.Run`)."""
 
-    backend: str
-    schedule: str
-    length: int
-    channels: int
-    batch: int
-    dtype: str
     seconds: float
     us_per_token: float
     speedup_vs_naive: float | None
     ratio_to_floor: float | None
     max_deviation: float | None
     first_run_seconds: float = float("nan")
+    cpu_seconds: float = float("nan")
+    predicted_seconds: float | None = None
+    predicted_overhead: float | None = None
+    flops_vs_floor: float | None = None
 
     @property
     def warmup_seconds(self) -> float:
@@ -53,29 +57,81 @@ class BenchResult:
         caches. Reported apart, never in :attr:`seconds`."""
         return max(self.first_run_seconds - self.seconds, 0.0)
 
+    @property
+    def measured_vs_predicted(self) -> float | None:
+        """:attr:`seconds` over :attr:`predicted_seconds` (``None`` without a prediction)."""
+        return None if self.predicted_seconds is None else self.seconds / self.predicted_seconds
+
+    @property
+    def cpu_vs_predicted(self) -> float | None:
+        """:attr:`cpu_seconds` over :attr:`predicted_seconds`: on a shared CPU the processor
+        time of the process, which other tenants do not inflate, is what the calibration's
+        short rounds approach."""
+        if self.predicted_seconds is None:
+            return None
+        return self.cpu_seconds / self.predicted_seconds
+
     def as_dict(self) -> dict[str, Any]:
         """Plain dict (for ``--json`` and :func:`futurefill.plot.plot_scaling`), with
-        ``warmup_seconds`` beside ``first_run_seconds``."""
-        return {**asdict(self), "warmup_seconds": self.warmup_seconds}
+        ``warmup_seconds`` beside ``first_run_seconds`` and the ratios to the prediction."""
+        return {
+            **asdict(self),
+            "warmup_seconds": self.warmup_seconds,
+            "measured_vs_predicted": self.measured_vs_predicted,
+            "cpu_vs_predicted": self.cpu_vs_predicted,
+        }
 
 
-def _time_rollout(conv: OnlineConv, u0: Any) -> tuple[float, Any]:
+Clock = tuple[float, float]  # (wall seconds, processor seconds of this process)
+
+
+def _clock() -> Clock:
+    return time.perf_counter(), time.process_time()
+
+
+def _since(start: Clock) -> Clock:
+    wall, cpu = _clock()
+    return wall - start[0], cpu - start[1]
+
+
+def _time_rollout(conv: OnlineConv, u0: Any) -> tuple[Clock, Any]:
     ex = conv.backend
     conv.reset()
     ex.synchronize()
-    start = time.perf_counter()
+    start = _clock()
     ys = conv.rollout(u0, ex.xp.tanh)
     ex.synchronize()
-    return time.perf_counter() - start, ys
+    return _since(start), ys
 
 
-def _time_offline(ex: Executor, u: Any, spectrum: Any, n: int) -> float:
+def _time_offline(ex: Executor, u: Any, spectrum: Any, n: int) -> Clock:
     """The floor, like for like: its filter spectrum is precomputed, as the schedules' are."""
     ex.synchronize()
-    start = time.perf_counter()
+    start = _clock()
     fill_future(u, spectrum, n, 0, u.shape[-1], xp=ex.xp)
     ex.synchronize()
-    return time.perf_counter() - start
+    return _since(start)
+
+
+def _predictions(
+    plans: dict[str, Plan], floor_size: int, calibration: Calibration
+) -> dict[str, tuple[float, float, float]]:
+    """``(predicted seconds, overhead share, FLOPs / floor FLOPs)`` of every method."""
+    out = {}
+    for method, plan in plans.items():
+        predicted = predict_time(plan, calibration)
+        cost = plan.cost(channels=calibration.channels, batch=calibration.batch)
+        out[method] = (predicted.seconds, predicted.overhead_share, cost.total_vs_floor)
+    floor, smallest = (float(t) for t in calibration.task_seconds(np.array([floor_size, 2])))
+    out[OFFLINE] = (floor, min(smallest / floor, 1.0), 1.0)
+    return out
+
+
+def _predicted_fields(prediction: tuple[float, float, float] | None) -> dict[str, Any]:
+    if prediction is None:
+        return {}
+    seconds, overhead, flops = prediction
+    return {"predicted_seconds": seconds, "predicted_overhead": overhead, "flops_vs_floor": flops}
 
 
 def bench_configuration(
@@ -88,6 +144,8 @@ def bench_configuration(
     schedules: Iterable[str | PlanSpec] = SCHEDULES,
     repeats: int = 1,
     seed: int = 0,
+    predict: bool = False,
+    calibration: Calibration | None = None,
 ) -> list[BenchResult]:
     """Time every schedule and the offline floor on one configuration, in this process.
 
@@ -110,6 +168,11 @@ def bench_configuration(
         and each method keeps its best round.
     seed : int
         Seed of the filters and the first input.
+    predict : bool
+        Also predict every method's time from a calibration of this backend, dtype and width
+        (measured first, for the FFT sizes and windows of these plans, unless given).
+    calibration : Calibration, optional
+        The calibration to predict from (implies ``predict``).
 
     Returns
     -------
@@ -128,11 +191,25 @@ def bench_configuration(
         for spec in specs
     }
     methods = [*convs, OFFLINE]
-    timings: dict[str, float] = dict.fromkeys(methods, float("inf"))
+    timings: dict[str, Clock] = dict.fromkeys(methods, (float("inf"), float("inf")))
     first: dict[str, float] = {}
     outputs: dict[str, np.ndarray] = {}
     u_all = floor_spectrum = None
     n_floor = next_pow2(2 * length - 1)
+    plans = {method: conv.plan for method, conv in convs.items()}
+    width: dict[str, Any] = {"channels": channels, "batch": batch, "dtype": dtype}
+    if predict and calibration is None:
+        grid = calibration_grid(plans.values(), extra_sizes=[n_floor])
+        calibration = calibrate(
+            ex,
+            fft_sizes=grid[0],
+            window_widths=grid[1],
+            positions=length,
+            rollout_steps=length,
+            seed=seed,
+            **width,
+        )
+    predictions = {} if calibration is None else _predictions(plans, n_floor, calibration)
     for round_ in range(1 + repeats):
         times = {}
         for schedule, conv in convs.items():
@@ -145,17 +222,17 @@ def bench_configuration(
             u_all = ex.asarray(host, dtype=dtype)
             floor_spectrum = filter_spectrum(filters, 0, length, n_floor, xp=ex.xp)
         times[OFFLINE] = _time_offline(ex, u_all, floor_spectrum, n_floor)
-        for method, seconds in times.items():
+        for method, clocks in times.items():
             if round_ == 0:
-                first[method] = seconds  # the warm-up round
+                first[method] = clocks[0]  # the warm-up round
             else:
-                timings[method] = min(timings[method], seconds)
+                timings[method] = min(timings[method], clocks)  # the round of least wall time
 
-    naive_time = timings.get("naive")
+    naive_time = timings["naive"][0] if "naive" in timings else None
     reference = outputs.get("naive")
     scale = 1.0 if reference is None else float(np.abs(reference).max()) or 1.0
     results = []
-    for method, seconds in timings.items():
+    for method, (seconds, cpu_seconds) in timings.items():
         deviation = None
         if reference is not None and method in outputs:
             deviation = float(np.abs(outputs[method] - reference).max()) / scale
@@ -164,15 +241,15 @@ def bench_configuration(
                 backend=ex.name,
                 schedule=method,
                 length=length,
-                channels=channels,
-                batch=batch,
-                dtype=dtype,
+                **width,
                 seconds=seconds,
                 us_per_token=seconds / length * 1e6,
                 speedup_vs_naive=None if naive_time is None else naive_time / seconds,
-                ratio_to_floor=seconds / timings[OFFLINE],
+                ratio_to_floor=seconds / timings[OFFLINE][0],
                 max_deviation=deviation,
                 first_run_seconds=first[method],
+                cpu_seconds=cpu_seconds,
+                **_predicted_fields(predictions.get(method)),
             )
         )
     return results

@@ -8,6 +8,7 @@ matplotlib is imported inside the functions, so ``import futurefill`` never need
   by one FutureFill task.
 * :func:`plot_scaling` draws time per token against length on log-log axes, one line per
   schedule, with the least-squares slope of each line in the legend.
+* :func:`plot_latency` draws a histogram of per-step times per schedule (log-scaled time).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import numpy as np
 
 from .plan import Plan
 
-__all__ = ["plot_plan", "plot_scaling"]
+__all__ = ["plot_latency", "plot_plan", "plot_scaling"]
 
 #: Colour of each schedule in :func:`plot_scaling`; other names cycle through ``_EXTRA``.
 SCHEDULE_COLORS = {
@@ -431,3 +432,62 @@ def plot_scaling(
     if path is not None:
         save_figure(ax, path)
     return ax
+
+
+# ---------------------------------------------------------------------- latency
+def plot_latency(
+    times: Mapping[str, Any], path: str | PathLike[str] | None = None, *, title: str | None = None
+) -> Any:
+    """One histogram of per-step times per schedule, on a shared log-scaled time axis.
+
+    Parameters
+    ----------
+    times : mapping of str to array
+        Per-step times in seconds by schedule (e.g. ``{r.schedule: r.seconds for r in
+        futurefill.latency.measure_latency(...)}``).
+    path : str or path-like, optional
+        Save the figure there (rendered by Agg; the format follows the suffix).
+    title : str, optional
+        Figure title.
+
+    Returns
+    -------
+    list of matplotlib.axes.Axes
+        One per schedule, top to bottom.
+    """
+    _require_matplotlib()
+    series = {name: np.asarray(t, dtype=np.float64) * 1e6 for name, t in times.items()}
+    if not series or any(t.size == 0 or not np.all(t > 0) for t in series.values()):
+        raise ValueError("plot_latency needs positive per-step times for every schedule")
+    low = min(float(t.min()) for t in series.values())
+    high = max(float(t.max()) for t in series.values())
+    bins = np.geomspace(low, high * 1.0001, 80) if high > low else np.array([low, low * 2])
+    first = _new_axes((7.5, 1.9 * len(series) + 0.8)) if path else _pyplot_axes((7.5, 5.0))
+    fig = first.figure
+    fig.delaxes(first)
+    axes = fig.subplots(len(series), 1, sharex=True, squeeze=False)[:, 0]
+    extra = iter(_EXTRA * 4)
+    for ax, (name, us) in zip(axes, series.items(), strict=True):
+        schedule = name.rsplit(": ", 1)[-1].split("(")[0]
+        color = SCHEDULE_COLORS.get(schedule) or next(extra, "black")
+        ax.hist(us, bins=bins, color=color, alpha=0.85)
+        p50, p999 = np.percentile(us, [50, 99.9])
+        for value, style, label in (
+            (p50, "-", "p50"),
+            (p999, "--", "p99.9"),
+            (us.max(), ":", "max"),
+        ):
+            ax.axvline(
+                value, color="black", linestyle=style, linewidth=0.9, label=f"{label} {value:.3g}"
+            )
+        ax.set_yscale("log")
+        ax.set_ylabel("steps")
+        ax.set_title(f"{name} (mean {us.mean():.3g} µs)", fontsize=9, loc="left")
+        ax.legend(fontsize=7, loc="upper right")
+        ax.grid(True, which="major", alpha=0.3)
+    axes[-1].set_xscale("log")
+    axes[-1].set_xlabel("time of one OnlineConv.step (µs)")
+    fig.suptitle(title or "Per-step latency", fontsize=10)
+    if path is not None:
+        save_figure(axes[0], path)
+    return list(axes)

@@ -1,9 +1,9 @@
 """The ``futurefill`` command: one module per subcommand, dispatched by :func:`main`.
 
-Every subcommand module (``demo``, ``bench``, ``plan``, ``bench_model`` for ``bench-model``)
-has ``add_arguments(parser)`` and ``run(args) -> int``; its docstring is its help: the first
-line in ``futurefill --help``, the rest as the description of ``futurefill COMMAND --help``
-(plain text, no markup). A bad argument, whether argparse or ``run`` finds it
+Every subcommand module (``demo``, ``bench``, ``plan``, ``bench_model`` for ``bench-model``,
+``tune``) has ``add_arguments(parser)`` and ``run(args) -> int``; its docstring is its help:
+the first line in ``futurefill --help``, the rest as the description of ``futurefill COMMAND
+--help`` (plain text, no markup). A bad argument, whether argparse or ``run`` finds it
 (:class:`UsageError`), is one line on stderr, ``futurefill COMMAND: error: ...``, and exit
 status 2.
 """
@@ -15,17 +15,18 @@ from collections.abc import Sequence
 from types import ModuleType
 
 from .. import __version__
-from . import bench, bench_model, demo, plan
+from . import bench, bench_model, demo, plan, tune
 from ._args import CommandParser, UsageError
 
 __all__ = ["COMMANDS", "UsageError", "build_parser", "main"]
 
 #: The subcommands, in the order of ``futurefill --help``.
-COMMANDS = (demo, bench, plan, bench_model)
+COMMANDS = (demo, bench, plan, bench_model, tune)
 
 DESCRIPTION = (
     "Exact, fast autoregressive generation from long-convolution sequence models (FutureFill): "
-    "demos, benchmarks and plans. 'futurefill COMMAND --help' lists a command's options."
+    "demos, benchmarks, plans and tuning. 'futurefill COMMAND --help' lists a command's "
+    "options."
 )
 
 

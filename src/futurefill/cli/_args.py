@@ -173,11 +173,14 @@ def _one_line(exc: Exception) -> str:
     return " ".join(str(exc).split())
 
 
-def resolve_backend(name: str | None, dtype: str) -> Executor:
-    """The executor called ``name`` (``FUTUREFILL_BACKEND``, else numpy, for None), checked
-    to load and to compute in ``dtype``; a :class:`UsageError` otherwise."""
+def resolve_backend(name: str | None, dtype: str, device: str | None = None) -> Executor:
+    """The executor called ``name`` (``FUTUREFILL_BACKEND``, else numpy, for None) on
+    ``device`` (only with a name), checked to load and to compute in ``dtype``; a
+    :class:`UsageError` otherwise."""
+    if device is not None and name is None:
+        raise UsageError("--device needs --backend")
     try:
-        executor = get_backend(name)
+        executor = get_backend(name, device=device)
     except (ImportError, RuntimeError, TypeError, ValueError) as exc:
         where = "" if name is None else f"--backend {name}: "
         raise UsageError(where + _one_line(exc)) from None

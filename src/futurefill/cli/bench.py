@@ -6,6 +6,13 @@ comparable on a busy machine. Each configuration runs one warm-up round first (c
 FFT plans, caches: reported apart in the "warm-up s" column, never in the timings), then
 --repeats timed rounds, keeping each method's best.
 
+Beside each measured time it prints the time predicted by the cost model, calibrated first
+on the same backend, dtype and width (--no-predict skips it), and where that time goes.
+
+--latency times every OnlineConv.step call instead (all schedules on one stream, in
+lock-step, after a warm-up pass reported apart) and prints p50, p99, p99.9, max and the mean
+per schedule; with --plot, a histogram per schedule.
+
 The default run (numpy, L=32768, D=64, three schedules) takes about a minute or more on a
 two-core machine, mostly the naive schedule, which runs twice (warm-up, then the timed round);
 --length 4096 gives a quick look.
@@ -34,6 +41,7 @@ from ._args import (
     resolve_backend,
     schedule_names,
 )
+from ._latency import run_latency
 from ._table import console, print_table
 
 __all__ = ["add_arguments", "print_results", "run"]
@@ -41,7 +49,14 @@ __all__ = ["add_arguments", "print_results", "run"]
 _CAPTION = (
     "s, µs/token: best timed round; warm-up s: what the first round took beyond it "
     "(compilation, FFT plans, caches); speedup = naive time / time; floor = time / offline "
-    "FFT conv of the same inputs; dev = max |y - y_naive| / max |y_naive|"
+    "FFT conv of the same inputs; dev = max |y - y_naive| / max |y_naive|; "
+    "pred s: the calibrated cost model's prediction"
+)
+_MODEL_CAPTION = (
+    "FLOPs ÷ floor: the method's FLOPs in units of the offline floor's; overhead: the share "
+    "of the predicted time spent per step and per task rather than on arithmetic; cpu s: "
+    "processor time of the same round, which other tenants of a shared machine do not "
+    "inflate (on a CPU backend the prediction aims at it)"
 )
 
 
@@ -50,13 +65,16 @@ def _fmt(value: float | None, spec: str) -> str:
 
 
 def print_results(results: Sequence[BenchResult], title: str) -> None:
-    """Print benchmark rows: time, µs/token, warm-up, speedup, floor ratio, deviation."""
+    """Print benchmark rows: time, prediction, µs/token, warm-up, speedup, floor ratio,
+    deviation; then, when there are predictions, where the predicted time goes."""
     headers = (
         "backend",
         "D",
         "L",
         "method",
         "s",
+        "pred s",
+        "s/pred",
         "µs/token",
         "warm-up s",
         "speedup",
@@ -70,6 +88,8 @@ def print_results(results: Sequence[BenchResult], title: str) -> None:
             str(r.length),
             r.schedule,
             f"{r.seconds:.3f}",
+            _fmt(r.predicted_seconds, ".3f"),
+            _fmt(r.measured_vs_predicted, ".2f"),
             f"{r.us_per_token:.2f}",
             f"{r.warmup_seconds:.3f}",
             _fmt(r.speedup_vs_naive, ".1f"),
@@ -79,6 +99,30 @@ def print_results(results: Sequence[BenchResult], title: str) -> None:
         for r in results
     ]
     print_table(title, headers, rows, caption=_CAPTION, left=("backend", "method"))
+    predicted = [r for r in results if r.predicted_seconds is not None]
+    if predicted:
+        print_model(predicted)
+
+
+def print_model(results: Sequence[BenchResult]) -> None:
+    """Print the cost model's view of benchmark rows: FLOPs in units of the floor, the
+    overhead share of the prediction, processor time and its ratio to the prediction."""
+    headers = ("backend", "D", "L", "method", "FLOPs ÷ floor", "overhead", "cpu s", "cpu/pred")
+    rows = [
+        (
+            r.backend,
+            str(r.channels),
+            str(r.length),
+            r.schedule,
+            _fmt(r.flops_vs_floor, ".2f"),
+            _fmt(None if r.predicted_overhead is None else 100 * r.predicted_overhead, ".0f") + "%",
+            f"{r.cpu_seconds:.3f}",
+            _fmt(r.cpu_vs_predicted, ".2f"),
+        )
+        for r in results
+    ]
+    title = "cost model: arithmetic vs overhead"
+    print_table(title, headers, rows, caption=_MODEL_CAPTION, left=("backend", "method"))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -120,12 +164,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--plot",
         type=plot_path,
         metavar="PATH",
-        help="draw time per token vs length, log-log (e.g. scaling.png; needs matplotlib)",
+        help="draw time per token vs length, log-log (with --latency: histograms of the "
+        "per-step times); e.g. scaling.png; needs matplotlib",
     )
     parser.add_argument(
         "--crossover",
         action="store_true",
         help="instead: time the continuous schedule for direct_below = 1, 2, 4, ..., 256",
+    )
+    parser.add_argument(
+        "--latency",
+        action="store_true",
+        help="instead: time every OnlineConv.step call; p50/p99/p99.9/max/mean per schedule "
+        "(with --plot: a histogram per schedule)",
+    )
+    parser.add_argument(
+        "--warmup-steps",
+        type=count(0),
+        default=None,
+        metavar="N",
+        help="--latency: steps of the warm-up pass, reported apart (default: all L)",
+    )
+    parser.add_argument(
+        "--no-predict",
+        action="store_true",
+        help="skip the calibration of the cost model and the predicted times (a few seconds "
+        "per configuration; longer with naive at large L and D)",
     )
 
 
@@ -175,19 +239,40 @@ def _crossover(args: argparse.Namespace, executors: list[Executor]) -> int:
     return 0
 
 
-def run(args: argparse.Namespace) -> int:
-    """Run ``futurefill bench`` with parsed arguments; return the exit status."""
+def _check(args: argparse.Namespace) -> None:
     if args.crossover and (args.plot or args.lengths):
         raise UsageError("--crossover measures one length: it takes neither --plot nor --lengths")
+    if args.latency and (args.crossover or args.lengths or args.repeats != 1):
+        raise UsageError(
+            "--latency measures one pass of one length: it takes no --crossover, --lengths "
+            "or --repeats"
+        )
+    if args.warmup_steps is not None and not args.latency:
+        raise UsageError("--warmup-steps goes with --latency")
+    if args.warmup_steps is not None and args.warmup_steps > args.length:
+        raise UsageError(f"--warmup-steps must be at most --length {args.length}")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``futurefill bench`` with parsed arguments; return the exit status."""
+    _check(args)
     executors = [resolve_backend(name, args.dtype) for name in args.backend or [None]]
     if args.crossover:
         return _crossover(args, executors)
+    if args.latency:
+        return run_latency(args, executors)
     configs = [
         {"backend": ex, "length": n, "channels": args.channels, "schedules": args.schedules}
         for ex in executors
         for n in args.lengths or [args.length]
     ]
-    results = _run_configs(configs, quiet=args.json, dtype=args.dtype, repeats=args.repeats)
+    results = _run_configs(
+        configs,
+        quiet=args.json,
+        dtype=args.dtype,
+        repeats=args.repeats,
+        predict=not args.no_predict,
+    )
     if args.json:
         json.dump([r.as_dict() for r in results], sys.stdout, indent=1)
         sys.stdout.write("\n")

@@ -6,7 +6,8 @@
   :mod:`futurefill.plan.schedules`, one file each;
 * :class:`PlanSpec` — a schedule and its parameters as one value;
 * :func:`~futurefill.plan.checks.validate_plan` — the exactness proof;
-* :class:`PlanCost` — the cost model.
+* :class:`PlanCost` — the cost model; :func:`predicted_seconds` — its calibrated time
+  (:mod:`futurefill.plan.cost`).
 """
 
 from . import registry
@@ -20,7 +21,7 @@ from ._plan import (
     TaskShape,
     Tiling,
 )
-from .cost import PlanCost
+from .cost import PlanCost, PredictedTime, TimeModel, predict_time, predicted_seconds
 from .registry import *  # noqa: F403 - make_plan, register_schedule, ... (see registry.__all__)
 from .schedules.epoched import default_epoch
 from .spec import PlanSpec
@@ -36,10 +37,14 @@ __all__ = [
     "PlanCost",
     "PlanError",
     "PlanSpec",
+    "PredictedTime",
     "StepPatterns",
     "TaskOffsets",
     "TaskShape",
     "Tiling",
+    "TimeModel",
     "default_epoch",
+    "predict_time",
+    "predicted_seconds",
     *registry.__all__,
 ]

@@ -1,19 +1,49 @@
-"""The cost model of a plan: :class:`PlanCost` (cheap to build, the table on demand)."""
+"""The cost model of a plan: :class:`PlanCost` (FLOPs, in units of the offline floor too) and a
+calibrated prediction of time, :func:`predicted_seconds` (cheap to build, the table on demand).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from .._checks import next_pow2
 from ._tables import PlanTables
 
-__all__ = ["PlanCost", "fft_flops", "plan_cost"]
+__all__ = [
+    "PlanCost",
+    "PredictedTime",
+    "TimeModel",
+    "fft_flops",
+    "floor_flops",
+    "plan_cost",
+    "predict_time",
+    "predicted_seconds",
+    "window_widths",
+]
 
 
 def fft_flops(n: np.ndarray | float) -> np.ndarray | float:
     """FLOPs of one real FFT of size ``n``: the usual ``2.5 n log2 n``."""
     return 2.5 * n * np.log2(np.maximum(n, 2))
+
+
+def _product_flops(n: np.ndarray | float) -> np.ndarray | float:
+    """FLOPs of the complex spectrum product of a real FFT of size ``n``: ``6 (n/2 + 1)``."""
+    return 6.0 * (n // 2 + 1)
+
+
+def floor_flops(total: int) -> float:
+    """FLOPs of the offline floor of ``total`` positions, per channel and batch row.
+
+    The floor is the FFT convolution of the whole sequence, all inputs known at once, with
+    the filter spectrum precomputed: one forward and one inverse real FFT of size
+    ``next_pow2(2 total - 1)`` and the spectral product.
+    """
+    n = float(next_pow2(2 * total - 1))
+    return float(2 * fft_flops(n) + _product_flops(n))
 
 
 @dataclass(frozen=True)
@@ -22,8 +52,11 @@ class PlanCost:
 
     FLOP model: a real FFT of size ``n`` costs ``2.5 n log2 n``; a task is a forward FFT, a
     complex spectrum product (``6 (n/2+1)``) and an inverse FFT, plus the addition into the
-    accumulator; a local window of ``w`` taps costs ``2 w``. ``repr`` is one line;
-    ``str`` is the whole table.
+    accumulator; a local window of ``w`` taps costs ``2 w``. The FLOPs split into *transform*
+    FLOPs (the FFTs of the tasks and of the prefill) and *multiply-add* FLOPs (local windows,
+    spectrum products, accumulations), each also given in units of the offline floor
+    (:func:`floor_flops` of ``prompt + length`` positions). ``repr`` is one line; ``str`` is
+    the whole table.
     """
 
     plan: PlanTables
@@ -37,11 +70,29 @@ class PlanCost:
     spectrum_values: int
     window_values: int
     tasks_by_fft_size: dict[int, tuple[int, float]]
+    transform_flops: float = 0.0
+    multiply_add_flops: float = 0.0
+    floor_flops: float = 0.0
 
     @property
     def flops_per_step(self) -> float:
         """Average online FLOPs per step."""
         return self.online_flops / max(self.plan.length, 1)
+
+    @property
+    def transform_vs_floor(self) -> float:
+        """Transform FLOPs (prefill and online) in units of the offline floor's FLOPs."""
+        return self.transform_flops / self.floor_flops
+
+    @property
+    def multiply_add_vs_floor(self) -> float:
+        """Multiply-add FLOPs (prefill and online) in units of the offline floor's FLOPs."""
+        return self.multiply_add_flops / self.floor_flops
+
+    @property
+    def total_vs_floor(self) -> float:
+        """All FLOPs (prefill and online) in units of the offline floor's FLOPs."""
+        return self.transform_vs_floor + self.multiply_add_vs_floor
 
     def __repr__(self) -> str:
         return (
@@ -63,6 +114,9 @@ class PlanCost:
             + (f" (FFT size {p.prefill_fft_size})" if p.prompt else ""),
             f"  online FLOPs              : {self.online_flops:.4g}"
             f" ({self.flops_per_step:.4g} per step)",
+            f"  x offline floor           : {self.total_vs_floor:.3g}"
+            f" (transforms {self.transform_vs_floor:.3g}, multiply-adds"
+            f" {self.multiply_add_vs_floor:.3g}; floor {self.floor_flops:.4g} FLOPs)",
             f"  worst step                : t={self.worst_step}"
             f" ({self.worst_step_flops:.4g} FLOPs)",
             f"  state (inputs + future)   : {self.state_values} values",
@@ -76,19 +130,27 @@ class PlanCost:
         return "\n".join(lines)
 
 
+def window_widths(plan: PlanTables) -> np.ndarray:
+    """Taps of the local window of every online step (``1``: the step's own input only)."""
+    return plan.slot.astype(np.int64) - plan.window_slot + 1
+
+
 def plan_cost(plan: PlanTables, *, channels: int = 1, batch: int = 1) -> PlanCost:
     """The :class:`PlanCost` of ``plan`` for ``channels`` channels and a batch of ``batch``."""
     bc = channels * batch
     n = plan.fft_size.astype(np.float64)
-    task_flops = 2 * fft_flops(n) + 6.0 * (n // 2 + 1) + (plan.dst_stop - plan.dst_start)
+    task_transforms = np.asarray(2 * fft_flops(n))
+    task_multiply_adds = np.asarray(_product_flops(n) + (plan.dst_stop - plan.dst_start))
+    task_flops = task_transforms + task_multiply_adds
     per_step_tasks = np.zeros(plan.length)
     np.add.at(per_step_tasks, plan.after_step, task_flops)
-    window = 2.0 * (plan.slot.astype(np.float64) - plan.window_slot + 1)
+    window = 2.0 * window_widths(plan)
     step_flops = (window + per_step_tasks) * bc
-    prefill = 0.0
+    prefill_transforms = prefill_products = 0.0
     if plan.prompt:
         m = float(plan.prefill_fft_size)
-        prefill = float(3 * fft_flops(m) + 6 * (m // 2 + 1)) * bc
+        prefill_transforms = float(3 * fft_flops(m)) * bc
+        prefill_products = float(_product_flops(m)) * bc
     spectra = sum(k[2] // 2 + 1 for k in plan.spectrum_keys)
     sizes, counts = np.unique(plan.fft_size, return_counts=True)
     by_size = {
@@ -99,7 +161,7 @@ def plan_cost(plan: PlanTables, *, channels: int = 1, batch: int = 1) -> PlanCos
         plan=plan,
         channels=channels,
         batch=batch,
-        prefill_flops=prefill,
+        prefill_flops=prefill_transforms + prefill_products,
         online_flops=float(step_flops.sum()),
         worst_step=int(np.argmax(step_flops)),
         worst_step_flops=float(step_flops.max()),
@@ -107,4 +169,112 @@ def plan_cost(plan: PlanTables, *, channels: int = 1, batch: int = 1) -> PlanCos
         spectrum_values=spectra * channels,
         window_values=plan.window_length * channels,
         tasks_by_fft_size=by_size,
+        transform_flops=prefill_transforms + float(task_transforms.sum()) * bc,
+        multiply_add_flops=prefill_products + float(task_multiply_adds.sum() + window.sum()) * bc,
+        floor_flops=floor_flops(plan.total) * bc,
     )
+
+
+# ---------------------------------------------------------------------- calibrated time
+@runtime_checkable
+class TimeModel(Protocol):
+    """Measured costs of one backend, dtype and width from which a plan's time follows
+    (:class:`futurefill.calibration.Calibration` is one)."""
+
+    @property
+    def call_seconds(self) -> float:
+        """What one ``OnlineConv.step`` call costs beyond a step of a rollout."""
+
+    @property
+    def output_seconds(self) -> float:
+        """What one step of a rollout as long as the plan's costs beyond the steps of the
+        short rollouts :meth:`window_seconds` was measured in: writing its share of a large,
+        freshly allocated output (first touch of new memory)."""
+
+    def window_seconds(self, widths: np.ndarray) -> np.ndarray:
+        """Seconds of one rollout step whose local window has ``widths`` taps (per-step
+        overhead included), elementwise."""
+
+    def task_seconds(self, sizes: np.ndarray) -> np.ndarray:
+        """Seconds of one FutureFill task of FFT size ``sizes``, elementwise."""
+
+
+@dataclass(frozen=True)
+class PredictedTime:
+    """A plan's online time predicted from a :class:`TimeModel`, split by where it goes.
+
+    Attributes
+    ----------
+    steps : float
+        ``length`` steps with a one-tap window: the per-step overhead (dispatch, feedback).
+    output : float
+        A rollout's writes into its fresh output array beyond what short rollouts pay
+        (0 for ``OnlineConv.step`` calls).
+    windows : float
+        The local windows beyond their first tap.
+    tasks : float
+        The FutureFill tasks.
+    task_overhead : float
+        The part of :attr:`tasks` that the smallest task (FFT size 2) would cost each task:
+        the per-call overhead of a task.
+    calls : float
+        The per-call overhead of ``OnlineConv.step`` (0 for a rollout).
+    """
+
+    steps: float
+    windows: float
+    tasks: float
+    task_overhead: float
+    calls: float
+    output: float = 0.0
+
+    @property
+    def seconds(self) -> float:
+        """The predicted time in all."""
+        return self.steps + self.output + self.windows + self.tasks + self.calls
+
+    @property
+    def overhead(self) -> float:
+        """The part that does no arithmetic to speak of: per-step (the output included),
+        per-task and per-call."""
+        return self.steps + self.output + self.task_overhead + self.calls
+
+    @property
+    def overhead_share(self) -> float:
+        """:attr:`overhead` as a fraction of :attr:`seconds`."""
+        return min(self.overhead / self.seconds, 1.0) if self.seconds > 0 else 0.0
+
+
+def predict_time(plan: PlanTables, model: TimeModel, *, calls: bool = False) -> PredictedTime:
+    """The online time of ``plan`` predicted by ``model``, split by where it goes.
+
+    Parameters
+    ----------
+    plan : Plan
+        The schedule (its prefill is not counted).
+    model : TimeModel
+        Measured costs for the backend, dtype and width the plan will run with.
+    calls : bool
+        Predict ``length`` calls of ``OnlineConv.step`` instead of one rollout.
+
+    Returns
+    -------
+    PredictedTime
+    """
+    per_step = model.window_seconds(window_widths(plan))
+    one_tap = float(model.window_seconds(np.ones(1, np.int64))[0])
+    tasks = model.task_seconds(plan.fft_size.astype(np.int64))
+    smallest = float(model.task_seconds(np.full(1, 2, np.int64))[0])
+    return PredictedTime(
+        steps=one_tap * plan.length,
+        windows=float(per_step.sum()) - one_tap * plan.length,
+        tasks=float(tasks.sum()),
+        task_overhead=min(smallest, float(tasks.min(initial=smallest))) * plan.num_tasks,
+        calls=model.call_seconds * plan.length if calls else 0.0,
+        output=0.0 if calls else model.output_seconds * plan.length,
+    )
+
+
+def predicted_seconds(plan: PlanTables, model: TimeModel, *, calls: bool = False) -> float:
+    """Predicted seconds of the online steps of ``plan`` (see :func:`predict_time`)."""
+    return predict_time(plan, model, calls=calls).seconds

@@ -1,0 +1,464 @@
+"""Measured autotuning (like FFTW's ``FFTW_MEASURE``): time the candidates here, keep the best.
+
+:func:`tune` times the continuous schedule for every candidate ``direct_below`` (and, if asked,
+the epoched schedule for candidate epochs) on one backend, device, dtype and width
+(``batch * channels``), and stores the fastest in the user's cache directory
+(``$XDG_CACHE_HOME/futurefill/tuning.json``, else ``~/.cache/futurefill/tuning.json``). The file
+holds one entry per backend, device, dtype and set of library versions, so that an upgrade of
+NumPy or of futurefill is measured afresh rather than trusted.
+
+Executors consult the stored ``direct_below`` first (:func:`stored_value`) and fall back to the
+measured table they ship (:class:`ShippedTable`, one JSON file per backend package).
+``FUTUREFILL_NO_TUNING=1``, or ``tuned=False`` where a call takes it, turns the stored values off.
+Every choice is exact: tuning only changes which pairs are summed directly and which by FFT.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import math
+import os
+import platform
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from ._backend import get_backend
+from ._checks import check_int
+from ._timing import Target, device_name, dtype_name
+from .backends import Executor
+from .bench import OFFLINE, bench_configuration
+from .plan import PlanSpec, default_epoch
+
+__all__ = [
+    "CACHE_FILE",
+    "ENV_NO_TUNING",
+    "ShippedTable",
+    "TunedCrossover",
+    "TuningResult",
+    "cache_key",
+    "cache_path",
+    "default_direct_below",
+    "library_versions",
+    "read_cache",
+    "stored_value",
+    "tune",
+    "tuning_enabled",
+]
+
+#: Environment variable that turns the stored tuning off (``1``, ``true`` or ``yes``).
+ENV_NO_TUNING = "FUTUREFILL_NO_TUNING"
+#: Name of the cache file in the cache directory.
+CACHE_FILE = "tuning.json"
+#: Version of the cache file's layout; files of another version are ignored.
+FORMAT = 1
+#: Candidates of :func:`tune` for ``direct_below``.
+DIRECT_BELOW_CANDIDATES = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+#: Array libraries whose versions key a backend's tuning (besides futurefill and NumPy).
+_LIBRARIES = {
+    "torch": ("torch",),
+    "jax": ("jax", "jaxlib"),
+    "cupy": ("cupy",),
+    "array_api_strict": ("array_api_strict",),
+}
+
+
+# ---------------------------------------------------------------------- where and what
+def tuning_enabled(tuned: bool = True) -> bool:
+    """Whether stored tuning is used: ``tuned`` and ``FUTUREFILL_NO_TUNING`` not set."""
+    flag = os.environ.get(ENV_NO_TUNING, "").strip().lower()
+    return bool(tuned) and flag not in ("1", "true", "yes", "on")
+
+
+def cache_path() -> Path:
+    """The tuning file: ``$XDG_CACHE_HOME/futurefill/tuning.json``, else under ``~/.cache``."""
+    root = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(root) / "futurefill" / CACHE_FILE
+
+
+def library_versions(executor: Executor) -> dict[str, str]:
+    """Versions that key a backend's tuning: Python, futurefill, NumPy and its array library."""
+    import numpy
+
+    from . import __version__
+
+    versions = {
+        "python": platform.python_version(),
+        "futurefill": __version__,
+        "numpy": numpy.__version__,
+    }
+    for name in _LIBRARIES.get(executor.name, ()):
+        module = sys.modules.get(name)
+        versions[name] = str(getattr(module, "__version__", "unknown"))
+    return versions
+
+
+def cache_key(executor: Executor, dtype: Any) -> str:
+    """The key of one entry of the tuning file: backend, device, dtype and library versions."""
+    versions = ",".join(f"{k}={v}" for k, v in sorted(library_versions(executor).items()))
+    return f"{executor.name}|{device_name(executor)}|{dtype_name(dtype)}|{versions}"
+
+
+# ---------------------------------------------------------------------- reading and writing
+@functools.lru_cache(maxsize=8)
+def _parse(path: str, stamp: tuple[int, int]) -> dict[str, Any]:
+    """The entries of the tuning file at ``path`` as of ``stamp`` (mtime and size)."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        warnings.warn(
+            f"futurefill: ignoring the unreadable tuning file {path} ({exc}); "
+            "delete it or run 'futurefill tune' again",
+            RuntimeWarning,
+            stacklevel=4,
+        )
+        return {}
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        return {}
+    entries = data.get("entries")
+    return entries if isinstance(entries, dict) else {}
+
+
+def read_cache(path: Path | None = None) -> dict[str, Any]:
+    """The entries of the tuning file (empty when there is none or it cannot be read)."""
+    path = cache_path() if path is None else path
+    try:
+        info = path.stat()
+    except OSError:
+        return {}
+    return _parse(str(path), (info.st_mtime_ns, info.st_size))
+
+
+def _write_entry(key: str, update: Mapping[str, Any], path: Path) -> None:
+    """Merge ``update`` into entry ``key`` of the file at ``path``, replaced atomically."""
+    entries = dict(read_cache(path))
+    entry = dict(entries.get(key, {}))
+    for name, value in update.items():
+        if isinstance(value, Mapping) and isinstance(entry.get(name), Mapping):
+            entry[name] = {**entry[name], **value}
+        else:
+            entry[name] = value
+    entries[key] = entry
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps({"format": FORMAT, "entries": entries}, indent=1, sort_keys=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tuning-", suffix=".json")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text + "\n")
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def stored_value(
+    executor: Executor,
+    name: str,
+    dtype: Any,
+    width: int,
+    *,
+    length: int | None = None,
+    tuned: bool = True,
+) -> int | None:
+    """The tuned parameter ``name`` stored for this executor, dtype and width.
+
+    Parameters
+    ----------
+    executor : Executor
+        The backend (and device) it was tuned on.
+    name : {"direct_below", "epoch"}
+        The parameter.
+    dtype : str or dtype
+        The working precision.
+    width : int
+        ``batch * channels``.
+    length : int, optional
+        For ``"epoch"``: the number of steps it was tuned for (epochs are stored per length).
+    tuned : bool
+        ``False`` returns ``None`` at once.
+
+    Returns
+    -------
+    int or None
+        ``None`` when tuning is off (``tuned=False`` or ``FUTUREFILL_NO_TUNING``) or nothing was
+        stored for exactly this backend, device, dtype, library versions, width (and length).
+    """
+    if not tuning_enabled(tuned):
+        return None
+    entry = read_cache().get(cache_key(executor, dtype), {})
+    table = entry.get(name, {}) if isinstance(entry, dict) else {}
+    where = str(width) if length is None else f"{width}/{length}"
+    found = table.get(where) if isinstance(table, dict) else None
+    value = found.get("value") if isinstance(found, dict) else None
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+
+
+# ---------------------------------------------------------------------- shipped tables
+@dataclass(frozen=True)
+class ShippedTable:
+    """A backend's measured ``direct_below`` table, shipped as ``crossover.json`` in its package.
+
+    ``direct_below`` maps ``"device/dtype"`` (either may be ``"*"``) to rows ``[max width,
+    direct_below]`` in increasing width, the last with ``null``: no limit. ``measured`` records
+    how the table was measured (command, conditions, the timings).
+    """
+
+    backend: str
+    direct_below: Mapping[str, tuple[tuple[int | None, int], ...]]
+    measured: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, package: str, resource: str = "crossover.json") -> ShippedTable:
+        """Read ``resource`` of ``package`` (with :mod:`importlib.resources`)."""
+        data = json.loads(resources.files(package).joinpath(resource).read_text("utf-8"))
+        rows = {
+            key: tuple((None if lim is None else int(lim), int(k0)) for lim, k0 in table)
+            for key, table in data["direct_below"].items()
+        }
+        return cls(backend=data["backend"], direct_below=rows, measured=data.get("measured", {}))
+
+    def lookup(self, device: str, dtype: Any, width: int) -> int:
+        """``direct_below`` for ``width = batch * channels`` on a ``device`` kind (``"cpu"``,
+        ``"cuda"``) and ``dtype``."""
+        name = dtype_name(dtype)
+        for key in (f"{device}/{name}", f"{device}/*", f"*/{name}", "*/*"):
+            if key in self.direct_below:
+                table = self.direct_below[key]
+                return next(k0 for limit, k0 in table if limit is None or width <= limit)
+        raise KeyError(f"the {self.backend} table has no row for {device}/{name}")
+
+
+def default_direct_below(
+    executor: Executor,
+    shipped: ShippedTable,
+    *,
+    batch: int,
+    channels: int,
+    dtype: Any,
+    device: str = "cpu",
+    tuned: bool = True,
+) -> int:
+    """What an executor's ``default_direct_below`` returns: the stored tuning for this width,
+    else the shipped table's value for the ``device`` kind."""
+    width = batch * channels
+    stored = stored_value(executor, "direct_below", dtype, width, tuned=tuned)
+    return stored if stored is not None else shipped.lookup(device, dtype, width)
+
+
+class TunedCrossover:
+    """Mixin of executors whose ``direct_below`` default is tuned (put it before the executor
+    base class): the stored tuning for the width, else the class's :attr:`shipped` table.
+
+    ``tuned`` (an instance attribute, ``True`` unless the constructor sets it) and
+    ``FUTUREFILL_NO_TUNING=1`` turn the stored tuning off.
+    """
+
+    #: The measured table shipped with the backend (:meth:`ShippedTable.load`).
+    shipped: ShippedTable
+    tuned: bool = True
+
+    def device_kind(self) -> str:
+        """The row of :attr:`shipped` to read: ``"cpu"`` unless the executor says otherwise."""
+        return "cpu"
+
+    def default_direct_below(
+        self, batch: int, channels: int, dtype: Any, *, tuned: bool | None = None
+    ) -> int:
+        """The stored tuning for ``batch * channels``, else the shipped measured table.
+
+        ``tuned=False`` skips the stored tuning; ``None`` follows the executor's ``tuned``.
+        """
+        return default_direct_below(
+            self,  # type: ignore[arg-type]  # mixed into an Executor
+            self.shipped,
+            batch=batch,
+            channels=channels,
+            dtype=dtype,
+            device=self.device_kind(),
+            tuned=self.tuned if tuned is None else tuned,
+        )
+
+
+# ---------------------------------------------------------------------- measuring
+@dataclass(frozen=True)
+class TuningResult(Target):
+    """What :func:`tune` measured and chose.
+
+    Attributes
+    ----------
+    backend, device, dtype, batch, channels
+        What was tuned (see :class:`futurefill._timing.Target`); the stored values are keyed
+        by the width ``batch * channels``.
+    length : int
+        Steps of each timed generation.
+    direct_below : int
+        The fastest candidate of the continuous schedule.
+    direct_below_us : mapping of int to float
+        Best µs per token of every candidate.
+    epoch : int or None
+        The fastest epoch of the epoched schedule (``None`` when no epoch was timed).
+    epoch_us : mapping of int to float
+        Best µs per token of every epoch timed.
+    path : Path or None
+        The tuning file it was stored in (``None``: not stored).
+    key : str
+        Its entry in that file (:func:`cache_key`).
+    """
+
+    length: int
+    direct_below: int
+    direct_below_us: Mapping[int, float]
+    epoch: int | None
+    epoch_us: Mapping[int, float]
+    path: Path | None
+    key: str
+
+    @property
+    def width(self) -> int:
+        """``batch * channels``: what the stored values are keyed by."""
+        return self.batch * self.channels
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain data (for ``futurefill tune --json``)."""
+        return {
+            **self.head(),
+            "length": self.length,
+            "direct_below": self.direct_below,
+            "direct_below_us": {str(k): v for k, v in self.direct_below_us.items()},
+            "epoch": self.epoch,
+            "epoch_us": {str(k): v for k, v in self.epoch_us.items()},
+            "path": None if self.path is None else str(self.path),
+            "key": self.key,
+        }
+
+
+def default_epochs(length: int) -> tuple[int, ...]:
+    """Epoch candidates: the authors' default ``int(sqrt(L log2 L))`` times 1/4 .. 4."""
+    base = default_epoch(length)
+    return tuple(sorted({max(1, min(length, round(base * f))) for f in (0.25, 0.5, 1, 2, 4)}))
+
+
+def _best_of(specs: list[tuple[int, PlanSpec]], **bench: Any) -> dict[int, float]:
+    """µs per token of every candidate, all timed round-robin in one process."""
+    labels = {str(spec): value for value, spec in specs}
+    results = bench_configuration(schedules=[spec for _, spec in specs], **bench)
+    return {labels[r.schedule]: r.us_per_token for r in results if r.schedule != OFFLINE}
+
+
+def tune(
+    backend: str | Executor | None = None,
+    *,
+    device: Any = None,
+    dtype: str = "float64",
+    batch: int = 1,
+    channels: int = 1,
+    length: int = 16384,
+    candidates: Iterable[int] = DIRECT_BELOW_CANDIDATES,
+    epochs: Iterable[int] | None = (),
+    repeats: int = 3,
+    store: bool = True,
+) -> TuningResult:
+    """Time the candidates on this machine and store the fastest (``FFTW_MEASURE``-like).
+
+    Parameters
+    ----------
+    backend : str or Executor, optional
+        Backend; the one in force by default.
+    device : optional
+        Device for a backend given by name.
+    dtype : {"float64", "float32"}
+        Working precision.
+    batch, channels : int
+        The width to tune; executors look the stored values up by ``batch * channels``.
+    length : int
+        Steps of each timed generation (one depthwise layer with feedback, as in
+        :func:`futurefill.bench.bench_configuration`).
+    candidates : iterable of int
+        ``direct_below`` values to time (powers of two).
+    epochs : iterable of int or None
+        Epoch lengths of the epoched schedule to time; ``None`` for a few around the default
+        (:func:`default_epochs`), empty (the default) for none. The fastest is stored per
+        width and length (see :func:`stored_value`), for callers to pass as ``epoch=``.
+    repeats : int
+        Timed rounds after a warm-up; every candidate keeps its best round.
+    store : bool
+        Write the result to the tuning file (:func:`cache_path`).
+
+    Returns
+    -------
+    TuningResult
+    """
+    ex = get_backend(backend, device=device)
+    length = check_int("length", length, 1)
+    ks = sorted({check_int("a direct_below candidate", k, 1) for k in candidates})
+    if not ks or any(k & (k - 1) for k in ks):
+        raise ValueError(f"direct_below candidates must be powers of two, got {ks}")
+    es = default_epochs(length) if epochs is None else sorted(set(epochs))
+    for e in es:
+        check_int("an epoch", e, 1, length)
+    ex.resolve_dtype(dtype)
+    bench = {
+        "length": length,
+        "channels": check_int("channels", channels, 1),
+        "batch": check_int("batch", batch, 1),
+        "backend": ex,
+        "dtype": dtype_name(dtype),
+        "repeats": check_int("repeats", repeats, 1),
+    }
+    k_us = _best_of([(k, PlanSpec("continuous", direct_below=k)) for k in ks], **bench)
+    e_us = _best_of([(e, PlanSpec("epoched", epoch=e)) for e in es], **bench) if es else {}
+    result = TuningResult(
+        **Target(ex.name, device_name(ex), dtype_name(dtype), batch, channels).head(),
+        length=length,
+        direct_below=min(k_us, key=k_us.__getitem__),
+        direct_below_us=k_us,
+        epoch=min(e_us, key=e_us.__getitem__) if e_us else None,
+        epoch_us=e_us,
+        path=cache_path() if store else None,
+        key=cache_key(ex, dtype),
+    )
+    if result.path is not None:
+        _write_entry(result.key, _entry(result, library_versions(ex), repeats), result.path)
+    return result
+
+
+def _entry(result: TuningResult, versions: Mapping[str, str], repeats: int) -> dict[str, Any]:
+    """The update of a tuning-file entry for one width (and length, for the epoch)."""
+    when = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    measured = {"length": result.length, "repeats": repeats, "measured_at": when}
+    timings = {
+        name: {str(k): _round(v) for k, v in us.items()}
+        for name, us in (("direct_below", result.direct_below_us), ("epoch", result.epoch_us))
+    }
+    width = str(result.width)
+    entry: dict[str, Any] = {
+        **result.head(),
+        "versions": dict(versions),
+        "direct_below": {
+            width: {
+                "value": result.direct_below,
+                "us_per_token": timings["direct_below"],
+                **measured,
+            }
+        },
+    }
+    if result.epoch is not None:
+        where = f"{width}/{result.length}"
+        entry["epoch"] = {
+            where: {"value": result.epoch, "us_per_token": timings["epoch"], **measured}
+        }
+    return entry
+
+
+def _round(us: float) -> float:
+    """µs per token to four significant digits (what the file keeps)."""
+    return float(f"{us:.4g}") if math.isfinite(us) else us
