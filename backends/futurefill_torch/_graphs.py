@@ -54,14 +54,29 @@ class _PatternBody:
         return torch.arange(start, stop, dtype=torch.int64, device=self.buffer.device)
 
     def capture(self) -> None:
-        """Warm up (cuFFT plans, allocator) on a side stream, then capture :meth:`body`."""
-        backup = self.buffer.clone()  # the warm-up really adds into the buffer: undo it
-        side = torch.cuda.Stream(device=self.buffer.device)
-        side.wait_stream(torch.cuda.current_stream(self.buffer.device))
-        with torch.cuda.stream(side):
+        """Warm up (cuFFT plans, allocator), then record :meth:`body` as a CUDA graph.
+
+        The warm-up really runs the body on the offsets in ``row``, so the caller must set
+        ``row`` to a step of this pattern first.
+        """
+        self.warm_up()
+        self.record()
+
+    def warm_up(self) -> None:
+        """Run :meth:`body` once on a side stream and undo what it added to the buffer."""
+        backup = self.buffer.clone()
+        if self.buffer.is_cuda:
+            side = torch.cuda.Stream(device=self.buffer.device)
+            side.wait_stream(torch.cuda.current_stream(self.buffer.device))
+            with torch.cuda.stream(side):
+                self.body()
+            torch.cuda.current_stream(self.buffer.device).wait_stream(side)
+        else:
             self.body()
-        torch.cuda.current_stream(self.buffer.device).wait_stream(side)
         self.buffer.copy_(backup)
+
+    def record(self) -> None:
+        """Capture :meth:`body` as a CUDA graph (after :meth:`warm_up`)."""
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
             self.body()
@@ -96,10 +111,11 @@ class PatternGraphs:
             return
         if state.buffer is not self.buffer:
             self._rebind(state)
+        # The row first: capturing a new pattern's graph runs its body once, on this step.
+        self.row.fill_(state.plan.task_ptr.item(step))
         body = self.bodies.get(pattern)
         if body is None:
             body = self.bodies[pattern] = self._make(state, pattern)
-        self.row.fill_(state.plan.task_ptr.item(step))
         if body.graph is None:
             body.body()
         else:
