@@ -438,7 +438,7 @@ def _host_filters(executor: Executor, filters: Array) -> np.ndarray:
     """Validate filters on the host: a finite, real ``(C, N)`` array in native byte order."""
     if executor.is_native(filters):
         xp = executor.xp
-        if not xp.isdtype(filters.dtype, ("integral", "bool")):
+        if not xp.isdtype(filters.dtype, ("integral", "bool", "complex floating")):
             executor.resolve_dtype(filters.dtype)  # refuses low precision with the reason
         host = executor.to_numpy(filters)
     elif isinstance(filters, np.ndarray):
