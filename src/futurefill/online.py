@@ -439,7 +439,10 @@ def _host_filters(executor: Executor, filters: Array) -> np.ndarray:
     if executor.is_native(filters):
         xp = executor.xp
         if not xp.isdtype(filters.dtype, ("integral", "bool", "complex floating")):
-            executor.resolve_dtype(filters.dtype)  # refuses low precision with the reason
+            dtype = filters.dtype
+            if isinstance(dtype, np.dtype):  # byte order is no matter of precision
+                dtype = dtype.newbyteorder("=")
+            executor.resolve_dtype(dtype)  # refuses low precision with the reason
         host = executor.to_numpy(filters)
     elif isinstance(filters, np.ndarray):
         host = filters
