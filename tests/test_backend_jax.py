@@ -265,3 +265,26 @@ def test_tracers_are_refused_and_the_state_is_untouched(rng, transform) -> None:
     np.testing.assert_array_equal(np.asarray(conv.state_dict()["buffer"]), before)
     y = conv.step(jnp.ones((1, 1)))  # still usable, and exact
     np.testing.assert_allclose(np.asarray(y)[0, 0], phi[0, 0] + phi[0, 1], rtol=1e-14)
+
+
+@pytest.mark.parametrize("splits", [(5, None), (5, 1500, None)])
+def test_rollout_over_whole_chunks(rng, splits):
+    """Past ``CHUNK`` steps the compiled rollout runs whole chunks and looks at the classes
+    whose tasks only come at chunk ends (the 1024- and 2048-step levels) once per chunk:
+    a rollout over a whole chunk, and rollouts stopping inside a chunk and inside blocks."""
+    from futurefill_jax._program import CHUNK
+
+    length, prompt = 2 * CHUNK + 77, 3
+    phi = contractive_filters(np.random.default_rng(7), 2, prompt + length)
+    up = rng.standard_normal((1, 2, prompt))
+    u0 = rng.standard_normal((1, 2))
+    conv = make_conv(phi, length, "continuous", prompt, batch=1, prompt_u=up, direct_below=16)
+    parts, u = [], jnp.asarray(u0)
+    for steps in splits:
+        ys = conv.rollout(u, feedback, steps)
+        parts.append(np.asarray(ys))
+        u = feedback(ys[..., -1])
+    ys = np.concatenate(parts, axis=-1)
+    assert ys.shape == (1, 2, length)
+    u = np.concatenate([up, inputs_of(u0, ys)], axis=-1)
+    assert rel_err(ys, oracle(u, phi)[..., prompt:]) <= RTOL64
