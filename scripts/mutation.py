@@ -82,19 +82,56 @@ GROUPS: dict[str, Group] = {
             "tests/test_custom_schedules.py",
             "tests/test_backend_numpy.py",
             "tests/test_stream_machine.py",
+            # 70% of the time of these tests, and no code path the others miss
+            "-k",
+            "not float32_long_generation",
         ),
         env={"FUTUREFILL_TEST_BACKENDS": "numpy"},
     ),
     "jax": Group(
         mutate=("src/futurefill_jax/*",),
-        # Without the length-1000 cases and the long float32 run: every test compiles, and
-        # those add minutes per surviving mutant while exercising no other code path.
-        tests=(
-            "tests/test_online.py",
-            "tests/test_custom_schedules.py",
-            "tests/test_backend_jax.py",
-            "-k",
-            "not 1000 and not float32_long_generation",
+        # Every test compiles XLA programs (seconds each), so one test per code path: steps
+        # and rollouts of each schedule (blocked windows of 1, 4, 16, 17 and 25 steps,
+        # stepwise above 64, uniform Toeplitz, uniform FFT and masked task classes, whole
+        # chunks), rollouts started inside blocks, custom plans, float32, array handling.
+        tests=tuple(
+            f"tests/{test}"
+            for test in (
+                "test_backend_jax.py::test_steps_match_oracle[7-100-continuous]",
+                "test_backend_jax.py::test_steps_match_oracle[0-100-epoched]",
+                "test_backend_jax.py::test_steps_match_oracle[7-17-naive]",
+                "test_backend_jax.py::test_rollout_matches_oracle[7-100-continuous]",
+                "test_backend_jax.py::test_rollout_matches_oracle[0-100-epoched]",
+                "test_backend_jax.py::test_rollout_matches_oracle[7-100-naive]",
+                "test_backend_jax.py::test_rollout_matches_oracle[0-17-naive]",
+                "test_backend_jax.py::test_rollout_matches_oracle[7-5-continuous]",
+                "test_backend_jax.py::test_rollout_equals_step_loop[3-100-cuts1-continuous]",
+                "test_backend_jax.py::test_rollout_equals_step_loop[0-100-cuts1-epoched]",
+                "test_backend_jax.py::test_rollout_equals_step_loop[3-100-cuts1-naive]",
+                "test_backend_jax.py::test_rollout_direct_below[1]",
+                "test_backend_jax.py::test_rollout_direct_below[4]",
+                "test_backend_jax.py::test_rollout_direct_below[128]",
+                "test_backend_jax.py::test_rollout_over_whole_chunks",
+                "test_backend_jax.py::test_rollout_then_steps",
+                "test_backend_jax.py::test_rollout_float32",
+                "test_backend_jax.py::test_float64_needs_x64",
+                "test_backend_jax.py::test_low_precision_refused",
+                "test_backend_jax.py::test_feedback_shape_checked",
+                "test_backend_jax.py::test_rollout_programs_are_reused",
+                "test_backend_jax.py::test_online_conv_end_to_end",
+                "test_backend_jax.py::test_steps_update_in_place",
+                "test_backend_jax.py::test_tracers_are_refused_and_the_state_is_untouched",
+                "test_custom_schedules.py::test_step_and_prefill_are_exact[jax-13-5]",
+                "test_custom_schedules.py::test_emit_advance_over_split_channels[jax]",
+                "test_custom_schedules.py::test_rollout_with_feedback_is_exact[jax-6]",
+                "test_online.py::test_construction_errors",
+                "test_online.py::test_rejected_calls_leave_state_unchanged_and_usable",
+                "test_online.py::test_state_dict_resume_is_bit_identical[jax-continuous]",
+                "test_online.py::test_reset_twice_refills_what_a_step_reads",
+                "test_online.py::test_filters_of_the_backend_are_accepted",
+                "test_online.py::test_big_endian_filters_are_accepted",
+                "test_online.py::test_prefill_by_channel_ranges_equals_one_prefill",
+            )
         ),
         env={
             "FUTUREFILL_TEST_BACKENDS": "jax",
@@ -200,7 +237,7 @@ def stage(name: str, group: Group, *, fresh: bool) -> Path:
     settings = dict(project["tool"].get("mutmut", {}))
     settings["only_mutate"] = list(group.mutate)
     settings["pytest_add_cli_args_test_selection"] = [
-        t for t in group.tests if not t.startswith("tests/") or (ROOT / t).exists()
+        t for t in group.tests if not t.startswith("tests/") or (ROOT / t.split("::")[0]).exists()
     ]
     lines = ["[tool.pytest.ini_options]"]
     lines += [f"{k} = {_toml(v)}" for k, v in pytest_opts.items()]
