@@ -1,8 +1,8 @@
-"""nox sessions: tests per backend, lint, docs, quick benchmarks, the demo.
+"""nox sessions: tests per backend, lint, docs, quick benchmarks, the demo, mutation testing.
 
 ``nox -s tests`` runs one session per backend; the torch session pins ``torch==2.13.0``, a
 CPU wheel on the project's development machines (see ``TORCH_PIN``; an unpinned torch pulls a
-multi-GB CUDA build).
+multi-GB CUDA build). ``nox -s mutation`` is not part of the default run (see its docstring).
 """
 
 from __future__ import annotations
@@ -116,3 +116,22 @@ def bench(session: nox.Session) -> None:
     )
     session.run("asv", "publish")
     session.log("dashboard in asv_benchmarks/html/: `cd asv_benchmarks && asv preview`")
+
+
+@nox.session
+def mutation(session: nox.Session) -> None:
+    """Mutation testing with mutmut 3 of the plan, the interpreter, the kernels and the
+    NumPy, JAX and torch executors (``scripts/mutation.py``; not in the default run).
+
+    Three groups, each judged by its fast relevant tests on one backend: ``core`` (the plan
+    package, ``interpreter``, ``ops``, ``online`` and the NumPy executor, on numpy), ``jax``
+    (the JAX executor, its kernels and compiled-rollout generator) and ``torch`` (the torch
+    executor on the CPU). Arguments go to the script: ``nox -s mutation -- core`` runs one
+    group, ``-- core -k 'futurefill.plan.checks.*'`` some mutants, ``-- --fresh`` forgets
+    earlier results, ``-- --report`` prints the table of the last runs. One mutant at a time
+    by default (``-- -j 2`` for two). Results persist in ``.mutation/<group>/``, where
+    ``mutmut results`` lists the survivors and ``mutmut show <mutant>`` shows one.
+    """
+    session.install(TORCH_PIN, "jax[cpu]", "mutmut>=3.3", "tomli; python_version < '3.11'")
+    session.install("-e", ".[test]")
+    session.run("python", "scripts/mutation.py", *session.posargs)

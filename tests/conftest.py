@@ -17,9 +17,17 @@ os.environ.setdefault("JAX_ENABLE_X64", "1")
 
 import numpy as np
 import pytest
+from hypothesis import Phase, settings
 
 import futurefill
 from futurefill import Executor
+
+# ``pytest --hypothesis-profile=mutation`` (``nox -s mutation``): a failing example is
+# reported as found, not shrunk (shrinking can outlast the time a mutant is given), the same
+# examples every run, and no example database shared between mutants.
+settings.register_profile(
+    "mutation", phases=[Phase.explicit, Phase.generate], derandomize=True, database=None
+)
 
 KNOWN_BACKENDS = (
     "numpy",

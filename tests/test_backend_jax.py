@@ -283,3 +283,26 @@ def test_compiled_rollouts_of_equal_plans_use_their_own_filters(rng) -> None:
         np.testing.assert_allclose(ys, oracle(inputs, phi), rtol=0, atol=1e-12)
         outputs.append(ys)
     assert not np.allclose(outputs[0], outputs[1])
+
+
+@pytest.mark.parametrize("splits", [(5, None), (5, 1500, None)])
+def test_rollout_over_whole_chunks(rng, splits):
+    """Past ``CHUNK`` steps the compiled rollout runs whole chunks and looks at the classes
+    whose tasks only come at chunk ends (the 1024- and 2048-step levels) once per chunk:
+    a rollout over a whole chunk, and rollouts stopping inside a chunk and inside blocks."""
+    from futurefill_jax._program import CHUNK
+
+    length, prompt = 2 * CHUNK + 77, 3
+    phi = contractive_filters(np.random.default_rng(7), 2, prompt + length)
+    up = rng.standard_normal((1, 2, prompt))
+    u0 = rng.standard_normal((1, 2))
+    conv = make_conv(phi, length, "continuous", prompt, batch=1, prompt_u=up, direct_below=16)
+    parts, u = [], jnp.asarray(u0)
+    for steps in splits:
+        ys = conv.rollout(u, feedback, steps)
+        parts.append(np.asarray(ys))
+        u = feedback(ys[..., -1])
+    ys = np.concatenate(parts, axis=-1)
+    assert ys.shape == (1, 2, length)
+    u = np.concatenate([up, inputs_of(u0, ys)], axis=-1)
+    assert rel_err(ys, oracle(u, phi)[..., prompt:]) <= RTOL64

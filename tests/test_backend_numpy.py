@@ -83,3 +83,23 @@ def test_reset_inside_the_first_block_forgets_the_copy(rng) -> None:
     want = oracle(u, phi)[..., P:]
     for t in range(L):
         np.testing.assert_allclose(conv.step(u[..., P + t].copy()), want[..., t], atol=1e-12)
+
+
+def test_device_is_the_cpu() -> None:
+    assert NumpyExecutor(device="cpu").device is None
+    with pytest.raises(ValueError, match="CPU"):
+        NumpyExecutor(device="cuda")
+
+
+def test_float32_rollout_stays_float32(rng) -> None:
+    """The hoisted rollout loop writes its outputs in the state's dtype."""
+    L = 48
+    phi = decaying_filters(rng, 2, L).astype(np.float32) * np.float32(0.5)
+    conv = OnlineConv(phi, L, batch=2, backend="numpy", direct_below=4)
+    u0 = np.ones((2, 2), np.float32)
+    ys = conv.rollout(u0, np.tanh)
+    assert ys.dtype == np.float32 and ys.shape == (2, 2, L)
+    inputs = np.concatenate([u0[..., None], np.tanh(ys[..., :-1])], axis=-1)
+    want = oracle(inputs.astype(np.float64), phi.astype(np.float64))
+    # float32 FFTs: ~1e-7 relative per level, a handful of levels at L = 48
+    np.testing.assert_allclose(ys, want, rtol=0, atol=1e-5 * np.abs(want).max())

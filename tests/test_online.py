@@ -190,6 +190,50 @@ def test_reset_starts_over(backend: Executor, rng) -> None:
     np.testing.assert_array_equal(run_online(conv, u), first)
 
 
+def test_reset_twice_refills_what_a_step_reads(backend: Executor, rng) -> None:
+    """Every reset invalidates what an executor derived from the old buffer (the NumPy
+    executor's copy of a window block's accumulators): twice reset inside the first block,
+    with a new prompt each time, then a whole exact run."""
+    C, P, L = 2, 5, 24
+    phi = decaying_filters(rng, C, P + L)
+    conv = OnlineConv(phi, L, prompt=P, backend=backend, dtype="float64", direct_below=8)
+    for _ in range(2):
+        u = rng.standard_normal((1, C, P + L))
+        conv.prefill(backend.asarray(u[..., :P], "float64"))
+        y = conv.step(backend.asarray(np.ascontiguousarray(u[..., P]), "float64"))
+        np.testing.assert_allclose(backend.to_numpy(y), oracle(u, phi)[..., P], atol=1e-12)
+        conv.reset()
+    u = rng.standard_normal((1, C, P + L))
+    assert _relative_error(run_online(conv, u), oracle(u, phi)) <= RTOL64
+
+
+def test_from_plan_runs_that_plan(backend: Executor, rng) -> None:
+    plan = futurefill.make_plan(12, "epoched", prompt=2, epoch=3)
+    phi = decaying_filters(rng, 2, 14)
+    with futurefill.use_backend("array_api_strict" if backend.name == "numpy" else "numpy"):
+        conv = OnlineConv.from_plan(phi, plan, backend=backend)
+    assert conv.plan is plan and conv.backend is backend
+    assert conv.batch == 1 and conv.dtype == backend.resolve_dtype("float64")
+    conv = OnlineConv.from_plan(phi, plan, batch=3, dtype="float32", backend=backend)
+    assert conv.batch == 3 and conv.dtype == backend.resolve_dtype("float32")
+    # the device reaches the backend (which refuses it; the CuPy stand-in is not importable)
+    with pytest.raises((ValueError, TypeError, RuntimeError, ImportError)):
+        OnlineConv.from_plan(phi, plan, backend=backend.name, device="no-such-device")
+
+
+def test_state_size_counts_every_component(backend: Executor) -> None:
+    B, C, P, L = 2, 3, 6, 64
+    phi = np.ones((C, P + L))
+    conv = OnlineConv(phi, L, prompt=P, batch=B, backend=backend, dtype="float64", direct_below=4)
+    plan = conv.plan
+    assert plan.num_tasks > 0
+    assert conv.state_size == {
+        "buffer": B * C * plan.buffer_length,
+        "spectra": C * sum(n // 2 + 1 for _, _, n in plan.spectrum_keys),
+        "window_taps": C * plan.window_length,
+    }
+
+
 # ---------------------------------------------------------------------- rejected input
 def _foreign_array(backend: Executor, shape: tuple[int, ...]):
     if backend.name == "numpy":
@@ -480,6 +524,28 @@ def test_edited_snapshots_are_refused(backend: Executor, rng, field, value, erro
     with pytest.raises(error, match=match):
         other.load_state_dict(snapshot)
     _assert_unchanged(other, before)
+
+
+def test_snapshot_has_exactly_its_entries(backend: Executor, rng) -> None:
+    phi = decaying_filters(rng, 2, 16)
+    snapshot = _stepped(backend, phi, 5).state_dict()
+    other = _stepped(backend, phi, 2)
+    before = _state_snapshot(other)
+    with pytest.raises(KeyError, match=r"lacks \['digest'\]"):
+        other.load_state_dict({k: v for k, v in snapshot.items() if k != "digest"})
+    with pytest.raises(ValueError, match=r"unknown entries \['note'\]"):
+        other.load_state_dict({**snapshot, "note": "hello"})
+    _assert_unchanged(other, before)
+
+
+def test_rollout_waits_for_advance(backend: Executor, rng) -> None:
+    """A rollout runs whole steps: not while some channels were emitted at this step."""
+    conv = _stepped(backend, decaying_filters(rng, 2, 16), 3)
+    conv.emit(backend.asarray(np.ones((1, 1)), "float64"), slice(0, 1))
+    before = _state_snapshot(conv)
+    with pytest.raises(RuntimeError, match="finish with advance"):
+        conv.rollout(backend.asarray(np.ones((1, 2)), "float64"), lambda y: y, 2)
+    _assert_unchanged(conv, before)
 
 
 def test_snapshot_without_prompt_flags_is_refused(backend: Executor, rng) -> None:

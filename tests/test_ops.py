@@ -25,6 +25,17 @@ def test_causal_conv_matches_numpy_convolve(xp, rng: np.random.Generator) -> Non
     np.testing.assert_allclose(np.asarray(y), oracle(u, phi), rtol=0, atol=1e-12)
 
 
+@pytest.mark.parametrize("T", [1, 2, 3, 5, 9, 17])
+@pytest.mark.parametrize("extra", [0, 3, 60])
+def test_causal_conv_any_length_and_taps(xp, rng, T: int, extra: int) -> None:
+    """Lengths whose ``2T - 2`` is a power of two (the FFT is then one point too short if
+    sized by it), exactly ``T`` taps, and taps far beyond the FFT size (they must be cut)."""
+    u = rng.standard_normal((2, 3, T))
+    phi = rng.standard_normal((3, T + extra))
+    y = ops.causal_conv(xp.asarray(u), xp.asarray(phi))
+    np.testing.assert_allclose(np.asarray(y), oracle(u, phi), rtol=0, atol=1e-12)
+
+
 def test_causal_conv_needs_enough_taps(xp) -> None:
     with pytest.raises(ValueError, match="taps"):
         ops.causal_conv(xp.zeros((1, 1, 5)), xp.zeros((1, 4)))
