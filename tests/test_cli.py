@@ -394,3 +394,21 @@ def test_bench_latency_table_json_and_plot(tmp_path, capsys):
     assert cli([*argv, "--schedules", "continuous", "--plot", str(path)]) == 0
     assert f"wrote {path}" in capsys.readouterr().out
     assert path.read_text().lstrip().startswith("<?xml")
+
+
+def test_bench_open_ended_table_and_json(capsys):
+    argv = ["bench", "--open-ended", "--lengths", "20,50", "--channels", "2"]
+    assert cli(argv) == 0
+    out = capsys.readouterr().out
+    for word in ("open-ended", "known s", "ratio", "continuous"):
+        assert word in out
+    assert cli([*argv, "--schedules", "epoched,naive", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [(r["schedule"], r["length"]) for r in rows] == [
+        ("epoched", 20), ("epoched", 50), ("naive", 20), ("naive", 50)
+    ]  # fmt: skip
+    for r in rows:
+        assert r["max_deviation"] <= 1e-12 and r["open_s"] > 0 and r["known_s"] > 0
+        assert r["ratio"] == r["open_s"] / r["known_s"]
+    assert cli([*argv, "--latency"]) == 2
+    assert "takes no" in capsys.readouterr().err

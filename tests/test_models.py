@@ -349,3 +349,48 @@ def test_decoder_checks_the_tokens_it_is_fed(backend: futurefill.Executor) -> No
     with pytest.raises(ValueError, match=r"shape"):
         decoder.step(backend.asarray(np.array([1, 2])))
     assert decoder.step(backend.asarray(np.array([31]))).shape == (1, 32)
+
+
+# ---------------------------------------------------------------------- stop token
+@pytest.mark.parametrize("schedule", SCHEDULES)
+def test_generation_stops_at_the_stop_token(
+    backend: futurefill.Executor, schedule: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Tokens up to the last row's stop token equal those of a full generation; rows that
+    stopped earlier are padded; the open-ended convolution crosses segments on the way."""
+    from futurefill import open_length
+
+    monkeypatch.setattr(open_length, "FIRST_SEGMENT", 8)
+    model = small_model("hyena", max_len=128)
+    prompt = np.array([[5, 6, 7], [1, 2, 3]])
+    full = model.generate(prompt, 100, schedule=schedule, backend="numpy")
+    # a token both rows produce, the latest first appearance (to cross a few segments)
+    both = [tok for tok in range(32) if all((full[r] == tok).any() for r in range(2))]
+    assert both, "the random model must produce a token in both rows"
+    late = max(both, key=lambda tok: max(_first(full[r], tok) for r in range(2)))
+    stops = [_first(full[r], late) for r in range(2)]
+    tokens, logits = model.generate(
+        prompt, 100, schedule=schedule, backend=backend, stop_token=late, return_logits=True
+    )
+    n = max(stops) + 1
+    assert tokens.shape == (2, n) and logits.shape[:2] == (2, n)
+    for r, stop in enumerate(stops):
+        np.testing.assert_array_equal(tokens[r, : stop + 1], full[r, : stop + 1])
+        assert (tokens[r, stop:] == late).all()
+    seq = full_sequence(prompt, full[:, :n], model.config.bos)
+    ref = np.asarray(model.forward(seq, backend="numpy"))[:, 2:]
+    row = int(np.argmax(stops))  # the row that ran to the end: its logits are the forward's
+    err = np.abs(logits[row] - ref[row]).max() / np.abs(ref[row]).max()
+    assert err <= RTOL
+
+
+def _first(tokens: np.ndarray, token: int) -> int:
+    hits = np.flatnonzero(tokens == token)
+    return int(hits[0]) if hits.size else len(tokens)
+
+
+def test_stop_token_is_checked(model: ConvLM) -> None:
+    with pytest.raises(ValueError, match="stop_token"):
+        model.generate([1], 3, stop_token=32)
+    with pytest.raises(ValueError, match="stop_token"):
+        GenerationOptions(stop_token=-1)

@@ -28,6 +28,7 @@ __all__ = [
     "prefill",
     "reset",
     "rollout",
+    "run",
     "state_bytes",
     "step",
 ]
@@ -172,21 +173,43 @@ def rollout(
     program = executor.compile(state, feedback)
     if program is not None:
         return program(state, u0, steps)
+
+    def next_input(i: int, y: Array) -> Array:
+        if i == 0:
+            return u0
+        u = feedback(y)
+        check_feedback(u, y)
+        return u
+
+    return _loop(executor, state, steps, next_input)
+
+
+def run(executor: Executor, state: ConvState, u: Array) -> Array:
+    """Run ``u.shape[-1]`` steps on the given inputs ``u`` ``(B, C, T)``; return ``(B, C, T)``."""
+    check_can_step(state, whole=True)
+    steps = int(u.shape[-1])
+    if not 1 <= steps <= state.plan.length - state.step:
+        raise ValueError(f"T must lie in 1..{state.plan.length - state.step}, got {steps}")
+    return _loop(executor, state, steps, lambda i, _: u[..., i])
+
+
+def _loop(
+    executor: Executor, state: ConvState, steps: int, next_input: Callable[[int, Array], Array]
+) -> Array:
+    """``steps`` steps driven by the plan's tables, the input of step ``i`` being
+    ``next_input(i, y)`` (``y`` the previous output); the outputs stacked ``(B, C, steps)``."""
     plan = state.plan
     slots, starts = plan.slot, plan.window_slot
     kernel, fill = executor.emit, executor.fill
     ys = []
-    u = u0
+    y = None
     t = state.step
     for i in range(steps):
-        y = kernel(state, u, _ALL, slots.item(t), starts.item(t))
+        y = kernel(state, next_input(i, y), _ALL, slots.item(t), starts.item(t))
         fill(state, t)
         t += 1
         state.step = t
         ys.append(y)
-        if i + 1 < steps:
-            u = feedback(y)
-            check_feedback(u, y)
     return executor.xp.stack(ys, axis=-1)
 
 

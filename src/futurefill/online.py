@@ -17,6 +17,7 @@ from . import interpreter
 from ._backend import get_backend
 from ._checks import check_int
 from .backends import Executor
+from .open_length import history_after, next_segment, segment_length, store_prompt
 from .plan import Plan, PlanSpec, make_plan, resolve_spec
 from .state import ConvState
 
@@ -24,6 +25,7 @@ __all__ = ["OnlineConv"]
 
 _ALL = slice(None)
 _SNAPSHOT_KEYS = ("plan", "filters", "buffer", "position", "prefilled", "emitted", "digest")
+_OPEN_KEYS = ("prompt", "segment", "history")
 
 Array = Any
 
@@ -36,14 +38,18 @@ class OnlineConv:
     filters : array, shape (C, N)
         Filter taps per channel, ``N >= prompt + length``; NumPy or the backend's arrays.
         They are copied: changing the caller's array later changes nothing here.
-    length : int
-        Number of online steps.
+    length : int or None
+        Number of online steps. ``None`` for an open-ended stream: steps go on as long as the
+        filters have taps (``N - prompt``), the plan is extended in segments as generation
+        proceeds, the prompt length is taken from :meth:`prefill` itself, and the state grows
+        with what was generated (every input is kept). Stop whenever you like.
     schedule : str, PlanSpec or Plan
         Generation schedule (see :func:`futurefill.make_plan`), with its parameters when a
         :class:`~futurefill.PlanSpec` is given; a :class:`~futurefill.Plan` is run as it is
         (see :meth:`from_plan`).
     prompt : int
-        Number of prompt inputs given by :meth:`prefill` before the first step.
+        Number of prompt inputs given by :meth:`prefill` before the first step (open-ended
+        streams take it from the first :meth:`prefill` instead).
     batch : int
         Batch size ``B``.
     dtype : str or dtype, optional
@@ -73,7 +79,7 @@ class OnlineConv:
     def __init__(
         self,
         filters: Array,
-        length: int,
+        length: int | None,
         *,
         schedule: str | PlanSpec | Plan = "continuous",
         prompt: int = 0,
@@ -84,7 +90,6 @@ class OnlineConv:
         **params: Any,
     ) -> None:
         executor = get_backend(backend, device=device)
-        length = check_int("length", length, 1)
         prompt = check_int("prompt", prompt, 0)
         batch = check_int("batch", batch, 1)
         host = _host_filters(executor, filters)
@@ -94,6 +99,16 @@ class OnlineConv:
         io_dtype = _half(executor, dtype)
         dtype = executor.resolve_dtype("float32" if io_dtype is not None else dtype)
         channels, taps = host.shape
+        self._open = length is None
+        if self._open:
+            if isinstance(schedule, Plan):
+                raise ValueError("an open-ended OnlineConv (length=None) plans its own segments")
+            length = segment_length(prompt, taps)
+            if length == 0:
+                raise ValueError(
+                    f"filters have {taps} taps: no step is left after a prompt of {prompt}"
+                )
+        length = check_int("length", length, 1)
         if taps < prompt + length:  # before any plan is built: the cheap check comes first
             raise ValueError(
                 f"filters have {taps} taps but prompt + length = {prompt + length} positions "
@@ -110,6 +125,11 @@ class OnlineConv:
             spec = PlanSpec.coerce(schedule).with_params(**params)
             spec = resolve_spec(spec, executor, batch=batch, channels=channels, dtype=dtype)
             plan = make_plan(length, spec, prompt=prompt)
+        # open-ended segments take the same parameters, defaults resolved per segment
+        self._spec = plan.spec or PlanSpec() if isinstance(schedule, Plan) else spec
+        self._taps = taps
+        self._prompt = self._planned_prompt = prompt
+        self._history: Array | None = None  # open-ended: the inputs before this segment
         self._executor = executor
         self._dtype = dtype
         self._io_dtype = dtype if io_dtype is None else io_dtype
@@ -198,13 +218,25 @@ class OnlineConv:
         return self._state.channels
 
     @property
+    def length(self) -> int | None:
+        """Number of online steps, ``None`` for an open-ended stream."""
+        return None if self._open else self.plan.length
+
+    @property
+    def prompt(self) -> int:
+        """Number of prompt inputs (for an open-ended stream: as planned or prefilled)."""
+        return self._prompt
+
+    @property
     def position(self) -> int:
         """Index of the next online step (0 .. length)."""
-        return self._state.step
+        return self.plan.prompt + self._state.step - self._prompt
 
     @property
     def remaining(self) -> int:
-        """Online steps left in the plan."""
+        """Online steps left (open-ended: as many as the filters' taps allow)."""
+        if self._open:
+            return self._taps - self._prompt - self.position
         return self.plan.length - self._state.step
 
     @property
@@ -220,8 +252,8 @@ class OnlineConv:
     def __repr__(self) -> str:
         p = self.plan
         return (
-            f"OnlineConv(schedule={str(p.spec or p.schedule)!r}, length={p.length}, "
-            f"prompt={p.prompt}, batch={self.batch}, channels={self.channels}, "
+            f"OnlineConv(schedule={str(p.spec or p.schedule)!r}, length={self.length}, "
+            f"prompt={self._prompt}, batch={self.batch}, channels={self.channels}, "
             f"dtype={self._io_dtype}, backend={self._executor.name!r}, position={self.position})"
         )
 
@@ -285,14 +317,33 @@ class OnlineConv:
         array, shape (B, c, prompt)
         """
         p, s = self.plan, self._state
-        if p.prompt == 0:
-            raise RuntimeError("this OnlineConv was planned without a prompt (prompt=0)")
         ch = self._channel_range(channels)
-        self._check_input(u, (self.batch, ch.stop - ch.start, p.prompt), "the prompt")
+        prompt = p.prompt
+        if self._open:
+            if self.position or s.num_emitted or p.prompt != self._prompt:
+                raise RuntimeError("the prompt comes before the first step; call reset() first")
+            if not s.prefilled.any():  # the first prefill decides the prompt's length
+                prompt = int(u.shape[-1]) if len(getattr(u, "shape", ())) == 3 else p.prompt
+                if prompt < 1 or segment_length(prompt, self._taps) == 0:
+                    raise ValueError(
+                        f"a prompt of {prompt} inputs leaves no step of the filters' "
+                        f"{self._taps} taps"
+                    )
+        elif p.prompt == 0:
+            raise RuntimeError("this OnlineConv was planned without a prompt (prompt=0)")
+        self._check_input(u, (self.batch, ch.stop - ch.start, prompt), "the prompt")
         u = self._to_compute(u)
         if not bool(np.all(np.isfinite(self._executor.to_numpy(u)))):
             raise ValueError("the prompt contains NaN or infinite values")
-        return self._to_io(interpreter.prefill(self._executor, s, u, ch))
+        if not self._open:
+            return self._to_io(interpreter.prefill(self._executor, s, u, ch))
+        if prompt != p.prompt:
+            self._start(prompt)
+        shape = (self.batch, self.channels, prompt)
+        history = store_prompt(self._executor, self._history, u, ch, shape)
+        y = interpreter.prefill(self._executor, self._state, u, ch)
+        self._history = history
+        return self._to_io(y)
 
     def step(self, u: Array) -> Array:
         """One online step for all channels: return ``y_t`` and fill the future.
@@ -306,7 +357,7 @@ class OnlineConv:
         -------
         array, shape (B, C)
         """
-        s = self._state
+        s = self._room()
         interpreter.check_can_step(s, whole=True)
         self._check_input(u, (s.batch, s.channels), "u_t")
         return self._to_io(interpreter.step(self._executor, s, self._to_compute(u)))
@@ -328,7 +379,7 @@ class OnlineConv:
         -------
         array, shape (B, c)
         """
-        s = self._state
+        s = self._room()
         interpreter.check_can_step(s)
         ch = self._channel_range(channels)
         self._check_input(u, (self.batch, ch.stop - ch.start), "u_t")
@@ -360,21 +411,113 @@ class OnlineConv:
         -------
         array, shape (B, C, steps)
         """
-        s = self._state
-        interpreter.check_can_step(s, whole=True)
+        interpreter.check_can_step(self._room(), whole=True)
         if not callable(feedback):
             raise TypeError("feedback must be callable")
         steps = self.remaining if steps is None else check_int("steps", steps, 1, self.remaining)
         self._check_input(u0, (self.batch, self.channels), "u0")
-        saved = self._copy_cursor()
-        try:
-            ys = interpreter.rollout(
-                self._executor, s, self._to_compute(u0), self._compute_feedback(feedback), steps
+        compute_feedback = self._compute_feedback(feedback)
+
+        def segment(u: Array, steps: int) -> Array:
+            return interpreter.rollout(self._executor, self._state, u, compute_feedback, steps)
+
+        def next_input(ys: Array) -> Array:
+            u = compute_feedback(ys[..., -1])
+            interpreter.check_feedback(u, ys[..., -1])
+            return u
+
+        return self._to_io(self._by_segment(self._to_compute(u0), steps, segment, next_input))
+
+    def run(self, u: Array) -> Array:
+        """Feed known inputs through the online path in one call (teacher forcing).
+
+        The same steps as calling :meth:`step` on ``u[..., t]`` for each ``t`` (the outputs
+        are those of the online schedule, not of an offline convolution), e.g. to test a model
+        against its offline forward pass. On any error the state is restored.
+
+        Parameters
+        ----------
+        u : array, shape (B, C, T)
+            Inputs of the next ``T`` steps, ``1 <= T <= remaining``.
+
+        Returns
+        -------
+        array, shape (B, C, T)
+        """
+        interpreter.check_can_step(self._room(), whole=True)
+        steps = int(u.shape[-1]) if len(getattr(u, "shape", ())) == 3 else 0
+        if not 1 <= steps <= self.remaining:
+            raise ValueError(
+                f"u must have shape (B, C, T) with 1 <= T <= {self.remaining}, got "
+                f"{tuple(getattr(u, 'shape', ()))}"
             )
-            return self._to_io(ys)
+        self._check_input(u, (self.batch, self.channels, steps), "u")
+        inputs = self._to_compute(u)
+        done = 0
+
+        def segment(inputs: Array, steps: int) -> Array:
+            nonlocal done
+            ys = interpreter.run(self._executor, self._state, inputs[..., done : done + steps])
+            done += steps
+            return ys
+
+        return self._to_io(self._by_segment(inputs, steps, segment, lambda _: inputs))
+
+    def _by_segment(
+        self,
+        u: Array,
+        steps: int,
+        segment: Callable[[Array, int], Array],
+        next_input: Callable[[Array], Array],
+    ) -> Array:
+        """``steps`` steps, one ``segment(u, n)`` call per plan segment (one unless open-ended),
+        ``u = next_input(ys)`` between them; the state restored on any error."""
+        saved = self._save()
+        try:
+            parts = []
+            while True:
+                s = self._room()
+                n = min(steps, s.plan.length - s.step)
+                parts.append(segment(u, n))
+                steps -= n
+                if not steps:
+                    break
+                u = next_input(parts[-1])
+            if len(parts) == 1:
+                return parts[0]
+            return self._executor.xp.concat(parts, axis=-1)
         except BaseException:
-            self._restore_cursor(saved)
+            self._restore(saved)
             raise
+
+    # ------------------------------------------------------------------ open-ended segments
+    def _start(self, prompt: int) -> None:
+        """Open-ended: plan the first segment for a prompt of ``prompt`` inputs."""
+        s = self._state
+        plan = make_plan(segment_length(prompt, self._taps), self._spec, prompt=prompt)
+        if plan is not s.plan:
+            self._state = interpreter.new_state(
+                self._executor, plan, s.filters, batch=s.batch, dtype=self._dtype
+            )
+        else:
+            interpreter.reset(self._executor, s)
+        self._prompt = prompt
+        self._history = None
+
+    def _room(self) -> ConvState:
+        """The state, open-ended: extended by the next segment when its steps are done."""
+        s = self._state
+        if self._open and s.step == s.plan.length and not s.num_emitted:
+            if not self.remaining:
+                raise RuntimeError(
+                    f"the filters' {self._taps} taps are used up (prompt {self._prompt} + "
+                    f"{self.position} steps); call reset() or give longer filters"
+                )
+            history = history_after(self._executor, s, self._history)
+            new = next_segment(self._executor, self._spec, s, history, taps=self._taps)
+            assert new is not None  # taps remain
+            self._state, self._history = new, history
+        return self._state
 
     def _compute_feedback(self, feedback: Callable[[Array], Array]) -> Callable[[Array], Array]:
         """``feedback`` seen in the compute dtype: it receives and returns the dtype of the
@@ -393,8 +536,22 @@ class OnlineConv:
 
     # ------------------------------------------------------------------ state
     def reset(self) -> None:
-        """Forget all inputs and return to step 0 (the filters and spectra stay)."""
-        interpreter.reset(self._executor, self._state)
+        """Forget all inputs and return to step 0 (the filters and spectra stay).
+
+        An open-ended stream returns to its first segment and to the prompt length it was
+        built with (0 by default): the next :meth:`prefill` may give another.
+        """
+        if self._open:
+            self._start(self._planned_prompt)
+        else:
+            interpreter.reset(self._executor, self._state)
+
+    def _save(self) -> tuple[ConvState, Array | None, tuple[Any, ...]]:
+        return self._state, self._history, self._copy_cursor()
+
+    def _restore(self, saved: tuple[ConvState, Array | None, tuple[Any, ...]]) -> None:
+        self._state, self._history, cursor = saved
+        self._restore_cursor(cursor)
 
     def _copy_cursor(self) -> tuple[Any, int, np.ndarray, np.ndarray, int]:
         s = self._state
@@ -409,11 +566,17 @@ class OnlineConv:
         s.emitted[:] = emitted
         s.revision += 1
 
-    def _digest(self, buffer: Array, position: int, prefilled: Any, emitted: Any) -> str:
-        h = hashlib.sha256(f"{self.plan.fingerprint}/{self._filters_digest}/{position}".encode())
+    def _digest(
+        self, plan: str, buffer: Array, position: int, prefilled: Any, emitted: Any, *extra: Any
+    ) -> str:
+        h = hashlib.sha256(f"{plan}/{self._filters_digest}/{position}".encode())
         h.update(np.asarray(prefilled, dtype=bool).tobytes())
         h.update(np.asarray(emitted, dtype=bool).tobytes())
-        h.update(np.ascontiguousarray(self._executor.to_numpy(buffer)).tobytes())
+        for array in (buffer, *extra):
+            if array is None or isinstance(array, int):
+                h.update(repr(array).encode())
+            else:
+                h.update(np.ascontiguousarray(self._executor.to_numpy(array)).tobytes())
         return h.hexdigest()
 
     def state_dict(self) -> dict[str, Any]:
@@ -423,44 +586,64 @@ class OnlineConv:
         -------
         dict
             ``plan`` and ``filters`` (fingerprints of what the snapshot belongs to),
-            ``buffer`` (a copy, backend array), ``position``, ``prefilled`` and ``emitted``
-            (per-channel masks) and ``digest`` (a checksum of all of it: an edited snapshot is
-            refused).
+            ``buffer`` (a copy, backend array), ``position`` (step in the plan), ``prefilled``
+            and ``emitted`` (per-channel masks) and ``digest`` (a checksum of all of it: an
+            edited snapshot is refused). Open-ended streams add ``prompt``, ``segment`` (the
+            positions before the current plan segment) and ``history`` (their inputs, or
+            ``None`` before a prompt is given).
         """
         buffer, position, prefilled, emitted, _ = self._copy_cursor()
+        extra: dict[str, Any] = {}
+        if self._open:
+            history = self._history
+            extra = {
+                "prompt": self._prompt,
+                "segment": self.plan.prompt,
+                "history": None
+                if history is None
+                else self._executor.xp.asarray(history, copy=True),
+            }
+        fingerprint = self.plan.fingerprint
         return {
-            "plan": self.plan.fingerprint,
+            "plan": fingerprint,
             "filters": self._filters_digest,
             "buffer": buffer,
             "position": position,
             "prefilled": prefilled,
             "emitted": emitted,
-            "digest": self._digest(buffer, position, prefilled, emitted),
+            **extra,
+            "digest": self._digest(
+                fingerprint, buffer, position, prefilled, emitted, *extra.values()
+            ),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore a snapshot taken by :meth:`state_dict` of an identically built OnlineConv.
 
-        The snapshot must come from the same filters and plan, unedited; anything else is
-        refused with the state unchanged.
+        The snapshot must come from the same filters and plan (for an open-ended stream: the
+        same filters and schedule), unedited; anything else is refused with the state
+        unchanged.
         """
         if not isinstance(state, dict):
             raise TypeError(f"a state dict is a dict, got {type(state).__name__}")
-        missing = set(_SNAPSHOT_KEYS) - set(state)
+        keys = _SNAPSHOT_KEYS + (_OPEN_KEYS if self._open else ())
+        missing = set(keys) - set(state)
         if missing:
             raise KeyError(f"state dict lacks {sorted(missing)}")
-        unknown = set(state) - set(_SNAPSHOT_KEYS)
+        unknown = set(state) - set(keys)
         if unknown:
             raise ValueError(f"state dict has unknown entries {sorted(unknown)}")
-        s = self._state
-        if state["plan"] != self.plan.fingerprint:
+        plan, extra = self.plan, ()  # type: tuple[Plan, tuple[Any, ...]]
+        if self._open:
+            plan, extra = self._open_snapshot(state)
+        if state["plan"] != plan.fingerprint:
             raise ValueError(
                 "this state dict belongs to another plan (schedule, length, prompt or "
                 "parameters differ)"
             )
         if state["filters"] != self._filters_digest:
             raise ValueError("this state dict belongs to an OnlineConv with other filters")
-        position = check_int("position", state["position"], 0, s.plan.length)
+        position = check_int("position", state["position"], 0, plan.length)
         masks = {}
         for name in ("prefilled", "emitted"):
             mask = state[name]
@@ -472,9 +655,24 @@ class OnlineConv:
                 raise ValueError(f"{name} must be a bool array of shape ({self.channels},)")
             masks[name] = mask
         buffer = state["buffer"]
-        self._check_input(buffer, tuple(s.buffer.shape), "the buffer", self._dtype)
-        if state["digest"] != self._digest(buffer, position, masks["prefilled"], masks["emitted"]):
+        shape = (self.batch, self.channels, plan.buffer_length)
+        self._check_input(buffer, shape, "the buffer", self._dtype)
+        digest = self._digest(
+            plan.fingerprint, buffer, position, masks["prefilled"], masks["emitted"], *extra
+        )
+        if state["digest"] != digest:
             raise ValueError("this state dict was edited or corrupted (its digest differs)")
+        if plan is not self.plan:
+            s = self._state
+            self._state = interpreter.new_state(
+                self._executor, plan, s.filters, batch=s.batch, dtype=self._dtype
+            )
+        if self._open:
+            prompt, _, history = extra
+            self._prompt = prompt
+            self._history = (
+                None if history is None else self._executor.xp.asarray(history, copy=True)
+            )
         emitted = masks["emitted"]
         self._restore_cursor(
             (
@@ -485,6 +683,18 @@ class OnlineConv:
                 int(emitted.sum()),
             )
         )
+
+    def _open_snapshot(self, state: dict[str, Any]) -> tuple[Plan, tuple[int, int, Any]]:
+        """The segment plan and ``(prompt, segment, history)`` of an open-ended snapshot."""
+        prompt = check_int("prompt", state["prompt"], 0, self._taps - 1)
+        segment = check_int("segment", state["segment"], prompt, self._taps - 1)
+        plan = make_plan(segment_length(segment, self._taps), self._spec, prompt=segment)
+        history = state["history"]
+        if history is not None:
+            self._check_input(history, (self.batch, self.channels, segment), "history", self._dtype)
+        elif segment != prompt:
+            raise ValueError("history is None only before the first segment's steps")
+        return plan, (prompt, segment, history)
 
 
 def _half(executor: Executor, dtype: Any) -> Any:

@@ -9,6 +9,9 @@ FFT plans, caches: reported apart in the "warm-up s" column, never in the timing
 Beside each measured time it prints the time predicted by the cost model, calibrated first
 on the same backend, dtype and width (--no-predict skips it), and where that time goes.
 
+--open-ended times generation stopped at each of --lengths (default 1000, 5000, 20000, 65536)
+with an open-ended OnlineConv (length=None) against a plan of exactly that length.
+
 --latency times every OnlineConv.step call instead (all schedules on one stream, in
 lock-step, after a warm-up pass reported apart) and prints p50, p99, p99.9, max and the mean
 per schedule; with --plot, a histogram per schedule.
@@ -42,6 +45,7 @@ from ._args import (
     schedule_names,
 )
 from ._latency import run_latency
+from ._open import run_open_ended
 from ._table import console, print_table
 
 __all__ = ["add_arguments", "print_results", "run"]
@@ -155,9 +159,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--schedules",
         type=schedule_names,
-        default=SCHEDULES,
+        default=None,
         metavar="S1,S2,...",
-        help=f"comma-separated schedules (default: {','.join(SCHEDULES)})",
+        help=f"comma-separated schedules (default: {','.join(SCHEDULES)}; continuous only "
+        "with --open-ended)",
     )
     parser.add_argument("--json", action="store_true", help="machine-readable output on stdout")
     parser.add_argument(
@@ -177,6 +182,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="instead: time every OnlineConv.step call; p50/p99/p99.9/max/mean per schedule "
         "(with --plot: a histogram per schedule)",
+    )
+    parser.add_argument(
+        "--open-ended",
+        action="store_true",
+        help="instead: generation stopped at each of --lengths (default 1000,5000,20000,65536) "
+        "with OnlineConv(length=None) vs a plan of exactly that length (use --repeats 3)",
     )
     parser.add_argument(
         "--warmup-steps",
@@ -247,6 +258,8 @@ def _check(args: argparse.Namespace) -> None:
             "--latency measures one pass of one length: it takes no --crossover, --lengths "
             "or --repeats"
         )
+    if args.open_ended and (args.latency or args.crossover or args.plot):
+        raise UsageError("--open-ended takes no --latency, --crossover or --plot")
     if args.warmup_steps is not None and not args.latency:
         raise UsageError("--warmup-steps goes with --latency")
     if args.warmup_steps is not None and args.warmup_steps > args.length:
@@ -259,10 +272,14 @@ def run(args: argparse.Namespace) -> int:
     executors = [resolve_backend(name, args.dtype) for name in args.backend or [None]]
     if args.crossover:
         return _crossover(args, executors)
+    if args.open_ended:
+        return run_open_ended(args, executors)
+    schedules = args.schedules or SCHEDULES
     if args.latency:
+        args.schedules = schedules
         return run_latency(args, executors)
     configs = [
-        {"backend": ex, "length": n, "channels": args.channels, "schedules": args.schedules}
+        {"backend": ex, "length": n, "channels": args.channels, "schedules": schedules}
         for ex in executors
         for n in args.lengths or [args.length]
     ]

@@ -65,8 +65,10 @@ class Decoder:
         The model.
     prompt_len : int
         Positions given at once to :meth:`prefill` (0: start with :meth:`step`).
-    steps : int
-        Positions given one at a time to :meth:`step`.
+    steps : int or None
+        Positions given one at a time to :meth:`step`; ``None`` for as many as the model's
+        ``max_len`` allows, with an open-ended online convolution (its plan extended in
+        segments as positions come, see :class:`~futurefill.OnlineConv`).
     schedule : str or PlanSpec
         Online-convolution schedule and its parameters (see :func:`futurefill.make_plan`).
     batch : int
@@ -91,15 +93,19 @@ class Decoder:
         model: DecodableModel,
         *,
         prompt_len: int,
-        steps: int,
+        steps: int | None,
         schedule: str | PlanSpec = "continuous",
         batch: int = 1,
         backend: str | Executor | None = None,
         timed: bool = False,
     ) -> None:
         cfg = model.config
-        total = prompt_len + steps
-        if total > cfg.max_len:
+        if steps is None and prompt_len >= cfg.max_len:
+            raise ValueError(
+                f"a prompt of {prompt_len} positions leaves none of the model's "
+                f"max_len = {cfg.max_len} to generate"
+            )
+        if steps is not None and prompt_len + steps > cfg.max_len:
             raise ValueError(
                 f"{prompt_len} prompt + {steps} online positions exceed the model's "
                 f"max_len = {cfg.max_len}"
@@ -110,13 +116,13 @@ class Decoder:
         self.weights: BackendWeights = model.backend_weights(self.executor)
         # Only the first prompt + steps taps can ever be used (a plan has at least one step:
         # the unused step of a one-token generation after a full-length prompt gets zero taps).
-        taps = prompt_len + max(steps, 1)
+        taps = cfg.max_len if steps is None else prompt_len + max(steps, 1)
         filters = np.concatenate([f[:, :taps] for f in model.host_filters()], axis=0)
         if filters.shape[1] < taps:
             filters = np.pad(filters, ((0, 0), (0, taps - filters.shape[1])))
         self.conv = OnlineConv(
             filters,
-            length=max(steps, 1),
+            length=None if steps is None else max(steps, 1),
             schedule=schedule,
             prompt=prompt_len,
             batch=batch,
@@ -291,18 +297,22 @@ def generate(
             f"{P} prompt + {online_steps(P, N)} online positions exceed the model's "
             f"max_len = {model.config.max_len}"
         )
+    stop = opts.stop_token
+    if stop is not None:
+        check_token_range(stop, stop, model.config.vocab_size, "stop_token")
     compiled = getattr(ex, "generate_greedy", None)
-    if compiled is not None and opts.temperature == 0 and not timed:
+    if compiled is not None and opts.temperature == 0 and not timed and stop is None:
         # The backend compiles the whole greedy loop (an optional executor capability).
         run = compiled(
             model, host_prompt, N, schedule=opts.schedule, batch=B,
             return_logits=opts.return_logits,
         )  # fmt: skip
         return Generation(tokens=run.tokens, logits=run.logits, decoder=None)
+    steps = online_steps(P, N)
     decoder = Decoder(
         model,
         prompt_len=P,
-        steps=online_steps(P, N),
+        steps=None if stop is not None and steps else steps,  # open-ended until the stop
         schedule=opts.schedule,
         batch=B,
         backend=ex,
@@ -316,6 +326,7 @@ def generate(
         logits = decoder.prefill(host_prompt)
     tokens: list[Array] = []
     kept: list[Array] = []
+    stopped = np.zeros(B, dtype=bool)
     for i in range(N):
         if opts.temperature == 0:
             tok = xp.argmax(logits, axis=-1)
@@ -323,9 +334,15 @@ def generate(
             scores = ex.to_numpy(logits) / opts.temperature
             scores = scores + rng.gumbel(size=(B, logits.shape[-1]))
             tok = ex.asarray(np.argmax(scores, axis=-1).astype(np.int64))
+        if stop is not None:  # rows that stopped are padded with the stop token
+            host = np.where(stopped, stop, ex.to_numpy(tok)).astype(np.int64)
+            stopped |= host == stop
+            tok = ex.asarray(host)
         tokens.append(tok)
         if opts.return_logits:
             kept.append(logits)
+        if stopped.all():
+            break
         if i + 1 < N:
             logits = decoder._step(tok)
     out = ex.to_numpy(xp.stack(tokens, axis=1)).astype(np.int64)

@@ -187,12 +187,14 @@ class ConvLM:
             Schedule, sampling, backend, batch and ``return_logits``.
         **overrides
             Fields of :class:`~futurefill.models.GenerationOptions` (``schedule``,
-            ``temperature``, ``seed``, ``backend``, ``batch``, ``return_logits``), documented
-            there; they override those of ``options``.
+            ``temperature``, ``seed``, ``backend``, ``batch``, ``return_logits``,
+            ``stop_token``), documented there; they override those of ``options``.
 
         Returns
         -------
-        tokens : ndarray of int64, shape (B, max_new_tokens)
+        tokens : ndarray of int64, shape (B, n)
+            ``n = max_new_tokens``, or fewer with ``stop_token``: up to the step where the
+            last sequence produced it (earlier-stopped sequences padded with it).
         logits : ndarray, shape (B, max_new_tokens, vocab_size)
             Only with ``return_logits``; ``logits[:, i]`` equals ``forward(sequence)[:, P-1+i]``
             with ``sequence`` the prompt followed by the generated tokens.

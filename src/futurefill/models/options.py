@@ -41,6 +41,12 @@ class GenerationOptions:
         prompt's rows.
     return_logits : bool
         Also return the logits each new token was chosen from.
+    stop_token : int, optional
+        End-of-sequence token id: generation stops once every sequence has produced it
+        (sequences that stopped earlier are padded with it), so fewer than ``max_new_tokens``
+        may be returned. The online convolution is then open-ended (its plan grows in
+        segments as tokens come), so the work done is that of the tokens generated. Runs the
+        stepwise decoder (not a compiled whole-loop program).
 
     Examples
     --------
@@ -56,6 +62,7 @@ class GenerationOptions:
     backend: str | Executor | None = None
     batch: int | None = None
     return_logits: bool = False
+    stop_token: int | None = None
 
     def __post_init__(self) -> None:
         check_real("temperature", self.temperature)
@@ -63,6 +70,8 @@ class GenerationOptions:
             check_int("seed", self.seed, 0)
         if self.batch is not None:
             check_int("batch", self.batch, 1)
+        if self.stop_token is not None:
+            check_int("stop_token", self.stop_token, 0)
         if not isinstance(self.return_logits, bool):
             raise TypeError(f"return_logits must be a bool, got {self.return_logits!r}")
 
