@@ -5,13 +5,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from futurefill import OnlineConv, Plan, interpreter, make_plan
+from futurefill import OnlineConv, Plan, PlanSpec, interpreter, make_plan
 from futurefill.plan import SCHEDULES
 from futurefill_numpy import NumpyExecutor
 
 from .conftest import decaying_filters, oracle
 
-BLOCKED = {"naive": {}, "epoched": {"epoch": 8}, "continuous": {"direct_below": 8}}
+BLOCKED = {
+    "naive": {},
+    "epoched": {"epoch": 8},
+    "continuous": {"direct_below": 8},
+    "deadline": {"direct_below": 4},
+}
 
 
 def _mid_block_plan() -> Plan:
@@ -103,3 +108,86 @@ def test_float32_rollout_stays_float32(rng) -> None:
     want = oracle(inputs.astype(np.float64), phi.astype(np.float64))
     # float32 FFTs: ~1e-7 relative per level, a handful of levels at L = 48
     np.testing.assert_allclose(ys, want, rtol=0, atol=1e-5 * np.abs(want).max())
+
+
+# ---------------------------------------------------------------------- deferred tasks
+def _deadline(phi: np.ndarray, length: int, **kwargs) -> OnlineConv:
+    spec = PlanSpec("deadline", direct_below=2, slack_from=4)
+    return OnlineConv(phi, length, schedule=spec, backend="numpy", **kwargs)
+
+
+def test_deadline_tasks_run_on_the_worker_and_stay_exact(rng) -> None:
+    B, C, P, L = 2, 3, 5, 300
+    phi = decaying_filters(rng, C, P + L)
+    u = rng.standard_normal((B, C, P + L))
+    conv = _deadline(phi, L, prompt=P, batch=B)
+    deferred, plan = conv.state.workspace.deferred, conv.plan
+    slack = plan.dst_start - P - (plan.after_step + 1)
+    assert deferred is not None and np.array_equal(deferred.defer, slack > 0)
+    assert deferred.defer.any() and not deferred.defer.all()  # the levels below 4 run at once
+    ys = [conv.prefill(u[..., :P])]
+    ys += [conv.step(u[..., P + t].copy())[..., None] for t in range(L)]
+    assert not deferred.pending  # the last outputs waited for everything due before them
+    got = np.concatenate(ys, axis=-1)
+    np.testing.assert_allclose(got, oracle(u, phi), rtol=0, atol=1e-12 * np.abs(got).max())
+
+
+def test_snapshots_settle_the_deferred_work(rng) -> None:
+    """A snapshot taken mid-step (some channels emitted) holds what the worker computed."""
+    B, C, L = 1, 3, 200
+    phi = decaying_filters(rng, C, L)
+    u = rng.standard_normal((B, C, L))
+    want = oracle(u, phi)
+    conv = _deadline(phi, L, batch=B)
+    for t in range(77):
+        conv.step(u[..., t].copy())
+    y0 = conv.emit(u[:, :1, 77].copy(), slice(0, 1))
+    snapshot = conv.state_dict()
+    assert (
+        not conv.state.workspace.deferred.pending and not conv.state.workspace.deferred.later.any()
+    )
+    resumed = _deadline(phi, L, batch=B)
+    resumed.load_state_dict(snapshot)
+    for stream in (conv, resumed):
+        y = stream.emit(u[:, 1:, 77].copy(), slice(1, None))
+        stream.advance()
+        np.testing.assert_allclose(np.concatenate([y0, y], 1), want[..., 77], atol=1e-12)
+        for t in range(78, L):
+            np.testing.assert_allclose(stream.step(u[..., t].copy()), want[..., t], atol=1e-12)
+        stream.reset()  # with work pending: settled, then cleared
+        for t in range(10):
+            np.testing.assert_allclose(stream.step(u[..., t].copy()), want[..., t], atol=1e-12)
+
+
+def test_a_failing_deferred_task_is_reported(rng, monkeypatch: pytest.MonkeyPatch) -> None:
+    import futurefill_numpy.executor as numpy_executor
+
+    class BrokenFFT:
+        def rfft(self, *args, **kwargs):
+            raise FloatingPointError("broken FFT")
+
+        irfft = rfft
+
+    phi = decaying_filters(rng, 2, 40)
+    conv = _deadline(phi, 40)
+    monkeypatch.setattr(numpy_executor, "_threaded_fft", BrokenFFT())
+    with pytest.raises(FloatingPointError, match="broken FFT"):
+        for _ in range(40):
+            conv.step(np.ones((1, 2)))
+    assert not conv.state.workspace.deferred.pending
+
+
+def test_without_a_threaded_fft_tasks_run_in_step(rng, monkeypatch: pytest.MonkeyPatch) -> None:
+    import futurefill_numpy.executor as numpy_executor
+
+    monkeypatch.setattr(numpy_executor, "_threaded_fft", None)
+    phi = decaying_filters(rng, 2, 64)
+    u = rng.standard_normal((1, 2, 64))
+    conv = _deadline(phi, 64)
+    assert conv.state.workspace.deferred is None
+    np.testing.assert_allclose(conv.run(u), oracle(u, phi), atol=1e-12)
+
+
+def test_continuous_defers_nothing() -> None:
+    conv = OnlineConv(np.ones((1, 64)), 64, backend="numpy", direct_below=2)
+    assert conv.state.workspace.deferred is None  # every task due at the next step

@@ -108,7 +108,7 @@ def test_bench_prints_a_table(capsys):
 def test_bench_json(capsys):
     assert cli(["bench", "--length", "32", "--channels", "2", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
-    assert {r["schedule"] for r in rows} == {"naive", "epoched", "continuous", "offline"}
+    assert {r["schedule"] for r in rows} == {*futurefill.SCHEDULES, "offline"}
 
 
 def test_demo_runs_small(capsys):
@@ -385,7 +385,7 @@ def test_bench_latency_table_json_and_plot(tmp_path, capsys):
         assert word in out
     assert cli([*argv, "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
-    assert [r["schedule"] for r in rows] == ["naive", "epoched", "continuous"]
+    assert [r["schedule"] for r in rows] == list(futurefill.SCHEDULES)
     for r in rows:
         assert r["p50_us"] <= r["p99_us"] <= r["p99.9_us"] <= r["max_us"]
         assert r["warmup_steps"] == 8

@@ -29,7 +29,7 @@ from futurefill.models import (
     decode_state_size,
 )
 
-SCHEDULES = ("naive", "epoched", "continuous")
+SCHEDULES = futurefill.SCHEDULES
 RTOL = 1e-9
 #: Model variants: a name and the configuration fields that make it.
 VARIANTS: dict[str, dict[str, str]] = {
@@ -107,7 +107,7 @@ def test_greedy_2048_tokens_identical_across_schedules(long_model: ConvLM, promp
     for schedule in SCHEDULES:
         runs[schedule] = long_model.generate(prompt, 2048, schedule=schedule, return_logits=True)
     tokens, logits = runs["continuous"]
-    for schedule in ("naive", "epoched"):
+    for schedule in SCHEDULES:
         np.testing.assert_array_equal(runs[schedule][0], tokens)
     # The random model (seed chosen for it) must not collapse into a short cycle, else equal
     # tokens would prove little: the last 500 tokens still use several ids.

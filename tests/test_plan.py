@@ -49,6 +49,32 @@ def test_continuous_coverage_property(length: int, prompt: int, log_direct: int)
 
 
 @settings(max_examples=150, deadline=None)
+@given(
+    length=st.integers(1, 600),
+    prompt=st.integers(0, 50),
+    log_direct=st.integers(0, 9),
+    log_slack=st.integers(0, 10),
+)
+def test_deadline_coverage_and_slack_property(
+    length: int, prompt: int, log_direct: int, log_slack: int
+) -> None:
+    k0, S = 1 << log_direct, 1 << log_slack
+    plan = make_plan(length, schedule="deadline", prompt=prompt, direct_below=k0, slack_from=S)
+    plan.validate()
+    assert _coverage_matrix(plan).max() == 1
+    # a task is due at once (as in continuous) only if it is no larger than slack_from;
+    # the others are due at least as many steps after their last input as they read inputs
+    ready = plan.after_step.astype(np.int64) + 1  # the first step that may see its result
+    due = plan.dst_start.astype(np.int64) - prompt
+    size = (plan.src_stop - plan.src_start).astype(np.int64)
+    slack = due > ready
+    assert np.all(size[~slack] <= max(S, k0))
+    assert np.all(due[slack] - ready[slack] >= size[slack])
+    assert np.all(size[slack] >= max(S, k0))
+    assert plan.tasks_start_windows  # NumPy's block accumulators stay valid
+
+
+@settings(max_examples=150, deadline=None)
 @given(length=st.integers(1, 600), prompt=st.integers(0, 50), epoch=st.integers(1, 700))
 def test_epoched_coverage_property(length: int, prompt: int, epoch: int) -> None:
     plan = make_plan(length, schedule="epoched", prompt=prompt, epoch=epoch)

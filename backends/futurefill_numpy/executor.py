@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import bisect
+import itertools
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -13,10 +16,51 @@ from futurefill.backends import ArrayAPIExecutor, ConvState, Program, compat_nam
 from futurefill.interpreter import check_feedback
 from futurefill.plan import TaskOffsets
 
+from ._worker import EarliestDeadlineWorker, Job
+
+try:  # scipy.fft releases the GIL (numpy.fft does not): tasks can run beside the steps
+    import scipy.fft as _threaded_fft
+except ImportError:  # pragma: no cover - scipy is a dependency; without it, no overlap
+    _threaded_fft = None
+
 __all__ = ["SHIPPED", "NumpyExecutor"]
+
+#: Work of one piece of a deferred task (FFT size x log2 of it x rows): some tens of
+#: microseconds, so that the stepping thread can take one over without a visible stall
+#: (a single row of a larger FFT is one piece too, left to the worker).
+_PIECE_WORK = 1 << 19
+#: The stepping thread takes over queued pieces due within this many window lengths.
+_HORIZON_BLOCKS = 2
+_ORDER = itertools.count()  # ties of equal due slots: in submission order
 
 #: The measured ``direct_below`` table shipped with this backend (``crossover.json``).
 SHIPPED = tuning.ShippedTable.load(__package__ or "futurefill_numpy")
+
+
+@dataclass
+class _Deferred:
+    """Tasks of one state run by the worker thread (those due after the next step).
+
+    Their contributions accumulate in ``later`` (the worker's own buffer, so that it never
+    adds into the same values as the stepping thread) and join the block accumulators when
+    the window block holding their first output starts: the stepping thread runs the pieces
+    the worker has not started yet itself and waits for those it is running. So that this
+    work does not pile up at a deadline when the worker falls behind, the stepping thread
+    also runs one queued piece per step once it is due within ``horizon`` slots.
+    ``pending`` is sorted by due slot; ``small`` are pieces of at most ``_PIECE_WORK``.
+    ``waits``, ``wait_seconds`` and ``helped`` count the waits, the time spent finishing
+    pieces at their deadline and the pieces the stepping thread ran early.
+    """
+
+    later: np.ndarray
+    defer: np.ndarray
+    due: np.ndarray
+    horizon: int
+    pending: list[tuple[int, int, Job]] = field(default_factory=list)
+    small: set[Job] = field(default_factory=set)
+    waits: int = 0
+    wait_seconds: float = 0.0
+    helped: int = 0
 
 
 @dataclass
@@ -33,6 +77,7 @@ class _Workspace:
     work: dict[int, tuple[np.ndarray, np.ndarray]]
     acc: np.ndarray | None
     acc_key: tuple[int, int] = (-1, -1)
+    deferred: _Deferred | None = None
 
 
 class NumpyExecutor(tuning.TunedCrossover, ArrayAPIExecutor):
@@ -43,7 +88,11 @@ class NumpyExecutor(tuning.TunedCrossover, ArrayAPIExecutor):
       (``numpy.fft``'s ``out=``) and adds into the buffer in place;
     * a step is three calls: store ``u_t``, one ``numpy.vecdot`` over the local window, one
       addition of the accumulated future (copied once per window block);
-    * :meth:`compile` gives rollouts a loop over the plan's tables with every lookup hoisted.
+    * :meth:`compile` gives rollouts a loop over the plan's tables with every lookup hoisted;
+    * tasks due later than the next step (the ``deadline`` schedule's large tiles) run on a
+      background thread, earliest deadline first, in pieces of a few channels, with
+      ``scipy.fft`` (which releases the GIL); the stepping thread waits for a task only when
+      the window block holding its first output starts and it is not done yet.
 
     The continuous schedule's ``direct_below`` defaults to what ``futurefill tune`` stored for
     the width (``batch * channels``), else to the measured table shipped in this package
@@ -65,6 +114,7 @@ class NumpyExecutor(tuning.TunedCrossover, ArrayAPIExecutor):
             raise ValueError(f"the numpy backend runs on the CPU, not on {device!r}")
         super().__init__(compat_namespace("numpy"), None)
         self.tuned = bool(tuned)
+        self._worker: EarliestDeadlineWorker | None = None
 
     def is_native(self, x: object) -> bool:
         return type(x) is np.ndarray
@@ -86,6 +136,12 @@ class NumpyExecutor(tuning.TunedCrossover, ArrayAPIExecutor):
             },
             acc=np.empty((*lead, plan.window_length), buf.dtype) if accumulates else None,
         )
+        if accumulates and _threaded_fft is not None:
+            due = plan.dst_start.astype(np.int64) - plan.origin  # slot of the first output
+            defer = due > plan.after_step.astype(np.int64) + 1 + plan.prompt - plan.origin
+            if defer.any():
+                horizon = _HORIZON_BLOCKS * plan.window_length
+                state.workspace.deferred = _Deferred(np.zeros_like(buf), defer, due, horizon)
 
     @staticmethod
     def _block_accumulators(state: ConvState, slot: int, start: int) -> np.ndarray | None:
@@ -98,6 +154,10 @@ class NumpyExecutor(tuning.TunedCrossover, ArrayAPIExecutor):
             buf = state.buffer
             stop = min(start + acc.shape[-1], buf.shape[-1])
             acc[..., slot - start : stop - start] = buf[..., slot:stop]
+            deferred = ws.deferred
+            if deferred is not None:
+                _wait(deferred, stop)
+                acc[..., slot - start : stop - start] += deferred.later[..., slot:stop]
             ws.acc_key = (start, state.revision)
         return acc
 
@@ -126,19 +186,15 @@ class NumpyExecutor(tuning.TunedCrossover, ArrayAPIExecutor):
         """The rollout loop over the plan's tables, with every lookup hoisted out of it."""
         if not self._blockwise(state):
             return None
-        fill = self.fill_task
+        run_task = self._run_task
         accumulators = self._block_accumulators
+        deferred = state.workspace.deferred
 
         def program(state: ConvState, u0: np.ndarray, steps: int) -> np.ndarray:
             plan = state.plan
             buf, taps = state.buffer, state.taps_reversed
             W = taps.shape[-1]
-            slots, starts, task_ptr, offsets = (
-                plan.slot,
-                plan.window_slot,
-                plan.task_ptr,
-                plan.task_offsets,
-            )
+            slots, starts, task_ptr = plan.slot, plan.window_slot, plan.task_ptr
             vecdot = np.vecdot
             out = np.empty((steps, *buf.shape[:2]), dtype=buf.dtype)
             u = u0
@@ -154,7 +210,9 @@ class NumpyExecutor(tuning.TunedCrossover, ArrayAPIExecutor):
                 if acc is not None:
                     y += acc[..., slot - start]
                 for task in range(task_ptr.item(t), task_ptr.item(t + 1)):
-                    fill(state, offsets(task))
+                    run_task(state, task)
+                if deferred is not None and deferred.pending:
+                    _help(deferred, slot + 1)
                 t += 1
                 state.step = t
                 if i + 1 < steps:
@@ -163,6 +221,52 @@ class NumpyExecutor(tuning.TunedCrossover, ArrayAPIExecutor):
             return np.moveaxis(out, 0, -1)
 
         return program
+
+    def fill(self, state: ConvState, step: int) -> None:
+        ptr = state.plan.task_ptr
+        for task in range(ptr.item(step), ptr.item(step + 1)):
+            self._run_task(state, task)
+        deferred = state.workspace.deferred
+        if deferred is not None and deferred.pending:
+            _help(deferred, state.plan.slot.item(step) + 1)
+
+    def _run_task(self, state: ConvState, task: int) -> None:
+        """Run task ``task`` of the plan now, or hand it to the worker if it is due later."""
+        deferred = state.workspace.deferred
+        offsets = state.plan.task_offsets(task)
+        if deferred is None or not deferred.defer[task]:
+            self.fill_task(state, offsets)
+            return
+        if self._worker is None:
+            self._worker = EarliestDeadlineWorker()
+        a, b, c, d, r, n, key = offsets
+        buf, spectrum = state.buffer, state.spectra[key]
+        due = int(deferred.due[task])
+        row_work = n * n.bit_length() * buf.shape[0]
+        rows = max(1, _PIECE_WORK // row_work)
+        for lo in range(0, buf.shape[1], rows):
+            ch = slice(lo, lo + rows)
+            piece = (buf[:, ch, a:b], spectrum[ch], n, r, deferred.later[:, ch, c:d])
+            job = self._worker.submit(due, _Piece(*piece))
+            bisect.insort(deferred.pending, (due, next(_ORDER), job), key=_by_due)
+            if row_work <= _PIECE_WORK:
+                deferred.small.add(job)
+
+    def settle(self, state: ConvState) -> None:
+        """Wait for the state's deferred tasks and add what they computed into the buffer."""
+        ws = state.workspace
+        deferred = ws.deferred if isinstance(ws, _Workspace) else None
+        if deferred is None:
+            return
+        _wait(deferred, None)
+        plan, buf, later = state.plan, state.buffer, deferred.later
+        if state.step < plan.length:
+            slot = plan.slot.item(state.step)
+            waiting = ~state.emitted  # channels whose slot still holds their future
+            buf[:, waiting, slot] += later[:, waiting, slot]
+            buf[..., slot + 1 :] += later[..., slot + 1 :]
+        later[...] = 0
+        ws.acc_key = (-1, -1)  # the accumulators are copied again, from the buffer
 
     def fill_task(self, state: ConvState, task: TaskOffsets) -> None:
         buf = state.buffer
@@ -174,4 +278,67 @@ class NumpyExecutor(tuning.TunedCrossover, ArrayAPIExecutor):
         buf[..., c:d] += z[..., r : r + d - c]
 
     def clear(self, state: ConvState) -> None:
+        self.settle(state)
         state.buffer[...] = 0
+
+
+@dataclass(frozen=True)
+class _Piece:
+    """One piece (some channels) of a deferred task, run by the worker thread: the block's
+    contribution added into the worker's own buffer ``out``."""
+
+    block: np.ndarray
+    spectrum: np.ndarray
+    n: int
+    read_start: int
+    out: np.ndarray
+
+    def __call__(self) -> None:
+        fft = _threaded_fft
+        z = fft.irfft(fft.rfft(self.block, self.n, axis=-1) * self.spectrum, self.n, axis=-1)
+        out = self.out
+        out += z[..., self.read_start : self.read_start + out.shape[-1]]
+
+
+def _by_due(entry: tuple[int, int, Job]) -> tuple[int, int]:
+    return entry[0], entry[1]
+
+
+def _help(deferred: _Deferred, slot: int) -> None:
+    """Run the first queued piece due within the horizon of ``slot`` here (one per step)."""
+    pending, small = deferred.pending, deferred.small
+    while pending and pending[0][2].done():  # finished: nothing to wait for
+        job = pending.pop(0)[2]
+        small.discard(job)
+        job.finish()  # delivers the work's exception, if any
+    limit = slot + deferred.horizon
+    for due, _, job in pending:
+        if due >= limit:
+            return
+        if job in small and job.run_if_unclaimed():
+            deferred.helped += 1
+            return
+
+
+def _wait(deferred: _Deferred, before: int | None) -> None:
+    """Finish the pending pieces whose first output slot is below ``before`` (all: None)."""
+    if not deferred.pending:
+        return
+    cut = len(deferred.pending)
+    if before is not None:
+        cut = bisect.bisect_left(deferred.pending, before, key=lambda entry: entry[0])
+    now, deferred.pending = deferred.pending[:cut], deferred.pending[cut:]
+    deferred.small.difference_update(job for _, _, job in now)
+    start = time.perf_counter()
+    late = False
+    error: BaseException | None = None
+    for _, _, job in now:  # every one finished, even after a failure: none writes later
+        late = late or not job.done()
+        try:
+            deferred.waits += job.finish()
+        except BaseException as exc:  # the work's failure, delivered here
+            error = error or exc
+    if late:
+        deferred.wait_seconds += time.perf_counter() - start
+    if error is not None:
+        raise error

@@ -25,6 +25,11 @@ PICTURES: dict[str, tuple[dict[str, object], dict[str, object]]] = {
         {},
     ),
     "plan-continuous-16-prompt8.png": (dict(length=16, schedule="continuous", prompt=8), {}),
+    "plan-deadline-64.png": (dict(length=64, schedule="deadline", slack_from=4), {}),
+    "plan-deadline-64-step.png": (
+        dict(length=64, schedule="deadline", slack_from=4),
+        {"color_by": "step"},
+    ),
 }
 
 

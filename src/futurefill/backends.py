@@ -99,6 +99,11 @@ class Executor(Protocol):
     def clear(self, state: ConvState) -> None:
         """Zero the buffer."""
 
+    def settle(self, state: ConvState) -> None:
+        """Finish the work this executor deferred (tasks run in the background) and put it
+        into ``state.buffer``: called before the buffer is read, copied or replaced outside
+        the kernels (snapshots, restores, reset, open-ended segments)."""
+
     def compile(self, state: ConvState, feedback: Callable[[Array], Array]) -> Program | None:
         """A whole-rollout program for ``state``'s plan and this feedback, or ``None``."""
 
@@ -254,6 +259,9 @@ class ArrayAPIExecutor:
 
     def clear(self, state: ConvState) -> None:
         state.buffer = xpx.at(state.buffer)[...].set(0)
+
+    def settle(self, state: ConvState) -> None:
+        return None
 
     def compile(self, state: ConvState, feedback: Callable[[Array], Array]) -> Program | None:
         return None

@@ -45,12 +45,13 @@ def state_bytes(plan: Plan, *, batch: int, channels: int, taps: int, itemsize: i
 
 
 def new_state(
-    executor: Executor, plan: Plan, filters: Array, *, batch: int, dtype: Any
+    executor: Executor, plan: Plan, filters: Array, *, batch: int, dtype: Any, copy: bool = True
 ) -> ConvState:
     """Allocate a state: a private copy of the filters, the spectra once, a zero buffer.
 
     The size is estimated first and refused with a :class:`MemoryError` naming it when it
-    would not fit.
+    would not fit. ``copy=False`` shares ``filters`` when they are already the backend's array
+    of ``dtype`` (another state's private copy: states never change their filters).
     """
     channels, taps = int(filters.shape[0]), int(filters.shape[1])
     xp = executor.xp
@@ -60,7 +61,7 @@ def new_state(
     with executor.activate():
         # A private copy: the caller may change their array later, and the spectra computed
         # now must keep matching the taps read at every step.
-        filt = xp.asarray(executor.asarray(filters, dtype=dtype), copy=True)
+        filt = xp.asarray(executor.asarray(filters, dtype=dtype), copy=copy or None)
         state = ConvState(
             plan=plan,
             filters=filt,
@@ -215,6 +216,7 @@ def _loop(
 
 def reset(executor: Executor, state: ConvState) -> None:
     """Forget all inputs and return to step 0 (filters and spectra stay)."""
+    executor.settle(state)
     executor.clear(state)
     state.step = 0
     state.num_emitted = 0

@@ -497,7 +497,7 @@ class OnlineConv:
         plan = make_plan(segment_length(prompt, self._taps), self._spec, prompt=prompt)
         if plan is not s.plan:
             self._state = interpreter.new_state(
-                self._executor, plan, s.filters, batch=s.batch, dtype=self._dtype
+                self._executor, plan, s.filters, batch=s.batch, dtype=self._dtype, copy=False
             )
         else:
             interpreter.reset(self._executor, s)
@@ -555,11 +555,13 @@ class OnlineConv:
 
     def _copy_cursor(self) -> tuple[Any, int, np.ndarray, np.ndarray, int]:
         s = self._state
+        self._executor.settle(s)  # work running in the background joins the buffer
         buffer = self._executor.xp.asarray(s.buffer, copy=True)
         return buffer, s.step, s.prefilled.copy(), s.emitted.copy(), s.num_emitted
 
     def _restore_cursor(self, saved: tuple[Any, int, np.ndarray, np.ndarray, int]) -> None:
         s = self._state
+        self._executor.settle(s)
         buffer, s.step, prefilled, emitted, s.num_emitted = saved
         s.buffer = buffer
         s.prefilled[:] = prefilled
@@ -665,7 +667,7 @@ class OnlineConv:
         if plan is not self.plan:
             s = self._state
             self._state = interpreter.new_state(
-                self._executor, plan, s.filters, batch=s.batch, dtype=self._dtype
+                self._executor, plan, s.filters, batch=s.batch, dtype=self._dtype, copy=False
             )
         if self._open:
             prompt, _, history = extra

@@ -57,6 +57,7 @@ def history_after(executor: Executor, state: ConvState, history: Array | None) -
     input (slot ``position - plan.origin``).
     """
     plan = state.plan
+    executor.settle(state)  # nothing left running on the state being replaced
     own = state.buffer[..., plan.prompt - plan.origin : plan.total - plan.origin]
     if history is None:
         return executor.xp.asarray(own, copy=True)
@@ -90,7 +91,7 @@ def next_segment(
         return None
     plan: Plan = make_plan(steps, spec, prompt=done)
     new = interpreter.new_state(
-        executor, plan, state.filters, batch=state.batch, dtype=state.filters.dtype
+        executor, plan, state.filters, batch=state.batch, dtype=state.filters.dtype, copy=False
     )
     if plan.prefill_fills_future:
         fill_from_history(executor, new, history)

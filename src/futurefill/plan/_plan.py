@@ -301,16 +301,21 @@ class Plan(PlanTables):
 
     @property
     def tasks_start_windows(self) -> bool:
-        """Whether every task writes from the first position of a window block onwards.
+        """Whether every task writes from the first step of a window block onwards.
 
-        Then the accumulated future of a whole window block is final when its first step
-        starts (tasks only write blocks not yet started), so an executor may copy it once per
-        block, and tasks run inside a block may wait until its end.
+        A window block is a run of steps whose local windows start at the same position
+        (where the window start changes, a block begins). Then the accumulated future of a
+        whole window block is final when its first step starts (tasks only write blocks not
+        yet started), so an executor may copy it once per block, and tasks run inside a
+        block may wait until its end.
         """
         if self.num_tasks == 0:
             return True
-        first = self.dst_start.astype(np.int64)
-        return bool(np.all(self.window_start[first - self.prompt] == first))
+        first = self.dst_start.astype(np.int64) - self.prompt  # step of the first output
+        starts = self.window_start
+        begins = np.ones(self.length, dtype=bool)
+        begins[1:] = starts[1:] != starts[:-1]
+        return bool(np.all(begins[first]))
 
     # ------------------------------------------------------------------ task tables
     def tasks(self, step: int | None = None) -> IntArray:
