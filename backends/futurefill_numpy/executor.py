@@ -20,7 +20,7 @@ from ._worker import EarliestDeadlineWorker, Job
 
 try:  # scipy.fft releases the GIL (numpy.fft does not): tasks can run beside the steps
     import scipy.fft as _threaded_fft
-except ImportError:  # pragma: no cover - scipy is a dependency; without it, no overlap
+except ImportError:  # pragma: no cover - a dependency; without it, tasks run in the step
     _threaded_fft = None
 
 __all__ = ["SHIPPED", "NumpyExecutor"]
