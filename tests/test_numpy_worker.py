@@ -51,3 +51,24 @@ def test_a_job_runs_once_and_its_exception_is_delivered() -> None:
     with pytest.raises(ValueError, match="boom"):
         job.finish()
     assert calls == [1]
+
+
+def test_a_stopped_worker_leaves_its_queue_to_finish() -> None:
+    worker = EarliestDeadlineWorker(name="test-worker")
+    gate, started = threading.Event(), threading.Event()
+
+    def block() -> None:
+        started.set()
+        gate.wait()
+
+    blocker = worker.submit(0, block)
+    ran = []
+    queued = worker.submit(1, lambda: ran.append(1))
+    assert started.wait(10)  # the worker is running the first job
+    stopper = threading.Thread(target=worker.stop)
+    stopper.start()
+    gate.set()
+    stopper.join(10)
+    assert blocker.done() and not stopper.is_alive()
+    queued.finish()  # still runs, here, exactly once
+    assert ran == [1]

@@ -10,6 +10,7 @@ running.
 
 from __future__ import annotations
 
+import atexit
 import heapq
 import itertools
 import threading
@@ -66,14 +67,28 @@ def _nothing() -> None:
 
 class EarliestDeadlineWorker:
     """One daemon thread running submitted jobs in order of their deadline (ties: in
-    submission order); jobs somebody else already ran are skipped."""
+    submission order); jobs somebody else already ran are skipped.
+
+    It is stopped when the interpreter exits (after the job it is running): a daemon thread
+    still inside a C++ FFT while Python shuts down would abort the process.
+    """
 
     def __init__(self, name: str = "futurefill-deferred") -> None:
         self._heap: list[tuple[int, int, Job]] = []
         self._seq = itertools.count()
         self._ready = threading.Condition()
+        self._stopping = False
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self._thread.start()
+        atexit.register(self.stop)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the thread once its current job is done; queued jobs are left to whoever
+        finishes them (:meth:`Job.finish` runs them in the calling thread)."""
+        with self._ready:
+            self._stopping = True
+            self._ready.notify()
+        self._thread.join(timeout)
 
     def submit(self, deadline: int, work: Callable[[], None]) -> Job:
         """Queue ``work``; the earliest ``deadline`` runs first."""
@@ -86,7 +101,9 @@ class EarliestDeadlineWorker:
     def _loop(self) -> None:
         while True:
             with self._ready:
-                while not self._heap:
+                while not self._heap and not self._stopping:
                     self._ready.wait()
+                if self._stopping:
+                    return
                 job = heapq.heappop(self._heap)[2]
             job.run_if_unclaimed()
