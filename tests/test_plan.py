@@ -24,6 +24,8 @@ from futurefill.plan import (
 )
 from futurefill.plan.cost import plan_cost
 
+from .test_custom_schedules import block_to_rest
+
 LENGTHS = [1, 2, 3, 5, 16, 17, 100, 1000, 4097]
 STORED_TASK_COLUMNS = TASK_COLUMNS[1:]  # after_step is derived from task_ptr
 
@@ -465,16 +467,7 @@ def _block_to_rest(length: int, prompt: int, *, block: int) -> Tiling:
 
     (Only the first line is the description.)
     """
-    steps = np.arange(length)
-    ends = np.arange(block, length, block)
-    tasks = {
-        "after_step": ends - 1,
-        "src_start": prompt + ends - block,
-        "src_stop": prompt + ends,
-        "dst_start": prompt + ends,
-        "dst_stop": np.full_like(ends, prompt + length),
-    }
-    return Tiling(window_start=prompt + (steps // block) * block, tasks=tasks)
+    return block_to_rest(length, prompt, block=block)
 
 
 def _overlapping(length: int, prompt: int) -> Tiling:

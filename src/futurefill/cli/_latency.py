@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 from collections.abc import Sequence
 
 from ..backends import Executor
 from ..latency import LatencyResult, measure_latency
 from ._args import UsageError
-from ._table import print_table
+from ._table import print_or_json, print_table
 
 __all__ = ["print_latency", "run_latency"]
 
@@ -69,11 +67,7 @@ def run_latency(args: argparse.Namespace, executors: Sequence[Executor]) -> int:
             schedules=args.schedules,
             warmup_steps=args.warmup_steps,
         )
-    if args.json:
-        json.dump([r.as_dict() for r in results], sys.stdout, indent=1)
-        sys.stdout.write("\n")
-    else:
-        print_latency(results)
+    print_or_json(results, args.json, print_latency)
     if args.plot:
         from ..plot import plot_latency
 

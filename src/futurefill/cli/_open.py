@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 from collections.abc import Sequence
 
 from ..backends import Executor
 from ..bench_open import DEFAULT_STOPS, OpenEndedResult, measure_open_ended
-from ._table import print_table
+from ._table import print_or_json, print_table
 
 __all__ = ["print_open_ended", "run_open_ended"]
 
@@ -57,9 +55,5 @@ def run_open_ended(args: argparse.Namespace, executors: Sequence[Executor]) -> i
                 schedule=schedule,
                 repeats=args.repeats,
             )
-    if args.json:
-        json.dump([r.as_dict() for r in results], sys.stdout, indent=1)
-        sys.stdout.write("\n")
-    else:
-        print_open_ended(results)
+    print_or_json(results, args.json, print_open_ended)
     return 0

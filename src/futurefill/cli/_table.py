@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import shutil
-from collections.abc import Collection, Iterable, Sequence
+import sys
+from collections.abc import Callable, Collection, Iterable, Sequence
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
-__all__ = ["console", "print_table"]
+__all__ = ["console", "print_or_json", "print_table"]
 
 #: Narrowest console: tables are not squeezed in pipes and CI logs.
 MIN_WIDTH = 120
@@ -53,3 +56,15 @@ def print_table(
     # Wide enough that no cell is cut: the widest cell of every column plus the borders.
     widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
     console(width=sum(widths) + 3 * len(widths) + 1).print(table)
+
+
+def print_or_json(
+    results: Sequence[Any], as_json: bool, print_rows: Callable[[Sequence[Any]], None]
+) -> None:
+    """With ``--json``, the results' ``as_dict()`` as a JSON list on stdout; else the table
+    ``print_rows(results)`` prints."""
+    if as_json:
+        json.dump([r.as_dict() for r in results], sys.stdout, indent=1)
+        sys.stdout.write("\n")
+    else:
+        print_rows(results)

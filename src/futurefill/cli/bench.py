@@ -46,7 +46,7 @@ from ._args import (
 )
 from ._latency import run_latency
 from ._open import run_open_ended
-from ._table import console, print_table
+from ._table import console, print_or_json, print_table
 
 __all__ = ["add_arguments", "print_results", "run"]
 
@@ -290,11 +290,11 @@ def run(args: argparse.Namespace) -> int:
         repeats=args.repeats,
         predict=not args.no_predict,
     )
-    if args.json:
-        json.dump([r.as_dict() for r in results], sys.stdout, indent=1)
-        sys.stdout.write("\n")
-    else:
-        print_results(results, "same-run comparison (ratios are what count)")
+    print_or_json(
+        results,
+        args.json,
+        lambda rows: print_results(rows, "same-run comparison (ratios are what count)"),
+    )
     if args.plot:
         from ..plot import plot_scaling
 
