@@ -47,7 +47,9 @@ class _Deferred:
     the worker has not started yet itself and waits for those it is running. So that this
     work does not pile up at a deadline when the worker falls behind, the stepping thread
     also runs one queued piece per step once it is due within ``horizon`` slots.
-    ``pending`` is sorted by due slot; ``small`` are pieces of at most ``_PIECE_WORK``.
+    ``pending`` holds ``(due slot, order, job, small)`` sorted by due slot (ties: in order of
+    submission); ``small`` pieces (at most ``_PIECE_WORK``) are those the stepping thread may
+    take over early.
     ``waits``, ``wait_seconds`` and ``helped`` count the waits, the time spent finishing
     pieces at their deadline and the pieces the stepping thread ran early.
     """
@@ -56,8 +58,7 @@ class _Deferred:
     defer: np.ndarray
     due: np.ndarray
     horizon: int
-    pending: list[tuple[int, int, Job]] = field(default_factory=list)
-    small: set[Job] = field(default_factory=set)
+    pending: list[tuple[int, int, Job, bool]] = field(default_factory=list)
     waits: int = 0
     wait_seconds: float = 0.0
     helped: int = 0
@@ -248,14 +249,12 @@ class NumpyExecutor(tuning.TunedCrossover, ArrayAPIExecutor):
             ch = slice(lo, lo + rows)
             piece = (buf[:, ch, a:b], spectrum[ch], n, r, deferred.later[:, ch, c:d])
             job = self._worker.submit(due, _Piece(*piece))
-            bisect.insort(deferred.pending, (due, next(_ORDER), job), key=_by_due)
-            if row_work <= _PIECE_WORK:
-                deferred.small.add(job)
+            bisect.insort(deferred.pending, (due, next(_ORDER), job, row_work <= _PIECE_WORK))
 
     def settle(self, state: ConvState) -> None:
         """Wait for the state's deferred tasks and add what they computed into the buffer."""
         ws = state.workspace
-        deferred = ws.deferred if isinstance(ws, _Workspace) else None
+        deferred = getattr(ws, "deferred", None)
         if deferred is None:
             return
         _wait(deferred, None)
@@ -300,22 +299,16 @@ class _Piece:
         out += z[..., self.read_start : self.read_start + out.shape[-1]]
 
 
-def _by_due(entry: tuple[int, int, Job]) -> tuple[int, int]:
-    return entry[0], entry[1]
-
-
 def _help(deferred: _Deferred, slot: int) -> None:
     """Run the first queued piece due within the horizon of ``slot`` here (one per step)."""
-    pending, small = deferred.pending, deferred.small
+    pending = deferred.pending
     while pending and pending[0][2].done():  # finished: nothing to wait for
-        job = pending.pop(0)[2]
-        small.discard(job)
-        job.finish()  # delivers the work's exception, if any
+        pending.pop(0)[2].finish()  # delivers the work's exception, if any
     limit = slot + deferred.horizon
-    for due, _, job in pending:
+    for due, _, job, small in pending:
         if due >= limit:
             return
-        if job in small and job.run_if_unclaimed():
+        if small and job.run_if_unclaimed():
             deferred.helped += 1
             return
 
@@ -324,15 +317,14 @@ def _wait(deferred: _Deferred, before: int | None) -> None:
     """Finish the pending pieces whose first output slot is below ``before`` (all: None)."""
     if not deferred.pending:
         return
-    cut = len(deferred.pending)
-    if before is not None:
-        cut = bisect.bisect_left(deferred.pending, before, key=lambda entry: entry[0])
+    cut = (
+        len(deferred.pending) if before is None else bisect.bisect_left(deferred.pending, (before,))
+    )
     now, deferred.pending = deferred.pending[:cut], deferred.pending[cut:]
-    deferred.small.difference_update(job for _, _, job in now)
     start = time.perf_counter()
     late = False
     error: BaseException | None = None
-    for _, _, job in now:  # every one finished, even after a failure: none writes later
+    for _, _, job, _ in now:  # every one finished, even after a failure: none writes later
         late = late or not job.done()
         try:
             deferred.waits += job.finish()

@@ -514,9 +514,8 @@ class OnlineConv:
                     f"{self.position} steps); call reset() or give longer filters"
                 )
             history = history_after(self._executor, s, self._history)
-            new = next_segment(self._executor, self._spec, s, history, taps=self._taps)
-            assert new is not None  # taps remain
-            self._state, self._history = new, history
+            self._state = next_segment(self._executor, self._spec, s, history, taps=self._taps)
+            self._history = history
         return self._state
 
     def _compute_feedback(self, feedback: Callable[[Array], Array]) -> Callable[[Array], Array]:

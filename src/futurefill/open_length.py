@@ -80,16 +80,12 @@ def next_segment(
     history: Array,
     *,
     taps: int,
-) -> ConvState | None:
-    """The state of the segment after ``state``'s, its prompt ``history`` prefilled.
+) -> ConvState:
+    """The state of the segment after ``state``'s, its prompt ``history`` given to it.
 
-    Returns ``None`` when the filters' taps leave no position for another segment.
+    The filters' ``taps`` must leave a position after the history (the caller checks).
     """
-    done = int(history.shape[-1])
-    steps = segment_length(done, taps)
-    if steps == 0:
-        return None
-    plan: Plan = make_plan(steps, spec, prompt=done)
+    plan: Plan = make_plan(segment_length(history.shape[-1], taps), spec, prompt=history.shape[-1])
     new = interpreter.new_state(
         executor, plan, state.filters, batch=state.batch, dtype=state.filters.dtype, copy=False
     )
@@ -114,6 +110,6 @@ def fill_from_history(executor: Executor, state: ConvState, history: Array) -> N
     with executor.activate():
         spectrum = ops.filter_spectrum(state.filters, 1, done + steps, n, xp=xp)
         future = ops.fill_future(history, spectrum, n, done - 1, done - 1 + steps, xp=xp)
-        state.buffer = xpx.at(state.buffer)[...].set(xp.astype(future, state.buffer.dtype))
+        state.buffer = xpx.at(state.buffer)[...].set(future)
     state.prefilled[:] = True
     state.revision += 1  # the buffer changed outside the kernels

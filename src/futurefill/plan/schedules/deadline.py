@@ -86,7 +86,7 @@ def deadline(length: int, prompt: int, *, direct_below: int, slack_from: int) ->
         "dst_stop": P + d,
         "filter_start": lo,
         "filter_stop": hi,
-        "fft_size": _fft_size(d - a - lo),
+        "fft_size": _fft_size(d - a - lo),  # no wrap-around onto the outputs
     }
     return Tiling(window_start=P + (steps // k0) * k0, tasks=tasks)
 
@@ -101,8 +101,8 @@ def _small_levels(L: int, k0: int, S: int) -> tuple[np.ndarray, ...]:
 
 
 def _fft_size(need: np.ndarray) -> np.ndarray:
-    """The smallest ``2**m`` or ``3 * 2**m`` at least ``need + 1`` (sizes FFTs do well)."""
-    need = np.maximum(need + 1, 1)
+    """The smallest ``2**m`` or ``3 * 2**m`` at least ``need`` (sizes FFTs do well)."""
+    need = np.maximum(need, 1)
     pow2 = 1 << np.ceil(np.log2(need)).astype(np.int64)
     three = 3 * (1 << np.maximum(np.ceil(np.log2(need / 3)), 0).astype(np.int64))
     return np.where((three >= need) & (three < pow2), three, pow2)
