@@ -16,6 +16,7 @@ BLOCKED = {
     "epoched": {"epoch": 8},
     "continuous": {"direct_below": 8},
     "deadline": {"direct_below": 4},
+    "reuse": {"direct_below": 2, "radix": 3},
 }
 
 

@@ -178,6 +178,11 @@ BAD_ARGUMENTS = [
     (["bench", "--repeats", "0"], "--repeats"),
     (["bench", "--backend", "nope"], "nope"),
     (["bench", "--schedules", "naive,fast"], "fast"),
+    (["bench", "--schedules", "reuse:radix"], "param=value"),
+    (["bench", "--schedules", "reuse:epoch=4"], "radix, direct_below"),
+    (["bench", "--schedules", "reuse:radix=1"], "radix must be >= 2"),
+    (["bench", "--schedules", "reuse:radix=two"], "'two' is not an integer"),
+    (["bench", "--schedules", "continuous:direct_below=3"], "power of two"),
     (["bench", "--plot", "scaling.unknownext"], "unknownext"),
     (["bench", "--plot", "/nonexistent-dir/scaling.png"], "/nonexistent-dir"),
     (["bench", "--crossover", "--plot", "x.png"], "--crossover"),
@@ -249,6 +254,30 @@ def test_plot_without_a_suffix_reports_the_file_written(tmp_path, capsys):
     written = tmp_path / "tiling.png"
     assert written.read_bytes()[:4] == b"\x89PNG"
     assert f"plot: wrote {written}" in capsys.readouterr().out
+
+
+def test_bench_schedules_with_parameters(capsys):
+    argv = ["bench", "--length", "64", "--channels", "2", "--no-predict", "--json"]
+    assert cli([*argv, "--schedules", "continuous,reuse:radix=4:direct_below=2"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    labels = [r["schedule"] for r in rows]
+    assert labels == ["continuous", "reuse(direct_below=2, radix=4)", "offline"]
+    assert all(r["max_deviation"] < 1e-12 for r in rows if r["max_deviation"] is not None)
+
+
+def test_plan_refuses_a_parameter_of_another_schedule(capsys):
+    assert cli(["plan", "--length", "8", "--schedule", "continuous", "--radix", "4"]) == 2
+    assert "takes direct_below, not radix" in _one_line_error(capsys, "plan")
+
+
+def test_plan_prints_the_shared_transforms(capsys):
+    argv = ["plan", "--length", "64", "--schedule", "reuse", "--radix", "4", "--validate"]
+    assert cli(argv) == 0
+    out = capsys.readouterr().out
+    # levels of 1, 4 and 16 steps: 16, 4 and 1 groups of 4 blocks, each 3 forward, 6
+    # products and 3 inverse transforms
+    assert "shared transforms         : 63 forward, 126 products, 63 inverse" in out
+    assert "validate: OK" in out
 
 
 def test_bench_backend_from_the_environment(monkeypatch, capsys):

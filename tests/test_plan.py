@@ -23,6 +23,7 @@ from futurefill.plan import (
     schedule_info,
 )
 from futurefill.plan.cost import plan_cost
+from futurefill.plan.transforms import FORWARD, INVERSE, PRODUCT
 
 from .test_custom_schedules import block_to_rest
 
@@ -74,6 +75,54 @@ def test_deadline_coverage_and_slack_property(
     assert np.all(due[slack] - ready[slack] >= size[slack])
     assert np.all(size[slack] >= max(S, k0))
     assert plan.tasks_start_windows  # NumPy's block accumulators stay valid
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    length=st.integers(1, 600),
+    prompt=st.integers(0, 50),
+    radix=st.integers(2, 9),
+    direct_below=st.integers(1, 40),
+)
+def test_reuse_coverage_and_sharing_property(
+    length: int, prompt: int, radix: int, direct_below: int
+) -> None:
+    plan = make_plan(length, "reuse", prompt=prompt, radix=radix, direct_below=direct_below)
+    plan.validate()  # the transform program included
+    assert _coverage_matrix(plan).max() == 1
+    assert plan.tasks_start_windows
+    a, c, n = (x.astype(np.int64) for x in (plan.src_start, plan.dst_start, plan.fft_size))
+    size = plan.src_stop.astype(np.int64) - a
+    # square tiles of a radix hierarchy, FFT size twice the block, read offset B - 1
+    assert np.array_equal(n, 2 * size)
+    assert np.array_equal(c - a - plan.filter_start, size - 1)
+    assert set(np.unique(size).tolist()) <= {direct_below * radix**k for k in range(20)}
+    assert np.all((a - prompt) % size == 0) and np.all((c - prompt) % size == 0)
+    # steps that share: one forward transform per distinct source block and one inverse per
+    # target block; the other steps (nothing to share) run their tasks one by one
+    program = plan.transforms
+    t = plan.after_step.astype(np.int64)
+    shared = ~program.fused[t]
+    sources = set(zip(a[shared].tolist(), n[shared].tolist(), strict=True))
+    targets = set(zip(t[shared].tolist(), c[shared].tolist(), n[shared].tolist(), strict=True))
+    assert program.count(FORWARD) == len(sources)
+    assert program.count(INVERSE) == len(targets)
+    assert program.count(PRODUCT) == np.count_nonzero(shared)
+    alone = set(zip(t[~shared].tolist(), c[~shared].tolist(), strict=True))
+    assert len(alone) == np.count_nonzero(~shared)
+    assert program.shares == (radix > 2 and bool(shared.any()))
+
+
+@pytest.mark.parametrize("log_direct", [0, 2, 5])
+@pytest.mark.parametrize("length", [1, 17, 1000])
+def test_reuse_radix_2_is_continuous(length: int, log_direct: int) -> None:
+    k0 = 1 << log_direct
+    reuse = make_plan(length, "reuse", prompt=3, radix=2, direct_below=k0)
+    continuous = make_plan(length, "continuous", prompt=3, direct_below=k0)
+    assert np.array_equal(reuse.window_start, continuous.window_start)
+    key = np.lexsort(reuse.tasks()[:, :5].T[::-1])
+    assert np.array_equal(reuse.tasks()[key][:, :5], continuous.tasks()[:, :5])
+    assert not reuse.transforms.shares
 
 
 @settings(max_examples=150, deadline=None)

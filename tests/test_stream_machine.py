@@ -36,6 +36,8 @@ SPECS = [
     PlanSpec("continuous", direct_below=4),
     PlanSpec("deadline", direct_below=1),  # on numpy: every task on the worker thread
     PlanSpec("deadline", direct_below=2),
+    PlanSpec("reuse", radix=3, direct_below=1),  # spectra kept in registers between steps
+    PlanSpec("reuse", radix=4, direct_below=2),
 ]
 CHANNEL_RANGES = [slice(0, 1), slice(1, 3), slice(0, 3), slice(2, 3), slice(0, 2)]
 TOL = 1e-12

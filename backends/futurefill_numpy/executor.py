@@ -15,6 +15,7 @@ from futurefill import tuning
 from futurefill.backends import ArrayAPIExecutor, ConvState, Program, compat_namespace
 from futurefill.interpreter import check_feedback
 from futurefill.plan import TaskOffsets
+from futurefill.plan.transforms import FORWARD, PRODUCT
 
 from ._worker import EarliestDeadlineWorker, Job
 
@@ -73,12 +74,16 @@ class _Workspace:
     starts (valid because tasks only write blocks not yet started: the plan's
     ``tasks_start_windows``), so that a step is: store ``u_t``, one vecdot, one addition.
     ``acc_key`` says which block and which buffer revision the copy was taken from.
+    ``registers`` are the plan's spectrum registers (:attr:`futurefill.Plan.transforms`) and
+    ``products[n]`` the scratch of one spectral product of FFT size ``n``.
     """
 
     work: dict[int, tuple[np.ndarray, np.ndarray]]
     acc: np.ndarray | None
     acc_key: tuple[int, int] = (-1, -1)
     deferred: _Deferred | None = None
+    registers: list[np.ndarray] = field(default_factory=list)
+    products: dict[int, np.ndarray] = field(default_factory=dict)
 
 
 class NumpyExecutor(tuning.TunedCrossover, ArrayAPIExecutor):
@@ -137,6 +142,14 @@ class NumpyExecutor(tuning.TunedCrossover, ArrayAPIExecutor):
             },
             acc=np.empty((*lead, plan.window_length), buf.dtype) if accumulates else None,
         )
+        program = plan.transforms
+        if program.shares:
+            ws = state.workspace
+            ws.registers = [
+                np.empty((*lead, n // 2 + 1), complex_dtype)
+                for n in program.register_fft_size.tolist()
+            ]
+            ws.products = {n: np.empty_like(ws.work[n][0]) for n in ws.work}
         if accumulates and _threaded_fft is not None:
             due = plan.dst_start.astype(np.int64) - plan.origin  # slot of the first output
             defer = due > plan.after_step.astype(np.int64) + 1 + plan.prompt - plan.origin
@@ -187,7 +200,7 @@ class NumpyExecutor(tuning.TunedCrossover, ArrayAPIExecutor):
         """The rollout loop over the plan's tables, with every lookup hoisted out of it."""
         if not self._blockwise(state):
             return None
-        run_task = self._run_task
+        run_task, run_transforms = self._run_task, self.run_transforms
         accumulators = self._block_accumulators
         deferred = state.workspace.deferred
 
@@ -196,6 +209,7 @@ class NumpyExecutor(tuning.TunedCrossover, ArrayAPIExecutor):
             buf, taps = state.buffer, state.taps_reversed
             W = taps.shape[-1]
             slots, starts, task_ptr = plan.slot, plan.window_slot, plan.task_ptr
+            fused = plan.transforms.fused
             vecdot = np.vecdot
             out = np.empty((steps, *buf.shape[:2]), dtype=buf.dtype)
             u = u0
@@ -210,8 +224,11 @@ class NumpyExecutor(tuning.TunedCrossover, ArrayAPIExecutor):
                 y = vecdot(buf[..., start : slot + 1], taps[:, W - 1 - slot + start :], out=out[i])
                 if acc is not None:
                     y += acc[..., slot - start]
-                for task in range(task_ptr.item(t), task_ptr.item(t + 1)):
-                    run_task(state, task)
+                if fused.item(t):
+                    for task in range(task_ptr.item(t), task_ptr.item(t + 1)):
+                        run_task(state, task)
+                else:
+                    run_transforms(state, t)
                 if deferred is not None and deferred.pending:
                     _help(deferred, slot + 1)
                 t += 1
@@ -224,9 +241,12 @@ class NumpyExecutor(tuning.TunedCrossover, ArrayAPIExecutor):
         return program
 
     def fill(self, state: ConvState, step: int) -> None:
-        ptr = state.plan.task_ptr
-        for task in range(ptr.item(step), ptr.item(step + 1)):
-            self._run_task(state, task)
+        plan = state.plan
+        if plan.transforms.fused.item(step):
+            for task in range(plan.task_ptr.item(step), plan.task_ptr.item(step + 1)):
+                self._run_task(state, task)
+        else:  # shared transforms run here, none handed to the worker
+            self.run_transforms(state, step)
         deferred = state.workspace.deferred
         if deferred is not None and deferred.pending:
             _help(deferred, state.plan.slot.item(step) + 1)
@@ -266,6 +286,36 @@ class NumpyExecutor(tuning.TunedCrossover, ArrayAPIExecutor):
             buf[..., slot + 1 :] += later[..., slot + 1 :]
         later[...] = 0
         ws.acc_key = (-1, -1)  # the accumulators are copied again, from the buffer
+
+    def run_transforms(self, state: ConvState, step: int) -> None:
+        """The shared transforms, each into preallocated arrays (``out=``)."""
+        plan, ws, buf, spectra = state.plan, state.workspace, state.buffer, state.spectra
+        program = plan.transforms
+        total = None
+        for op in range(program.op_ptr.item(step), program.op_ptr.item(step + 1)):
+            task = plan.task_offsets(program.task.item(op))
+            kind, n = program.kind.item(op), task.fft_size
+            if kind == FORWARD:
+                self.store(state, program.register.item(op), task)
+            elif kind == PRODUCT:
+                held = self.held(state, program.register.item(op), task)
+                if total is None:
+                    total = np.multiply(held, spectra[task.spectrum], out=ws.work[n][0])
+                else:
+                    total += np.multiply(held, spectra[task.spectrum], out=ws.products[n])
+            else:
+                assert total is not None, "an inverse follows its products (check_program)"
+                _, _, c, d, r, n, _ = task
+                z = np.fft.irfft(total, n, axis=-1, out=ws.work[n][1])
+                buf[..., c:d] += z[..., r : r + d - c]
+                total = None
+
+    def store(self, state: ConvState, register: int, task: TaskOffsets) -> np.ndarray:
+        a, b, n = task.src_start, task.src_stop, task.fft_size
+        out = state.workspace.registers[register]
+        spectrum = np.fft.rfft(state.buffer[..., a:b], n, axis=-1, out=out)
+        state.registers[register] = ((state.revision, a, b, n), spectrum)
+        return spectrum
 
     def fill_task(self, state: ConvState, task: TaskOffsets) -> None:
         buf = state.buffer

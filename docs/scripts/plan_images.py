@@ -30,6 +30,7 @@ PICTURES: dict[str, tuple[dict[str, object], dict[str, object]]] = {
         dict(length=64, schedule="deadline", slack_from=4),
         {"color_by": "step"},
     ),
+    "plan-reuse-64.png": (dict(length=64, schedule="reuse", radix=4), {}),
 }
 
 

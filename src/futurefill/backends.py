@@ -32,6 +32,7 @@ import numpy as np
 from . import ops
 from ._compat import array_namespace, compat_namespace
 from .plan import Plan, TaskOffsets
+from .plan.transforms import FORWARD, PRODUCT
 from .state import ConvState
 
 __all__ = [
@@ -220,8 +221,51 @@ class ArrayAPIExecutor:
 
     def fill(self, state: ConvState, step: int) -> None:
         plan = state.plan
+        if not plan.transforms.fused.item(step):
+            self.run_transforms(state, step)
+            return
         for i in range(plan.task_ptr.item(step), plan.task_ptr.item(step + 1)):
             self.fill_task(state, plan.task_offsets(i))
+
+    def run_transforms(self, state: ConvState, step: int) -> None:
+        """Run the transform ops planned after ``step`` (:attr:`futurefill.Plan.transforms`):
+        forward transforms into registers, products summed per target, one inverse each."""
+        plan = state.plan
+        program = plan.transforms
+        total = None
+        for op in range(program.op_ptr.item(step), program.op_ptr.item(step + 1)):
+            kind, register = program.kind.item(op), program.register.item(op)
+            task = plan.task_offsets(program.task.item(op))
+            if kind == FORWARD:
+                self.store(state, register, task)
+            elif kind == PRODUCT:
+                term = self.held(state, register, task) * state.spectra[task.spectrum]
+                total = term if total is None else total + term
+            else:
+                self.add_inverse(state, task, total)
+                total = None
+
+    def store(self, state: ConvState, register: int, task: TaskOffsets) -> Array:
+        """Transform the source block of ``task`` into ``register``; return the spectrum."""
+        a, b, n = task.src_start, task.src_stop, task.fft_size
+        spectrum = ops.block_spectrum(state.buffer[..., a:b], n, xp=self.xp)
+        state.registers[register] = ((state.revision, a, b, n), spectrum)
+        return spectrum
+
+    def held(self, state: ConvState, register: int, task: TaskOffsets) -> Array:
+        """The spectrum of ``task``'s source block held in ``register``, transformed again
+        from the buffer if the register holds anything else (a restored snapshot, a reset)."""
+        tag, spectrum = state.registers.get(register, (None, None))
+        if tag != (state.revision, task.src_start, task.src_stop, task.fft_size):
+            spectrum = self.store(state, register, task)
+        return spectrum
+
+    def add_inverse(self, state: ConvState, task: TaskOffsets, total: Array) -> None:
+        """Add the slice of the inverse transform of ``total`` that ``task`` reads into its
+        target."""
+        c, d, r = task.dst_start, task.dst_stop, task.read_start
+        z = ops.inverse_slice(total, task.fft_size, r, r + d - c, xp=self.xp)
+        state.buffer = xpx.at(state.buffer)[..., c:d].add(z)
 
     def fill_task(self, state: ConvState, task: TaskOffsets) -> None:
         """Add one task's contribution into ``state.buffer`` (what :meth:`fill` loops over)."""

@@ -202,6 +202,7 @@ def _task_plan(size: int, length: int) -> Plan:
         prompt=half,
         keep_prompt=True,
         validate=False,
+        share_transforms=False,  # sources repeat as the tasks wrap around: time each task
     )
 
 

@@ -38,10 +38,12 @@ _ALL = slice(None)
 
 
 def state_bytes(plan: Plan, *, batch: int, channels: int, taps: int, itemsize: int) -> int:
-    """Bytes of a state: buffer, filters, reversed window taps and complex filter spectra."""
+    """Bytes of a state: buffer, filters, reversed window taps, complex filter spectra and the
+    spectrum registers of shared transforms (:attr:`futurefill.Plan.transforms`)."""
     spectra = sum(n // 2 + 1 for _, _, n in plan.spectrum_keys)
+    registers = int((plan.transforms.register_fft_size.astype(np.int64) // 2 + 1).sum())
     reals = batch * channels * plan.buffer_length + channels * (taps + plan.window_length)
-    return itemsize * (reals + 2 * channels * spectra)
+    return itemsize * (reals + 2 * channels * spectra + 2 * batch * channels * registers)
 
 
 def new_state(

@@ -13,9 +13,11 @@ from ._checks import next_pow2
 from ._compat import array_namespace
 
 __all__ = [
+    "block_spectrum",
     "causal_conv",
     "fill_future",
     "filter_spectrum",
+    "inverse_slice",
     "next_pow2",
     "reversed_taps",
     "window_sum",
@@ -86,9 +88,26 @@ def fill_future(
     array, shape (..., read_stop - read_start)
     """
     xp = array_namespace(block) if xp is None else xp
-    fft = _fft(xp)
-    z = fft.irfft(fft.rfft(block, n=n, axis=-1) * spectrum, n=n, axis=-1)
-    return z[..., read_start:read_stop]
+    return inverse_slice(
+        block_spectrum(block, n, xp=xp) * spectrum, n, read_start, read_stop, xp=xp
+    )
+
+
+def block_spectrum(block: Array, n: int, *, xp: Any = None) -> Array:
+    """Real FFT of size ``n`` of a block of inputs ``(..., m)``, ``m <= n`` (zero-padded): the
+    forward half of :func:`fill_future`, kept when several filter slices reuse it."""
+    xp = array_namespace(block) if xp is None else xp
+    return _fft(xp).rfft(block, n=n, axis=-1)
+
+
+def inverse_slice(
+    spectrum: Array, n: int, read_start: int, read_stop: int, *, xp: Any = None
+) -> Array:
+    """Entries ``read_start .. read_stop-1`` of the inverse real FFT of size ``n`` of
+    ``spectrum`` (a sum of products of block and filter spectra): the inverse half of
+    :func:`fill_future`, run once for all the products of one target."""
+    xp = array_namespace(spectrum) if xp is None else xp
+    return _fft(xp).irfft(spectrum, n=n, axis=-1)[..., read_start:read_stop]
 
 
 def causal_conv(u: Array, filters: Array, *, xp: Any = None) -> Array:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -43,6 +43,11 @@ class ConvState:
     revision : int
         Incremented whenever the buffer is replaced or cleared by anything but a kernel
         (reset, a restored snapshot), so that executors can drop data derived from it.
+    registers : dict
+        Spectra of input blocks kept between steps for the plan's shared transforms
+        (:attr:`futurefill.Plan.transforms`), by register: ``(tag, spectrum)`` with ``tag =
+        (revision, src_start, src_stop, fft_size)``; a register whose tag does not match is
+        recomputed from the buffer (see :meth:`futurefill.backends.ArrayAPIExecutor.held`).
     workspace : object
         The executor's own derived data (work arrays, compiled functions); its type is the
         executor's business.
@@ -58,6 +63,7 @@ class ConvState:
     step: int = 0
     num_emitted: int = 0
     revision: int = 0
+    registers: dict[int, tuple[tuple[int, int, int, int], Any]] = field(default_factory=dict)
     workspace: Any = None
 
     @property

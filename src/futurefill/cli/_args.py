@@ -17,7 +17,7 @@ from typing import Any, NoReturn
 
 from .._backend import get_backend
 from ..backends import Executor
-from ..plan import list_schedules
+from ..plan import PlanSpec, list_schedules, schedule_info
 
 __all__ = [
     "CommandParser",
@@ -119,18 +119,37 @@ def positive_real(text: str) -> float:
     return value
 
 
-def schedule_names(text: str) -> tuple[str, ...]:
-    """An argparse ``type``: comma-separated names of registered schedules."""
-    names = tuple(name.strip() for name in text.split(",") if name.strip())
+def schedule_names(text: str) -> tuple[str | PlanSpec, ...]:
+    """An argparse ``type``: comma-separated registered schedules, each a name or
+    ``name:param=value[:param=value...]`` (integer parameters, e.g. ``reuse:radix=8``)."""
+    items = [item.strip() for item in text.split(",") if item.strip()]
     known = list_schedules()
-    unknown = [name for name in names if name not in known]
-    if unknown or not names:
+    unknown = [item.split(":")[0] for item in items if item.split(":")[0] not in known]
+    if unknown or not items:
         raise argparse.ArgumentTypeError(
             f"unknown schedules {unknown}; choose from {', '.join(known)}"
             if unknown
             else "name at least one schedule"
         )
-    return names
+    return tuple(_schedule_spec(item) for item in items)
+
+
+def _schedule_spec(item: str) -> str | PlanSpec:
+    name, *pairs = item.split(":")
+    checks = schedule_info(name).params
+    params = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or key not in checks:
+            raise argparse.ArgumentTypeError(
+                f"{item!r}: parameters are written param=value, one of "
+                f"{', '.join(checks) or '(none)'} for {name}"
+            )
+        try:
+            params[key] = checks[key](key, _int(value))
+        except (TypeError, ValueError, argparse.ArgumentTypeError) as exc:
+            raise argparse.ArgumentTypeError(f"{item!r}: {exc}") from None
+    return PlanSpec(name, **params) if params else name
 
 
 def _plot_formats() -> list[str]:

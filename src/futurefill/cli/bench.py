@@ -1,7 +1,7 @@
 """Same-run benchmark of the schedules and the offline floor.
 
-Times naive, epoched and continuous generation (one depthwise layer with feedback
-u[t+1] = tanh(y[t])) and the offline FFT floor in one process, so that their ratios are
+Times the schedules (default: every built-in one) generating through one depthwise layer
+with feedback u[t+1] = tanh(y[t]) and the offline FFT floor in one process, so that ratios are
 comparable on a busy machine. Each configuration runs one warm-up round first (compilation,
 FFT plans, caches: reported apart in the "warm-up s" column, never in the timings), then
 --repeats timed rounds, keeping each method's best.
@@ -16,7 +16,7 @@ with an open-ended OnlineConv (length=None) against a plan of exactly that lengt
 lock-step, after a warm-up pass reported apart) and prints p50, p99, p99.9, max and the mean
 per schedule; with --plot, a histogram per schedule.
 
-The default run (numpy, L=32768, D=64, three schedules) takes about a minute or more on a
+The default run (numpy, L=32768, D=64, all five schedules) takes about a minute or more on a
 two-core machine, mostly the naive schedule, which runs twice (warm-up, then the timed round);
 --length 4096 gives a quick look.
 """
@@ -162,7 +162,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         metavar="S1,S2,...",
         help=f"comma-separated schedules (default: {','.join(SCHEDULES)}; continuous only "
-        "with --open-ended)",
+        "with --open-ended); parameters as name:param=value, e.g. reuse:radix=8",
     )
     parser.add_argument("--json", action="store_true", help="machine-readable output on stdout")
     parser.add_argument(

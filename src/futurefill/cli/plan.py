@@ -44,8 +44,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--direct-below",
         type=int,
         default=None,
-        help="continuous schedule: blocks smaller than this power of two are summed directly "
-        "(default: 1)",
+        help="continuous, deadline and reuse schedules: blocks smaller than this are summed "
+        "directly (default: 1; a power of two but for reuse)",
+    )
+    parser.add_argument(
+        "--slack-from",
+        type=int,
+        default=None,
+        help="deadline schedule: smallest tile given slack, a power of two (default: 512)",
+    )
+    parser.add_argument(
+        "--radix",
+        type=int,
+        default=None,
+        help="reuse schedule: growth of the block sizes from level to level (default: 4)",
     )
     parser.add_argument(
         "--channels",
@@ -102,6 +114,8 @@ def run(args: argparse.Namespace) -> int:
             prompt=args.prompt,
             epoch=args.epoch,
             direct_below=args.direct_below,
+            slack_from=args.slack_from,
+            radix=args.radix,
         )
     print(plan.cost(channels=args.channels, batch=args.batch))
     status = 0

@@ -27,7 +27,7 @@ from .schedules.epoched import default_epoch
 from .spec import PlanSpec
 
 #: The built-in schedules (more may be registered: :func:`list_schedules`).
-SCHEDULES: tuple[str, ...] = ("naive", "epoched", "continuous", "deadline")
+SCHEDULES: tuple[str, ...] = ("naive", "epoched", "continuous", "deadline", "reuse")
 
 __all__ = [
     "MAX_POSITIONS",

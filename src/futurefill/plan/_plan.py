@@ -36,6 +36,7 @@ from ._tables import TASK_COLUMNS, IntArray, PlanError, PlanTables, readonly
 from .checks import validate_plan
 from .cost import PlanCost, plan_cost
 from .spec import PlanSpec
+from .transforms import TransformProgram, check_program, transform_program
 
 __all__ = [
     "MAX_POSITIONS",
@@ -182,6 +183,7 @@ class Plan(PlanTables):
         spec: PlanSpec | None = None,
         defaulted: frozenset[str] = frozenset(),
         validate: bool = True,
+        share_transforms: bool = True,
     ) -> Plan:
         """A plan from explicit tables, checked by :meth:`validate`.
 
@@ -209,6 +211,9 @@ class Plan(PlanTables):
             Parameters of ``spec`` that took their default.
         validate : bool
             Prove exactly-once coverage and causality (:meth:`validate`); on by default.
+        share_transforms : bool
+            Let tasks share forward and inverse transforms (:attr:`transforms`); ``False``
+            runs every task on its own (timing single tasks, as the calibration does).
 
         Returns
         -------
@@ -236,7 +241,7 @@ class Plan(PlanTables):
         prefill_fft = 0 if P == 0 else next_pow2((2 * P + L - 1) if fills else (2 * P - 1))
         digest = None
         if spec is None:
-            h = hashlib.sha256(np.asarray([L, P, origin], np.int64).tobytes())
+            h = hashlib.sha256(np.asarray([L, P, origin, share_transforms], np.int64).tobytes())
             h.update(np.ascontiguousarray(starts, np.int64).tobytes())
             for name in TASK_COLUMNS:
                 h.update(np.ascontiguousarray(cols[name], np.int64).tobytes())
@@ -257,6 +262,7 @@ class Plan(PlanTables):
             fft_size=readonly(cols["fft_size"]),
             prefill_fft_size=prefill_fft,
             defaulted=frozenset(defaulted),
+            share_transforms=bool(share_transforms),
             key=("tasks", digest) if spec is None else ("spec", spec, L, P),
         )
         if validate:
@@ -347,6 +353,12 @@ class Plan(PlanTables):
         )
 
     @functools.cached_property
+    def transforms(self) -> TransformProgram:
+        """The tasks as forward transforms, spectral products and inverse transforms, each
+        shared transform computed once (see :mod:`futurefill.plan.transforms`)."""
+        return transform_program(self, share=self.share_transforms)
+
+    @functools.cached_property
     def step_patterns(self) -> StepPatterns:
         """Task shapes, their offsets and the pattern of tasks after each step."""
         a = self.src_start.astype(np.int64)
@@ -396,9 +408,13 @@ class Plan(PlanTables):
     def validate(self) -> None:
         """Prove the plan is exact and causal, or raise :class:`PlanError`.
 
-        See :func:`futurefill.plan.checks.validate_plan` for what is checked.
+        See :func:`futurefill.plan.checks.validate_plan` for what is checked; when tasks share
+        transforms, :func:`futurefill.plan.transforms.check_program` also proves that
+        :attr:`transforms` computes exactly the tasks.
         """
         validate_plan(self)
+        if self.transforms.shares:
+            check_program(self, self.transforms)
 
     def cost(self, channels: int = 1, batch: int = 1) -> PlanCost:
         """Estimated work and memory of running this plan (see :class:`PlanCost`).

@@ -61,6 +61,7 @@ class PlanTables:
     fft_size: IntArray
     prefill_fft_size: int
     defaulted: frozenset[str] = frozenset()
+    share_transforms: bool = True
     key: tuple[Any, ...] = field(default=())
 
     @property

@@ -11,6 +11,7 @@ import numpy as np
 
 from .._checks import next_pow2
 from ._tables import PlanTables
+from .transforms import FORWARD, INVERSE, PRODUCT
 
 __all__ = [
     "PlanCost",
@@ -123,6 +124,13 @@ class PlanCost:
             f"  filter spectra            : {self.spectrum_values} complex values",
             f"  longest local window      : {p.window_length} taps",
         ]
+        program = getattr(p, "transforms", None)
+        if program is not None and program.shares:
+            lines.append(
+                f"  shared transforms         : {program.count(FORWARD)} forward,"
+                f" {program.count(PRODUCT)} products, {program.count(INVERSE)} inverse"
+                f" ({program.num_registers} spectrum registers)"
+            )
         if self.tasks_by_fft_size:
             lines.append("  FFT size   tasks        FLOPs")
             for size, (count, flops) in sorted(self.tasks_by_fft_size.items()):
@@ -138,9 +146,7 @@ def window_widths(plan: PlanTables) -> np.ndarray:
 def plan_cost(plan: PlanTables, *, channels: int = 1, batch: int = 1) -> PlanCost:
     """The :class:`PlanCost` of ``plan`` for ``channels`` channels and a batch of ``batch``."""
     bc = channels * batch
-    n = plan.fft_size.astype(np.float64)
-    task_transforms = np.asarray(2 * fft_flops(n))
-    task_multiply_adds = np.asarray(_product_flops(n) + (plan.dst_stop - plan.dst_start))
+    task_transforms, task_multiply_adds = _task_flops(plan)
     task_flops = task_transforms + task_multiply_adds
     per_step_tasks = np.zeros(plan.length)
     np.add.at(per_step_tasks, plan.after_step, task_flops)
@@ -173,6 +179,36 @@ def plan_cost(plan: PlanTables, *, channels: int = 1, batch: int = 1) -> PlanCos
         multiply_add_flops=prefill_products + float(task_multiply_adds.sum() + window.sum()) * bc,
         floor_flops=floor_flops(plan.total) * bc,
     )
+
+
+def _task_flops(plan: PlanTables) -> tuple[np.ndarray, np.ndarray]:
+    """Transform and multiply-add FLOPs of every task, shared transforms counted once.
+
+    A task run on its own costs two transforms, a spectral product and the addition into
+    its target. Tasks of steps that share transforms (:attr:`Plan.transforms`) are charged
+    what their ops cost: each forward transform to the task that writes its register, the
+    product (and its addition into the sum of its target) to each task, and the inverse
+    transform and the addition into the target to the task named by the inverse.
+    """
+    n = plan.fft_size.astype(np.float64)
+    transforms = np.asarray(2 * fft_flops(n))
+    multiply_adds = np.asarray(_product_flops(n) + (plan.dst_stop - plan.dst_start))
+    program = getattr(plan, "transforms", None)
+    if program is None or not program.shares:
+        return transforms, multiply_adds
+    shared = ~program.fused[plan.after_step]
+    transforms[shared] = 0.0
+    multiply_adds[shared] = 0.0
+    task, kind = program.task, program.kind
+    m = n[task]
+    op_transforms = np.where(kind == PRODUCT, 0.0, fft_flops(m))
+    target = (plan.dst_stop - plan.dst_start)[task]
+    op_multiply_adds = np.select(
+        [kind == PRODUCT, kind == INVERSE], [_product_flops(m) + m + 2, target], 0.0
+    )
+    np.add.at(transforms, task, op_transforms)
+    np.add.at(multiply_adds, task, op_multiply_adds)
+    return transforms, multiply_adds
 
 
 # ---------------------------------------------------------------------- calibrated time
@@ -248,6 +284,10 @@ class PredictedTime:
 def predict_time(plan: PlanTables, model: TimeModel, *, calls: bool = False) -> PredictedTime:
     """The online time of ``plan`` predicted by ``model``, split by where it goes.
 
+    A task that shares transforms (:attr:`Plan.transforms`) is charged the calibrated time
+    of a task of its FFT size in proportion to the FLOPs it is charged (see
+    :func:`plan_cost`): a transform shared by four tasks costs each a quarter.
+
     Parameters
     ----------
     plan : Plan
@@ -264,6 +304,11 @@ def predict_time(plan: PlanTables, model: TimeModel, *, calls: bool = False) -> 
     per_step = model.window_seconds(window_widths(plan))
     one_tap = float(model.window_seconds(np.ones(1, np.int64))[0])
     tasks = model.task_seconds(plan.fft_size.astype(np.int64))
+    # Tasks sharing transforms: their calibrated time in proportion to their FLOPs.
+    transforms, multiply_adds = _task_flops(plan)
+    n = plan.fft_size.astype(np.float64)
+    alone = 2 * fft_flops(n) + _product_flops(n) + (plan.dst_stop - plan.dst_start)
+    tasks = tasks * (transforms + multiply_adds) / alone
     smallest = float(model.task_seconds(np.full(1, 2, np.int64))[0])
     return PredictedTime(
         steps=one_tap * plan.length,
