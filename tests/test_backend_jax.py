@@ -306,3 +306,38 @@ def test_rollout_over_whole_chunks(rng, splits):
     assert ys.shape == (1, 2, length)
     u = np.concatenate([up, inputs_of(u0, ys)], axis=-1)
     assert rel_err(ys, oracle(u, phi)[..., prompt:]) <= RTOL64
+
+
+@pytest.mark.parametrize(
+    ("radix", "direct_below", "splits"),
+    [
+        (4, 32, (None,)),
+        (4, 32, (1, 700, 131, None)),
+        (8, 16, (300, 1111, None)),
+        (3, 64, (2000, None)),
+    ],
+)
+def test_compiled_rollout_shares_transforms(rng, radix, direct_below, splits):
+    """The reuse schedule's large levels run from spectrum registers carried by the compiled
+    loop (forward transforms once per input block, one inverse per output block); rollouts
+    that start anywhere first transform again the registers alive there."""
+    from futurefill_jax._spectral import spectral_runner
+
+    length, prompt = 3000, 5
+    phi = contractive_filters(np.random.default_rng(11), 2, prompt + length)
+    up = rng.standard_normal((1, 2, prompt))
+    u0 = rng.standard_normal((1, 2))
+    conv = make_conv(
+        phi, length, "reuse", prompt, batch=1, prompt_u=up, radix=radix, direct_below=direct_below
+    )
+    runner = spectral_runner(conv.plan, direct_below)
+    assert runner is not None and runner.handles.any() and not runner.handles.all()
+    parts, u = [], jnp.asarray(u0)
+    for steps in splits:
+        ys = conv.rollout(u, feedback, steps)
+        parts.append(np.asarray(ys))
+        u = feedback(ys[..., -1])
+    ys = np.concatenate(parts, axis=-1)
+    assert ys.shape == (1, 2, length)
+    u = np.concatenate([up, inputs_of(u0, ys)], axis=-1)
+    assert rel_err(ys, oracle(u, phi)[..., prompt:]) <= RTOL64

@@ -83,8 +83,9 @@ class TaskClass:
         return np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
 
 
-def classify(plan: Plan) -> tuple[list[TaskClass], np.ndarray]:
-    """The kernel classes of ``plan`` and the class of every task (plan order)."""
+def classify(plan: Plan, skip: np.ndarray | None = None) -> tuple[list[TaskClass], np.ndarray]:
+    """The kernel classes of ``plan`` and the class of every task (plan order); tasks where
+    ``skip`` is true are left out (run elsewhere), and classes left without tasks dropped."""
     patterns = plan.step_patterns
     o = plan.origin
     rows = (
@@ -99,7 +100,9 @@ def classify(plan: Plan) -> tuple[list[TaskClass], np.ndarray]:
     class_of_task = class_of_shape[patterns.shape_of_task] if plan.num_tasks else np.zeros(0, int)
     classes = []
     for j, key in enumerate(keys):
-        mine = np.flatnonzero(class_of_task == j)
+        mine = np.flatnonzero((class_of_task == j) & (True if skip is None else ~skip))
+        if mine.size == 0:
+            continue
         r = rows[mine]
         src, dst, shift = r[:, 1] - r[:, 0], r[:, 3] - r[:, 2], r[:, 2] - r[:, 0]
         k, m = int(src.max()), int(dst.max())

@@ -39,6 +39,7 @@ from futurefill.backends import ConvState
 from futurefill.plan import Plan
 
 from ._kernels import after
+from ._spectral import spectral_runner
 from ._tasks import put, taps_at, task_runner, window, window_phases
 
 __all__ = ["CHUNK", "MAX_GROUP", "build_program", "check_feedback"]
@@ -109,29 +110,48 @@ def _blocked(
     L, Lb = plan.length, plan.buffer_length
     base = int(plan.slot[0])
     B, C = state.batch, state.channels
-    tasks = task_runner(plan, 0)
-    R = max(tasks.pad, G)
+    spectral = spectral_runner(plan, G)
+    tasks = task_runner(plan, 0, spectral)
+    R = max(tasks.pad, G, 0 if spectral is None else spectral.pad)
     chunk = G * max(1, CHUNK // G)
     per = chunk // G
     rare = tasks.rare(chunk)
     frequent = [j for j in range(len(tasks.classes)) if j not in rare]
+    rare_sizes = [] if spectral is None else spectral.rare(chunk)
+    frequent_sizes = [] if spectral is None else [
+        i for i in spectral.every if i not in rare_sizes
+    ]  # fmt: skip
     every = list(range(len(tasks.classes)))
     i = np.arange(G)
     toe = taps_at(filters, i[:, None] - i[None, :]) * (i[:, None] >= i[None, :])  # (C, G, G)
     push = np.transpose(toe * (i[:, None] > i[None, :]), (2, 0, 1))  # (G, C, G): [s, c, j]
     consts = [filters[:, 0], toe, push, *tasks.constants(state.spectra, filters)]
+    n_tasks = len(consts) - 3
+    if spectral is not None:
+        consts += spectral.constants(state.spectra)
 
     def program(buf: Array, u0: Array, t_start: Any, t_end: Any, *cs: Array) -> tuple:
-        phi0, toe_c, push_c, *task_cs = cs
+        phi0, toe_c, push_c = cs[:3]
+        task_cs, spec_cs = list(cs[3 : 3 + n_tasks]), list(cs[3 + n_tasks :])
         t_a, t_b = _i32(t_start), _i32(t_end)
         pad = ((0, 0), (0, 0), (0, R))
         U, A = jnp.pad(buf, pad), jnp.pad(buf, pad)
         ys = jnp.zeros((B, C, L), buf.dtype)
         pos = jnp.arange(G, dtype=jnp.int32)
+        regs: tuple = ()
+        if spectral is not None:  # the registers alive across t_a, from the inputs
+            regs = spectral.reload(U, spectral.registers(B, C, buf.dtype), spec_cs, t_a)
+
+        def shared(
+            U: Array, A: Array, regs: tuple, t0: Array, t1: Array, which: list[int] | None = None
+        ) -> tuple:
+            if spectral is None:
+                return A, regs
+            return spectral.run(U, A, regs, spec_cs, t0, t1, which)
 
         def one_step(t: Array, carry: tuple) -> tuple:
             """Step t inside a block, its window summed from the block's stored inputs."""
-            U, A, u, ys = carry
+            U, A, u, ys, regs = carry
             s = base + t
             j = t % G
             row = lax.dynamic_index_in_dim(toe_c, j, axis=1, keepdims=False)  # (C, G)
@@ -141,11 +161,12 @@ def _blocked(
             U = put(U, u[..., None], after(s, y))
             ys = put(ys, y[..., None], t)
             A = tasks.run(U, A, task_cs, t, t + 1, every)
-            return U, A, feedback(y), ys
+            A, regs = shared(U, A, regs, t, t + 1)
+            return U, A, feedback(y), ys, regs
 
         def block(g: Array, carry: tuple) -> tuple:
             """One whole block of G steps, straight-line, then its tasks."""
-            U, A, u, ys, a = carry
+            U, A, u, ys, regs, a = carry
             g0 = g * G
             us, yl = [], []
             r = a
@@ -159,36 +180,39 @@ def _blocked(
             U = put(U, jnp.stack(us, axis=-1), base + g0)
             ys = put(ys, jnp.stack(yl, axis=-1), g0)
             A = tasks.run(U, A, task_cs, g0, g0 + G, frequent)
-            return U, A, u, ys, window(A, base + g0 + G, G)
+            A, regs = shared(U, A, regs, g0, g0 + G, frequent_sizes)
+            return U, A, u, ys, regs, window(A, base + g0 + G, G)
 
         def blocks(g_from: Array, g_to: Array, carry: tuple) -> tuple:
-            U, A, u, ys = carry
+            U, A, u, ys, regs = carry
             a = window(A, base + g_from * G, G)
-            U, A, u, ys, _ = lax.fori_loop(
-                g_from, jnp.maximum(g_from, g_to), block, (U, A, u, ys, a)
+            U, A, u, ys, regs, _ = lax.fori_loop(
+                g_from, jnp.maximum(g_from, g_to), block, (U, A, u, ys, regs, a)
             )
-            return U, A, u, ys
+            return U, A, u, ys, regs
 
         def whole_chunk(h: Array, carry: tuple) -> tuple:
-            U, A, u, ys = blocks(h * per, (h + 1) * per, carry)
+            U, A, u, ys, regs = blocks(h * per, (h + 1) * per, carry)
             A = tasks.run(U, A, task_cs, h * chunk, (h + 1) * chunk, rare)
-            return U, A, u, ys
+            A, regs = shared(U, A, regs, h * chunk, (h + 1) * chunk, rare_sizes)
+            return U, A, u, ys, regs
 
         g_lo, g_hi = (t_a + G - 1) // G, t_b // G
         h_lo, h_hi = (t_a + chunk - 1) // chunk, t_b // chunk
         # 1. the block t_a starts inside, up to its end or t_b, one step at a time
         head_end = jnp.minimum(t_b, g_lo * G)
-        carry = lax.fori_loop(t_a, head_end, one_step, (U, A, u0, ys))
+        carry = lax.fori_loop(t_a, head_end, one_step, (U, A, u0, ys, regs))
         # 2. whole blocks up to the first chunk boundary (or t_b)
         g2 = jnp.maximum(g_lo, jnp.minimum(g_hi, h_lo * per))
-        U, A, u, ys = blocks(g_lo, g2, carry)
+        U, A, u, ys, regs = blocks(g_lo, g2, carry)
         A = tasks.run(U, A, task_cs, g_lo * G, g2 * G, rare)
+        A, regs = shared(U, A, regs, g_lo * G, g2 * G, rare_sizes)
         # 3. whole chunks
-        carry = lax.fori_loop(h_lo, jnp.maximum(h_lo, h_hi), whole_chunk, (U, A, u, ys))
+        carry = lax.fori_loop(h_lo, jnp.maximum(h_lo, h_hi), whole_chunk, (U, A, u, ys, regs))
         # 4. whole blocks after the last chunk
         carry = blocks(jnp.maximum(g2, h_hi * per), g_hi, carry)
         # 5. the block t_b stops inside, one step at a time
-        U, A, _, ys = lax.fori_loop(jnp.maximum(g_hi * G, head_end), t_b, one_step, carry)
+        U, A, _, ys, _ = lax.fori_loop(jnp.maximum(g_hi * G, head_end), t_b, one_step, carry)
         return _merge(U, A, 0, Lb, base + t_b), ys
 
     return program, consts

@@ -79,11 +79,13 @@ class TaskRunner:
         The plan.
     offset : int
         Array index of buffer slot 0 (front padding).
+    skip : ndarray of bool, optional
+        Tasks run elsewhere (by the shared transforms of :mod:`futurefill_jax._spectral`).
     """
 
-    def __init__(self, plan: Plan, offset: int) -> None:
+    def __init__(self, plan: Plan, offset: int, skip: np.ndarray | None = None) -> None:
         self.plan = plan
-        self.classes: list[TaskClass] = classify(plan)[0]
+        self.classes: list[TaskClass] = classify(plan, skip)[0]
         self.offset = offset
         self.direct = [c.kernel.uniform and c.kernel.k < FFT_FROM for c in self.classes]
         #: Back padding after which no window of a task runs past the end.
@@ -175,6 +177,7 @@ class TaskRunner:
 
 
 @functools.lru_cache(maxsize=64)
-def task_runner(plan: Plan, offset: int) -> TaskRunner:
-    """The (cached) :class:`TaskRunner` of ``plan`` with slot 0 at array index ``offset``."""
-    return TaskRunner(plan, offset)
+def task_runner(plan: Plan, offset: int, skip_of: Any = None) -> TaskRunner:
+    """The (cached) :class:`TaskRunner` of ``plan`` with slot 0 at array index ``offset``,
+    leaving out the tasks that ``skip_of`` (a cached runner with a ``handles`` mask) runs."""
+    return TaskRunner(plan, offset, None if skip_of is None else skip_of.handles)
