@@ -39,6 +39,9 @@ _ALL = slice(None)
 
 #: Steps (or tasks) run by the probe that sizes the timed rounds.
 _PROBE = 4
+#: Smallest time a calibrated task is given (a task no slower than the step it follows
+#: would otherwise measure zero or less, which the log-log interpolation cannot take).
+_TINY = 1e-9
 
 
 def _envelope(seconds: list[float]) -> np.ndarray:
@@ -206,6 +209,12 @@ def _task_plan(size: int, length: int) -> Plan:
     )
 
 
+def _units(rounds: int, max_units: int) -> int:
+    """Units (steps) a measurement may use: two probes, then the warm-up and timed rounds of
+    a short and a long run (``count`` and ``2 count`` units, see :meth:`_Meter.per_unit`)."""
+    return 2 * _PROBE + 3 * (rounds + 1) * max_units
+
+
 @dataclass
 class _Meter:
     """What every measurement of one calibration shares."""
@@ -225,8 +234,8 @@ class _Meter:
 
     @property
     def units(self) -> int:
-        """Steps a calibration plan needs: two probes, a warm-up and the timed rounds."""
-        return 2 * _PROBE + (self.rounds + 1) * self.max_units
+        """Steps a calibration plan needs (:func:`_units`)."""
+        return _units(self.rounds, self.max_units)
 
     def state(self, plan: Plan, filters: np.ndarray) -> Any:
         """A state of ``plan`` whose kept prompt holds random inputs (so that no value in a
@@ -242,16 +251,22 @@ class _Meter:
         return state
 
     def per_unit(self, run: Callable[[int, int], object]) -> float:
-        """Best seconds per unit of ``run(first, count)`` (units ``first .. first+count-1``),
-        with as many units per round as fit in the budget."""
+        """Seconds per unit of ``run(first, count)`` (units ``first .. first+count-1``), with
+        as many units per round as fit in the budget: the best run of ``2 count`` units less
+        the best run of ``count`` units, over ``count``, so that what a call costs beyond
+        its units (dispatch; a compiled rollout's fixed work) cancels out."""
         ex, cpu = self.executor, on_cpu(self.executor)
         # Warm-up (compilation, FFT plans, first touch of the work arrays), then a probe.
         probe = best_seconds(ex, lambda k: run(k * _PROBE, _PROBE), 1, cpu=cpu)
         estimate = max(probe / _PROBE, 1e-9)
         count = int(min(max(self.budget / estimate, _PROBE), self.max_units))
         first = 2 * _PROBE
-        best = best_seconds(ex, lambda k: run(first + k * count, count), self.rounds, cpu=cpu)
-        return best / count
+        short = best_seconds(ex, lambda k: run(first + k * count, count), self.rounds, cpu=cpu)
+        first += (self.rounds + 1) * count
+        long = best_seconds(
+            ex, lambda k: run(first + 2 * k * count, 2 * count), self.rounds, cpu=cpu
+        )
+        return max(long - short, _TINY * count) / count
 
     def window(self, width: int) -> float:
         plan = _window_plan(width, max(self.units, self.positions - width + 1))
@@ -265,16 +280,18 @@ class _Meter:
 
         return self.per_unit(run)
 
-    def task(self, size: int) -> float:
+    def task(self, size: int, step_seconds: float) -> float:
+        """One task of FFT size ``size``, timed as plans run it: a rollout of one-tap steps
+        with one task after each, less ``step_seconds`` (a one-tap step without a task). A
+        compiled rollout runs its tasks inside the program, not as separate calls."""
         plan = _task_plan(size, max(self.units, self.positions - size // 2))
         state = self.state(plan, self.filters[:, : plan.total])
-        fill = self.executor.fill
+        ex, feedback = self.executor, self.executor.xp.tanh
 
         def run(first: int, count: int) -> None:
-            for t in range(first, first + count):
-                fill(state, t)
+            interpreter.rollout(ex, state, self.u0, feedback, count)
 
-        return self.per_unit(run)
+        return max(self.per_unit(run) - step_seconds, _TINY)
 
     def output(self, steps: int) -> float:
         """Per-step time of one rollout of ``steps`` one-tap steps, in one call."""
@@ -374,7 +391,7 @@ def calibrate(
     widths = sorted({1, *(check_int("a window width", w, 1) for w in window_widths)})
     ex = get_backend(backend)
     name = dtype_name(dtype)
-    units = 2 * _PROBE + (rounds + 1) * max_steps
+    units = _units(rounds, max_steps)
     positions = check_int("positions", positions, 0)
     # the longest task plan's positions
     taps = max(sizes[-1] // 2 + max(units, sizes[-1] // 2), positions)
@@ -400,7 +417,7 @@ def calibrate(
     return Calibration(
         **Target(ex.name, device_name(ex), name, batch, channels).head(),
         step_seconds_by_width=steps,
-        task_seconds_by_size={n: meter.task(n) for n in sizes},
+        task_seconds_by_size={n: meter.task(n, steps[1]) for n in sizes},
         call_seconds=meter.call(min(max_steps, 64)),
         output_seconds=output,
     )
