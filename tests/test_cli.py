@@ -195,6 +195,7 @@ BAD_ARGUMENTS = [
     (["bench", "--latency", "--warmup-steps", "-1"], "--warmup-steps"),
     (["tune", "--candidates", "1,3"], "powers of two"),
     (["tune", "--candidates", "0"], "--candidates"),
+    (["tune", "--radices", "1,4"], "--radices must be at least 2"),
     (["tune", "--length", "64", "--epochs", "8,65"], "--epochs"),
     (["tune", "--channels", "0"], "--channels"),
     (["tune", "--device", "cpu"], "--device needs --backend"),

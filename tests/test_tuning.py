@@ -69,6 +69,22 @@ def test_tune_times_epochs_and_keeps_other_widths(cache):
     assert tuning.stored_value(ex, "epoch", "float64", 2, length=48) == first.epoch
 
 
+def test_tune_stores_the_fastest_radix_and_reuse_plans_use_it(cache, monkeypatch):
+    result = futurefill.tune("numpy", radices=(2, 4), **TINY)
+    assert set(result.radix_us) == {2, 4}
+    assert result.radix == min(result.radix_us, key=result.radix_us.get)
+    assert NumpyExecutor().default_radix(1, 2, np.float64) == result.radix
+    assert NumpyExecutor().default_radix(1, 3, np.float64) is None  # another width
+    phi = np.ones((2, 48))
+    conv = futurefill.OnlineConv(phi, 48, schedule="reuse", backend="numpy")
+    assert conv.plan.spec.get("radix") == result.radix
+    explicit = futurefill.OnlineConv(phi, 48, schedule="reuse", radix=16, backend="numpy")
+    assert explicit.plan.spec.get("radix") == 16  # a given radix wins
+    monkeypatch.setenv(tuning.ENV_NO_TUNING, "1")
+    untuned = futurefill.OnlineConv(phi, 48, schedule="reuse", backend="numpy")
+    assert untuned.plan.spec.get("radix") == 8  # the schedule's own default
+
+
 def test_default_epochs_surround_the_authors_epoch():
     epochs = tuning.default_epochs(4096)
     assert futurefill.plan.default_epoch(4096) in epochs
@@ -233,6 +249,17 @@ def test_cli_tune_json_dry_run_with_epochs(cache, capsys):
     assert main([*argv, "--epochs", "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "epoch" in out and "not stored" in out
+
+
+def test_cli_tune_radices(cache, capsys):
+    from futurefill.cli import main
+
+    argv = ["tune", "--channels", "1", "--length", "32", "--candidates", "2", "--repeats", "1"]
+    assert main([*argv, "--radices", "2,3", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["radix"] in (2, 3) and set(result["radix_us"]) == {"2", "3"}
+    assert main(["tune", "--show"]) == 0
+    assert "radix" in capsys.readouterr().out
 
 
 def test_library_versions_name_the_array_library():

@@ -62,6 +62,8 @@ CACHE_FILE = "tuning.json"
 FORMAT = 1
 #: Candidates of :func:`tune` for ``direct_below``.
 DIRECT_BELOW_CANDIDATES = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+#: Radices of the ``reuse`` schedule that ``futurefill tune --radices`` times by default.
+DEFAULT_RADICES = (2, 4, 8, 16)
 #: Array libraries whose versions key a backend's tuning (besides futurefill and NumPy).
 _LIBRARIES = {
     "torch": ("torch",),
@@ -175,7 +177,7 @@ def stored_value(
     ----------
     executor : Executor
         The backend (and device) it was tuned on.
-    name : {"direct_below", "epoch"}
+    name : {"direct_below", "radix", "epoch"}
         The parameter.
     dtype : str or dtype
         The working precision.
@@ -287,6 +289,17 @@ class TunedCrossover:
             tuned=self.tuned if tuned is None else tuned,
         )
 
+    def default_radix(self, batch: int, channels: int, dtype: Any) -> int | None:
+        """The ``reuse`` schedule's radix stored by ``futurefill tune --radices`` for
+        ``batch * channels``, or ``None`` (the schedule's own default then applies)."""
+        return stored_value(
+            self,  # type: ignore[arg-type]  # mixed into an Executor
+            "radix",
+            dtype,
+            batch * channels,
+            tuned=self.tuned,
+        )
+
 
 # ---------------------------------------------------------------------- measuring
 @dataclass(frozen=True)
@@ -308,6 +321,11 @@ class TuningResult(Target):
         The fastest epoch of the epoched schedule (``None`` when no epoch was timed).
     epoch_us : mapping of int to float
         Best µs per token of every epoch timed.
+    radix : int or None
+        The fastest radix of the reuse schedule, with ``direct_below`` as chosen (``None``
+        when no radix was timed).
+    radix_us : mapping of int to float
+        Best µs per token of every radix timed.
     path : Path or None
         The tuning file it was stored in (``None``: not stored).
     key : str
@@ -321,6 +339,8 @@ class TuningResult(Target):
     epoch_us: Mapping[int, float]
     path: Path | None
     key: str
+    radix: int | None = None
+    radix_us: Mapping[int, float] = field(default_factory=dict)
 
     @property
     def width(self) -> int:
@@ -336,6 +356,8 @@ class TuningResult(Target):
             "direct_below_us": {str(k): v for k, v in self.direct_below_us.items()},
             "epoch": self.epoch,
             "epoch_us": {str(k): v for k, v in self.epoch_us.items()},
+            "radix": self.radix,
+            "radix_us": {str(k): v for k, v in self.radix_us.items()},
             "path": None if self.path is None else str(self.path),
             "key": self.key,
         }
@@ -364,6 +386,7 @@ def tune(
     length: int = 16384,
     candidates: Iterable[int] = DIRECT_BELOW_CANDIDATES,
     epochs: Iterable[int] | None = (),
+    radices: Iterable[int] = (),
     repeats: int = 3,
     store: bool = True,
 ) -> TuningResult:
@@ -388,6 +411,10 @@ def tune(
         Epoch lengths of the epoched schedule to time; ``None`` for a few around the default
         (:func:`default_epochs`), empty (the default) for none. The fastest is stored per
         width and length (see :func:`stored_value`), for callers to pass as ``epoch=``.
+    radices : iterable of int
+        Radices of the ``reuse`` schedule to time (each ``>= 2``, with the ``direct_below``
+        found fastest); the fastest is stored per width and becomes the schedule's default
+        on this backend (:meth:`TunedCrossover.default_radix`). Empty (the default): none.
     repeats : int
         Timed rounds after a warm-up; every candidate keeps its best round.
     store : bool
@@ -405,6 +432,7 @@ def tune(
     es = default_epochs(length) if epochs is None else sorted(set(epochs))
     for e in es:
         check_int("an epoch", e, 1, length)
+    rs = sorted({check_int("a radix", r, 2) for r in radices})
     ex.resolve_dtype(dtype)
     bench = {
         "length": length,
@@ -416,15 +444,20 @@ def tune(
     }
     k_us = _best_of([(k, PlanSpec("continuous", direct_below=k)) for k in ks], **bench)
     e_us = _best_of([(e, PlanSpec("epoched", epoch=e)) for e in es], **bench) if es else {}
+    k_best = min(k_us, key=k_us.__getitem__)
+    r_specs = [(r, PlanSpec("reuse", radix=r, direct_below=k_best)) for r in rs]
+    r_us = _best_of(r_specs, **bench) if rs else {}
     result = TuningResult(
         **Target(ex.name, device_name(ex), dtype_name(dtype), batch, channels).head(),
         length=length,
-        direct_below=min(k_us, key=k_us.__getitem__),
+        direct_below=k_best,
         direct_below_us=k_us,
         epoch=min(e_us, key=e_us.__getitem__) if e_us else None,
         epoch_us=e_us,
         path=cache_path() if store else None,
         key=cache_key(ex, dtype),
+        radix=min(r_us, key=r_us.__getitem__) if r_us else None,
+        radix_us=r_us,
     )
     if result.path is not None:
         _write_entry(result.key, _entry(result, library_versions(ex), repeats), result.path)
@@ -437,7 +470,11 @@ def _entry(result: TuningResult, versions: Mapping[str, str], repeats: int) -> d
     measured = {"length": result.length, "repeats": repeats, "measured_at": when}
     timings = {
         name: {str(k): _round(v) for k, v in us.items()}
-        for name, us in (("direct_below", result.direct_below_us), ("epoch", result.epoch_us))
+        for name, us in (
+            ("direct_below", result.direct_below_us),
+            ("epoch", result.epoch_us),
+            ("radix", result.radix_us),
+        )
     }
     width = str(result.width)
     entry: dict[str, Any] = {
@@ -451,6 +488,10 @@ def _entry(result: TuningResult, versions: Mapping[str, str], repeats: int) -> d
             }
         },
     }
+    if result.radix is not None:
+        entry["radix"] = {
+            width: {"value": result.radix, "us_per_token": timings["radix"], **measured}
+        }
     if result.epoch is not None:
         where = f"{width}/{result.length}"
         entry["epoch"] = {

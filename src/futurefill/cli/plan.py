@@ -57,7 +57,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--radix",
         type=int,
         default=None,
-        help="reuse schedule: growth of the block sizes from level to level (default: 4)",
+        help="reuse schedule: growth of the block sizes from level to level (default: 8)",
     )
     parser.add_argument(
         "--channels",

@@ -1,15 +1,16 @@
-"""Measure the best direct_below (and epoch) on this machine and store it for later runs.
+"""Measure the best direct_below (and epoch, radix) on this machine and store it for later runs.
 
-Times the continuous schedule for every candidate direct_below (and, with --epochs, the
-epoched schedule for candidate epochs) on one backend, device, dtype and width (batch x
-channels), each a generation of --length steps with feedback, round-robin, best of --repeats
-rounds after a warm-up. The fastest direct_below is stored in the user's cache directory
-($XDG_CACHE_HOME/futurefill/tuning.json, else ~/.cache/futurefill/tuning.json), under the
-backend, device, dtype and library versions, and executors use it by default from then on for
-that width; FUTUREFILL_NO_TUNING=1 turns the stored values off. --show prints what is stored.
+Times the continuous schedule for every candidate direct_below (with --epochs, the epoched
+schedule for candidate epochs; with --radices, the reuse schedule for candidate radices) on
+one backend, device, dtype and width (batch x channels), each a generation of --length steps
+with feedback, round-robin, best of --repeats rounds after a warm-up. The fastest direct_below
+(and radix) is stored in the user's cache directory ($XDG_CACHE_HOME/futurefill/tuning.json,
+else ~/.cache/futurefill/tuning.json), under the backend, device, dtype and library versions,
+and executors use it by default from then on for that width; FUTUREFILL_NO_TUNING=1 turns the
+stored values off. --show prints what is stored.
 
 The defaults (numpy, D=64, L=16384, nine candidates, 3 repeats) take about 20 seconds on a
-two-core machine; --epochs adds about half a minute.
+two-core machine; --epochs adds about half a minute, --radices about as much.
 """
 
 from __future__ import annotations
@@ -18,7 +19,14 @@ import argparse
 import json
 import sys
 
-from ..tuning import DIRECT_BELOW_CANDIDATES, TuningResult, cache_path, read_cache, tune
+from ..tuning import (
+    DEFAULT_RADICES,
+    DIRECT_BELOW_CANDIDATES,
+    TuningResult,
+    cache_path,
+    read_cache,
+    tune,
+)
 from ._args import (
     UsageError,
     add_choice,
@@ -68,6 +76,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "int(sqrt(L log2 L)) times 1/4, 1/2, 1, 2 and 4)",
     )
     parser.add_argument(
+        "--radices",
+        type=lengths,
+        nargs="?",
+        const=[],
+        default=None,
+        metavar="R1,R2,...",
+        help="also time the reuse schedule for these radices, with the direct_below found "
+        "fastest, and store the fastest as its default (without a list: 2,4,8,16)",
+    )
+    parser.add_argument(
         "--dry-run", action="store_true", help="measure and print, but store nothing"
     )
     parser.add_argument("--json", action="store_true", help="machine-readable output on stdout")
@@ -80,6 +98,8 @@ def _check(args: argparse.Namespace) -> None:
     bad = [k for k in args.candidates if k & (k - 1)]
     if bad:
         raise UsageError(f"--candidates must be powers of two, got {bad}")
+    if args.radices and min(args.radices) < 2:
+        raise UsageError(f"--radices must be at least 2, got {args.radices}")
     if args.epochs and max(args.epochs) > args.length:
         raise UsageError(f"--epochs must be at most --length {args.length}, got {args.epochs}")
 
@@ -96,6 +116,8 @@ def _show(as_json: bool) -> int:
         head = (entry.get("backend", "?"), entry.get("device", "?"), entry.get("dtype", "?"))
         for width, found in sorted(entry.get("direct_below", {}).items(), key=_width_order):
             rows.append((*head, "direct_below", width, str(found.get("value"))))
+        for width, found in sorted(entry.get("radix", {}).items(), key=_width_order):
+            rows.append((*head, "radix", width, str(found.get("value"))))
         for where, found in sorted(entry.get("epoch", {}).items()):
             rows.append((*head, "epoch", where, str(found.get("value"))))
     print_table(
@@ -120,6 +142,7 @@ def _print(result: TuningResult) -> None:
     for name, timings, best in (
         ("direct_below", result.direct_below_us, result.direct_below),
         ("epoch", result.epoch_us, result.epoch),
+        ("radix", result.radix_us, result.radix),
     ):
         if timings:
             rows = [
@@ -146,6 +169,7 @@ def run(args: argparse.Namespace) -> int:
         length=args.length,
         candidates=args.candidates,
         epochs=None if args.epochs == [] else (args.epochs or ()),
+        radices=DEFAULT_RADICES if args.radices == [] else (args.radices or ()),
         repeats=args.repeats,
         store=not args.dry_run,
     )

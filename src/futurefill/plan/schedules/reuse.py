@@ -36,6 +36,13 @@ def _default_direct_below(executor: Any, batch: int, channels: int, dtype: Any) 
     return int(executor.default_direct_below(batch, channels, dtype))
 
 
+def _tuned_radix(executor: Any, batch: int, channels: int, dtype: Any) -> int | None:
+    """The radix ``futurefill tune --radices`` stored for this backend and width, if any
+    (executors without tuning have no ``default_radix``)."""
+    lookup = getattr(executor, "default_radix", None)
+    return None if lookup is None else lookup(batch, channels, dtype)
+
+
 def _radix(name: str, value: Any) -> int:
     """Parameter check: an int ``>= 2``."""
     return check_int(name, value, 2)
@@ -44,8 +51,8 @@ def _radix(name: str, value: Any) -> int:
 @register_schedule(
     "reuse",
     params={"radix": _radix, "direct_below": positive_int},
-    defaults={"radix": lambda length, prompt: 4, "direct_below": lambda length, prompt: 1},
-    tuned={"direct_below": _default_direct_below},
+    defaults={"radix": lambda length, prompt: 8, "direct_below": lambda length, prompt: 1},
+    tuned={"direct_below": _default_direct_below, "radix": _tuned_radix},
     max_tasks=lambda length, prompt, radix, **_: length * radix,
     description="blocks growing by a radix; each input block transformed once, each output "
     "block inverted once",
