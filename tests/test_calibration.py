@@ -184,3 +184,26 @@ def test_bench_predicts_every_method() -> None:
     assert all(r.flops_vs_floor > 0 for r in results)
     plain = bench_configuration(length=16, channels=1, schedules=("continuous",))
     assert all(r.predicted_seconds is None and r.measured_vs_predicted is None for r in plain)
+
+
+def test_calibration_waits_for_tasks_run_in_the_background(monkeypatch) -> None:
+    """The calibration's tasks are due later than the next step, so the NumPy executor hands
+    them to its worker thread: each timed round must wait for them (else it times only their
+    submission, and they go on running into later measurements)."""
+    from futurefill_numpy import NumpyExecutor
+
+    ex = NumpyExecutor()
+    settled: list[int] = []
+    queued: list[int] = []
+    settle = ex.settle
+
+    def counting_settle(state) -> None:
+        deferred = state.workspace.deferred
+        queued.append(0 if deferred is None else len(deferred.pending))
+        settle(state)
+        settled.append(0 if deferred is None else len(deferred.pending))
+
+    monkeypatch.setattr(ex, "settle", counting_settle)
+    calibrate(ex, channels=2, fft_sizes=[64], window_widths=[1], rounds=1, max_steps=8)
+    assert queued and max(queued) > 0  # tasks did go to the worker
+    assert settled and max(settled) == 0  # and every round waited for them
