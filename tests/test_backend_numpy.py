@@ -133,6 +133,32 @@ def test_deadline_tasks_run_on_the_worker_and_stay_exact(rng) -> None:
     np.testing.assert_allclose(got, oracle(u, phi), rtol=0, atol=1e-12 * np.abs(got).max())
 
 
+def test_tasks_due_later_stay_on_the_worker_where_transforms_are_shared(rng, monkeypatch) -> None:
+    """In ``deadline`` an S x S tile due at once and a larger tile due later read the same
+    block: the plan shares that forward transform, but the NumPy executor runs such steps
+    task by task, so that the task due later still goes whole to the worker thread."""
+    from futurefill_numpy.executor import NumpyExecutor
+
+    phi = decaying_filters(rng, 2, 300)
+    u = rng.standard_normal((1, 2, 300))
+    conv = _deadline(phi, 300)
+    plan, ws = conv.plan, conv.state.workspace
+    assert plan.transforms.shares
+    later = np.flatnonzero(ws.deferred.defer)
+    assert np.any(~plan.transforms.fused[plan.after_step[later]])  # in steps that share
+    seen: list[int] = []
+    run_task = NumpyExecutor._run_task
+
+    def spy(self, state, task: int) -> None:
+        seen.append(task)
+        run_task(self, state, task)
+
+    monkeypatch.setattr(NumpyExecutor, "_run_task", spy)
+    ys = [conv.step(u[..., t].copy()) for t in range(300)]
+    assert set(later.tolist()) <= set(seen)
+    np.testing.assert_allclose(np.stack(ys, -1), oracle(u, phi), rtol=0, atol=1e-12)
+
+
 def test_snapshots_settle_the_deferred_work(rng) -> None:
     """A snapshot taken mid-step (some channels emitted) holds what the worker computed."""
     B, C, L = 1, 3, 200

@@ -75,7 +75,9 @@ class _Workspace:
     ``tasks_start_windows``), so that a step is: store ``u_t``, one vecdot, one addition.
     ``acc_key`` says which block and which buffer revision the copy was taken from.
     ``registers`` are the plan's spectrum registers (:attr:`futurefill.Plan.transforms`) and
-    ``products[n]`` the scratch of one spectral product of FFT size ``n``.
+    ``products[n]`` the scratch of one spectral product of FFT size ``n``; ``alone[t]`` says
+    whether the tasks after step ``t`` run one by one: steps whose tasks share no transform,
+    and steps with a task handed to the worker thread (a task due later runs there whole).
     """
 
     work: dict[int, tuple[np.ndarray, np.ndarray]]
@@ -84,6 +86,7 @@ class _Workspace:
     deferred: _Deferred | None = None
     registers: list[np.ndarray] = field(default_factory=list)
     products: dict[int, np.ndarray] = field(default_factory=dict)
+    alone: np.ndarray | None = None
 
 
 class NumpyExecutor(tuning.TunedCrossover, ArrayAPIExecutor):
@@ -142,20 +145,23 @@ class NumpyExecutor(tuning.TunedCrossover, ArrayAPIExecutor):
             },
             acc=np.empty((*lead, plan.window_length), buf.dtype) if accumulates else None,
         )
-        program = plan.transforms
-        if program.shares:
-            ws = state.workspace
-            ws.registers = [
-                np.empty((*lead, n // 2 + 1), complex_dtype)
-                for n in program.register_fft_size.tolist()
-            ]
-            ws.products = {n: np.empty_like(ws.work[n][0]) for n in ws.work}
         if accumulates and _threaded_fft is not None:
             due = plan.dst_start.astype(np.int64) - plan.origin  # slot of the first output
             defer = due > plan.after_step.astype(np.int64) + 1 + plan.prompt - plan.origin
             if defer.any():
                 horizon = _HORIZON_BLOCKS * plan.window_length
                 state.workspace.deferred = _Deferred(np.zeros_like(buf), defer, due, horizon)
+        ws = state.workspace
+        program = plan.transforms
+        ws.alone = program.fused.copy()
+        if ws.deferred is not None:
+            ws.alone[plan.after_step[ws.deferred.defer]] = True
+        if not ws.alone.all():
+            ws.registers = [
+                np.empty((*lead, n // 2 + 1), complex_dtype)
+                for n in program.register_fft_size.tolist()
+            ]
+            ws.products = {n: np.empty_like(ws.work[n][0]) for n in ws.work}
 
     @staticmethod
     def _block_accumulators(state: ConvState, slot: int, start: int) -> np.ndarray | None:
@@ -209,7 +215,7 @@ class NumpyExecutor(tuning.TunedCrossover, ArrayAPIExecutor):
             buf, taps = state.buffer, state.taps_reversed
             W = taps.shape[-1]
             slots, starts, task_ptr = plan.slot, plan.window_slot, plan.task_ptr
-            fused = plan.transforms.fused
+            alone = state.workspace.alone
             vecdot = np.vecdot
             out = np.empty((steps, *buf.shape[:2]), dtype=buf.dtype)
             u = u0
@@ -224,7 +230,7 @@ class NumpyExecutor(tuning.TunedCrossover, ArrayAPIExecutor):
                 y = vecdot(buf[..., start : slot + 1], taps[:, W - 1 - slot + start :], out=out[i])
                 if acc is not None:
                     y += acc[..., slot - start]
-                if fused.item(t):
+                if alone.item(t):
                     for task in range(task_ptr.item(t), task_ptr.item(t + 1)):
                         run_task(state, task)
                 else:
@@ -242,10 +248,10 @@ class NumpyExecutor(tuning.TunedCrossover, ArrayAPIExecutor):
 
     def fill(self, state: ConvState, step: int) -> None:
         plan = state.plan
-        if plan.transforms.fused.item(step):
+        if state.workspace.alone.item(step):
             for task in range(plan.task_ptr.item(step), plan.task_ptr.item(step + 1)):
                 self._run_task(state, task)
-        else:  # shared transforms run here, none handed to the worker
+        else:
             self.run_transforms(state, step)
         deferred = state.workspace.deferred
         if deferred is not None and deferred.pending:
