@@ -341,3 +341,23 @@ def test_compiled_rollout_shares_transforms(rng, radix, direct_below, splits):
     assert ys.shape == (1, 2, length)
     u = np.concatenate([up, inputs_of(u0, ys)], axis=-1)
     assert rel_err(ys, oracle(u, phi)[..., prompt:]) <= RTOL64
+
+
+def test_compiled_rollout_of_a_plan_whose_registers_never_outlive_their_step(rng):
+    """``deadline`` shares one forward transform between two tiles run after the same step:
+    no register is alive across a rollout's start, and the program still builds and is exact."""
+    from futurefill_jax._spectral import spectral_runner
+
+    length = 2000
+    phi = contractive_filters(np.random.default_rng(5), 2, length)
+    conv = make_conv(phi, length, "deadline", 0, batch=1, direct_below=16, slack_from=256)
+    runner = spectral_runner(conv.plan, 16)
+    assert runner is not None and all(s.reload_rows.shape[0] == 0 for s in runner.sizes)
+    u0 = rng.standard_normal((1, 2))
+    parts, u = [], jnp.asarray(u0)
+    for steps in (700, None):
+        ys = conv.rollout(u, feedback, steps)
+        parts.append(np.asarray(ys))
+        u = feedback(ys[..., -1])
+    ys = np.concatenate(parts, axis=-1)
+    assert rel_err(ys, oracle(inputs_of(u0, ys), phi)) <= RTOL64

@@ -105,10 +105,11 @@ class SpectralRunner:
 
     def reload(self, U: Array, regs: tuple, cs: list, t: Array) -> tuple:
         """The registers alive across step ``t``, transformed again from the inputs ``U``."""
-        out = []
+        out = list(regs)
         for i, s in enumerate(self.sizes):
-            ptr, rows = cs[7 * i + 5], cs[7 * i + 6]
-            out.append(lax.fori_loop(ptr[t], ptr[t + 1], self._forward(s, U, rows), regs[i]))
+            if s.reload_rows.shape[0]:  # (no register outlives the step that writes it)
+                ptr, rows = cs[7 * i + 5], cs[7 * i + 6]
+                out[i] = lax.fori_loop(ptr[t], ptr[t + 1], self._forward(s, U, rows), regs[i])
         return tuple(out)
 
     @property
