@@ -210,9 +210,10 @@ def _task_plan(size: int, length: int) -> Plan:
 
 
 def _units(rounds: int, max_units: int) -> int:
-    """Units (steps) a measurement may use: two probes, then the warm-up and timed rounds of
-    a short and a long run (``count`` and ``2 count`` units, see :meth:`_Meter.per_unit`)."""
-    return 2 * _PROBE + 3 * (rounds + 1) * max_units
+    """Units (steps) a measurement may use: two probes (``P`` and ``4 P`` units, twice each),
+    then the warm-up and timed rounds of a short and a long run (``count`` and ``2 count``
+    units, see :meth:`_Meter.per_unit`)."""
+    return 10 * _PROBE + 3 * (rounds + 1) * max_units
 
 
 @dataclass
@@ -254,19 +255,22 @@ class _Meter:
         """Seconds per unit of ``run(first, count)`` (units ``first .. first+count-1``), with
         as many units per round as fit in the budget: the best run of ``2 count`` units less
         the best run of ``count`` units, over ``count``, so that what a call costs beyond
-        its units (dispatch; a compiled rollout's fixed work) cancels out."""
+        its units (dispatch; a compiled rollout's fixed work) cancels out. ``count`` follows
+        from two probes of ``P`` and ``4 P`` units (the first run also warms up:
+        compilation, FFT plans, first touch of the work arrays)."""
         ex, cpu = self.executor, on_cpu(self.executor)
-        # Warm-up (compilation, FFT plans, first touch of the work arrays), then a probe.
-        probe = best_seconds(ex, lambda k: run(k * _PROBE, _PROBE), 1, cpu=cpu)
-        estimate = max(probe / _PROBE, 1e-9)
+        first = 0
+
+        def best(count: int, rounds: int) -> float:
+            nonlocal first
+            start, first = first, first + (rounds + 1) * count
+            return best_seconds(ex, lambda k: run(start + k * count, count), rounds, cpu=cpu)
+
+        small, large = best(_PROBE, 1), best(4 * _PROBE, 1)
+        estimate = max((large - small) / (3 * _PROBE), 1e-9)
         count = int(min(max(self.budget / estimate, _PROBE), self.max_units))
-        first = 2 * _PROBE
-        short = best_seconds(ex, lambda k: run(first + k * count, count), self.rounds, cpu=cpu)
-        first += (self.rounds + 1) * count
-        long = best_seconds(
-            ex, lambda k: run(first + 2 * k * count, 2 * count), self.rounds, cpu=cpu
-        )
-        return max(long - short, _TINY * count) / count
+        short = best(count, self.rounds)
+        return max(best(2 * count, self.rounds) - short, _TINY * count) / count
 
     def window(self, width: int) -> float:
         plan = _window_plan(width, max(self.units, self.positions - width + 1))
@@ -347,7 +351,7 @@ def calibrate(
     window_widths: Iterable[int] = (1, 16, 256),
     rounds: int = 3,
     budget: float = 0.02,
-    max_steps: int = 256,
+    max_steps: int = 4096,
     positions: int = 0,
     rollout_steps: int = 0,
     seed: int = 0,
@@ -372,7 +376,9 @@ def calibrate(
     budget : float
         Seconds a round should take (the steps per round follow, at most ``max_steps``).
     max_steps : int
-        Most steps (or tasks) per round.
+        Most steps (or tasks) per round. Rounds long enough to dwarf a call's fixed costs
+        keep their difference (see ``budget``) above the noise of those costs: a compiled
+        JAX rollout allocates and pads whole buffers at every call.
     positions : int
         Make every calibration plan at least this long (``prompt + length`` of the plans to
         predict), so that the rows of its buffer lie as far apart in memory as theirs: the
