@@ -55,6 +55,17 @@ def make_conv(phi, length, schedule, prompt, batch=2, prompt_u=None, **kwargs):
     return conv
 
 
+def split_rollouts(conv, u0: np.ndarray, splits) -> np.ndarray:
+    """Rollouts of ``splits`` steps each (``None``: to the end), each fed back from the
+    last; their outputs joined ``(B, C, steps)``."""
+    parts, u = [], jnp.asarray(u0)
+    for steps in splits:
+        ys = conv.rollout(u, feedback, steps)
+        parts.append(np.asarray(ys))
+        u = feedback(ys[..., -1])
+    return np.concatenate(parts, axis=-1)
+
+
 def inputs_of(u0: np.ndarray, ys: np.ndarray) -> np.ndarray:
     """The inputs a rollout used: ``u[0] = u0``, ``u[t+1] = feedback(y[t])``."""
     u = np.empty_like(ys)
@@ -297,12 +308,7 @@ def test_rollout_over_whole_chunks(rng, splits):
     up = rng.standard_normal((1, 2, prompt))
     u0 = rng.standard_normal((1, 2))
     conv = make_conv(phi, length, "continuous", prompt, batch=1, prompt_u=up, direct_below=16)
-    parts, u = [], jnp.asarray(u0)
-    for steps in splits:
-        ys = conv.rollout(u, feedback, steps)
-        parts.append(np.asarray(ys))
-        u = feedback(ys[..., -1])
-    ys = np.concatenate(parts, axis=-1)
+    ys = split_rollouts(conv, u0, splits)
     assert ys.shape == (1, 2, length)
     u = np.concatenate([up, inputs_of(u0, ys)], axis=-1)
     assert rel_err(ys, oracle(u, phi)[..., prompt:]) <= RTOL64
@@ -332,12 +338,7 @@ def test_compiled_rollout_shares_transforms(rng, radix, direct_below, splits):
     )
     runner = spectral_runner(conv.plan, direct_below)
     assert runner is not None and runner.handles.any() and not runner.handles.all()
-    parts, u = [], jnp.asarray(u0)
-    for steps in splits:
-        ys = conv.rollout(u, feedback, steps)
-        parts.append(np.asarray(ys))
-        u = feedback(ys[..., -1])
-    ys = np.concatenate(parts, axis=-1)
+    ys = split_rollouts(conv, u0, splits)
     assert ys.shape == (1, 2, length)
     u = np.concatenate([up, inputs_of(u0, ys)], axis=-1)
     assert rel_err(ys, oracle(u, phi)[..., prompt:]) <= RTOL64
@@ -354,10 +355,5 @@ def test_compiled_rollout_of_a_plan_whose_registers_never_outlive_their_step(rng
     runner = spectral_runner(conv.plan, 16)
     assert runner is not None and all(s.reload_rows.shape[0] == 0 for s in runner.sizes)
     u0 = rng.standard_normal((1, 2))
-    parts, u = [], jnp.asarray(u0)
-    for steps in (700, None):
-        ys = conv.rollout(u, feedback, steps)
-        parts.append(np.asarray(ys))
-        u = feedback(ys[..., -1])
-    ys = np.concatenate(parts, axis=-1)
+    ys = split_rollouts(conv, u0, (700, None))
     assert rel_err(ys, oracle(inputs_of(u0, ys), phi)) <= RTOL64

@@ -185,7 +185,7 @@ def spectral_runner(plan: Plan, block: int) -> SpectralRunner | None:
     a, b = plan.src_start.astype(np.int64) - o, plan.src_stop.astype(np.int64) - o
     c, d = plan.dst_start.astype(np.int64) - o, plan.dst_stop.astype(np.int64) - o
     n_of = plan.fft_size.astype(np.int64)
-    read_of = c + o - (a + o) - plan.filter_start
+    read_of = c - a - plan.filter_start  # where the first target sits in the convolution
     step_of = plan.after_step.astype(np.int64)
     op_step = step_of[program.task] if program.task.size else np.zeros(0, np.int64)
     sizes: dict[int, _Size] = {}
