@@ -15,7 +15,6 @@ from futurefill import tuning
 from futurefill.backends import ArrayAPIExecutor, ConvState, Program, compat_namespace
 from futurefill.interpreter import check_feedback
 from futurefill.plan import TaskOffsets
-from futurefill.plan.transforms import FORWARD, PRODUCT
 
 from ._worker import EarliestDeadlineWorker, Job
 
@@ -75,7 +74,8 @@ class _Workspace:
     ``tasks_start_windows``), so that a step is: store ``u_t``, one vecdot, one addition.
     ``acc_key`` says which block and which buffer revision the copy was taken from.
     ``registers`` are the plan's spectrum registers (:attr:`futurefill.Plan.transforms`) and
-    ``products[n]`` the scratch of one spectral product of FFT size ``n``; ``alone[t]`` says
+    ``products[n]`` the scratch of a target's second and later spectral products (FFT sizes
+    that share transforms); ``alone[t]`` says
     whether the tasks after step ``t`` run one by one: steps whose tasks share no transform,
     and steps with a task handed to the worker thread (a task due later runs there whole).
     """
@@ -161,7 +161,8 @@ class NumpyExecutor(tuning.TunedCrossover, ArrayAPIExecutor):
                 np.empty((*lead, n // 2 + 1), complex_dtype)
                 for n in program.register_fft_size.tolist()
             ]
-            ws.products = {n: np.empty_like(ws.work[n][0]) for n in ws.work}
+            shared_sizes = set(program.register_fft_size.tolist())
+            ws.products = {n: np.empty_like(ws.work[n][0]) for n in shared_sizes}
 
     @staticmethod
     def _block_accumulators(state: ConvState, slot: int, start: int) -> np.ndarray | None:
@@ -293,28 +294,19 @@ class NumpyExecutor(tuning.TunedCrossover, ArrayAPIExecutor):
         later[...] = 0
         ws.acc_key = (-1, -1)  # the accumulators are copied again, from the buffer
 
-    def run_transforms(self, state: ConvState, step: int) -> None:
-        """The shared transforms, each into preallocated arrays (``out=``)."""
-        plan, ws, buf, spectra = state.plan, state.workspace, state.buffer, state.spectra
-        program = plan.transforms
-        total = None
-        for op in range(program.op_ptr.item(step), program.op_ptr.item(step + 1)):
-            task = plan.task_offsets(program.task.item(op))
-            kind, n = program.kind.item(op), task.fft_size
-            if kind == FORWARD:
-                self.store(state, program.register.item(op), task)
-            elif kind == PRODUCT:
-                held = self.held(state, program.register.item(op), task)
-                if total is None:
-                    total = np.multiply(held, spectra[task.spectrum], out=ws.work[n][0])
-                else:
-                    total += np.multiply(held, spectra[task.spectrum], out=ws.products[n])
-            else:
-                assert total is not None, "an inverse follows its products (check_program)"
-                _, _, c, d, r, n, _ = task
-                z = np.fft.irfft(total, n, axis=-1, out=ws.work[n][1])
-                buf[..., c:d] += z[..., r : r + d - c]
-                total = None
+    def accumulate(
+        self, state: ConvState, total: np.ndarray | None, spectrum: np.ndarray, task: TaskOffsets
+    ) -> np.ndarray:
+        ws, n, filt = state.workspace, task.fft_size, state.spectra[task.spectrum]
+        if total is None:  # the first product of a target: into the size's work array
+            return np.multiply(spectrum, filt, out=ws.work[n][0])
+        total += np.multiply(spectrum, filt, out=ws.products[n])
+        return total
+
+    def add_inverse(self, state: ConvState, task: TaskOffsets, total: np.ndarray) -> None:
+        _, _, c, d, r, n, _ = task
+        z = np.fft.irfft(total, n, axis=-1, out=state.workspace.work[n][1])
+        state.buffer[..., c:d] += z[..., r : r + d - c]
 
     def store(self, state: ConvState, register: int, task: TaskOffsets) -> np.ndarray:
         a, b, n = task.src_start, task.src_stop, task.fft_size
@@ -324,13 +316,10 @@ class NumpyExecutor(tuning.TunedCrossover, ArrayAPIExecutor):
         return spectrum
 
     def fill_task(self, state: ConvState, task: TaskOffsets) -> None:
-        buf = state.buffer
-        a, b, c, d, r, n, key = task
-        spec_work, real_work = state.workspace.work[n]
-        spectrum = np.fft.rfft(buf[..., a:b], n, axis=-1, out=spec_work)
-        spectrum *= state.spectra[key]
-        z = np.fft.irfft(spectrum, n, axis=-1, out=real_work)
-        buf[..., c:d] += z[..., r : r + d - c]
+        a, b, n = task.src_start, task.src_stop, task.fft_size
+        spectrum = np.fft.rfft(state.buffer[..., a:b], n, axis=-1, out=state.workspace.work[n][0])
+        spectrum *= state.spectra[task.spectrum]
+        self.add_inverse(state, task, spectrum)
 
     def clear(self, state: ConvState) -> None:
         self.settle(state)

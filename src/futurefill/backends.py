@@ -239,8 +239,7 @@ class ArrayAPIExecutor:
             if kind == FORWARD:
                 self.store(state, register, task)
             elif kind == PRODUCT:
-                term = self.held(state, register, task) * state.spectra[task.spectrum]
-                total = term if total is None else total + term
+                total = self.accumulate(state, total, self.held(state, register, task), task)
             else:
                 self.add_inverse(state, task, total)
                 total = None
@@ -259,6 +258,14 @@ class ArrayAPIExecutor:
         if tag != (state.revision, task.src_start, task.src_stop, task.fft_size):
             spectrum = self.store(state, register, task)
         return spectrum
+
+    def accumulate(
+        self, state: ConvState, total: Array | None, spectrum: Array, task: TaskOffsets
+    ) -> Array:
+        """``total`` plus ``spectrum`` times ``task``'s filter spectrum (``total`` is
+        ``None`` for the first product of a target)."""
+        term = spectrum * state.spectra[task.spectrum]
+        return term if total is None else total + term
 
     def add_inverse(self, state: ConvState, task: TaskOffsets, total: Array) -> None:
         """Add the slice of the inverse transform of ``total`` that ``task`` reads into its

@@ -33,9 +33,9 @@ class PlanError(ValueError):
     """A plan breaks one of its invariants (coverage, causality or FFT sizing)."""
 
 
-def readonly(a: npt.ArrayLike) -> IntArray:
-    """A contiguous int32 copy that cannot be written."""
-    arr = np.ascontiguousarray(a, dtype=np.int32)
+def readonly(a: npt.ArrayLike, dtype: npt.DTypeLike = np.int32) -> IntArray:
+    """A contiguous copy (int32 unless told) that cannot be written."""
+    arr = np.ascontiguousarray(a, dtype=dtype)
     arr.setflags(write=False)
     return arr
 

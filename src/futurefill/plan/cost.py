@@ -181,18 +181,24 @@ def plan_cost(plan: PlanTables, *, channels: int = 1, batch: int = 1) -> PlanCos
     )
 
 
+def _alone_flops(plan: PlanTables) -> tuple[np.ndarray, np.ndarray]:
+    """Transform and multiply-add FLOPs of every task run on its own: two transforms, a
+    spectral product and the addition into its target."""
+    n = plan.fft_size.astype(np.float64)
+    extent = plan.dst_stop - plan.dst_start
+    return np.asarray(2 * fft_flops(n)), np.asarray(_product_flops(n) + extent)
+
+
 def _task_flops(plan: PlanTables) -> tuple[np.ndarray, np.ndarray]:
     """Transform and multiply-add FLOPs of every task, shared transforms counted once.
 
-    A task run on its own costs two transforms, a spectral product and the addition into
-    its target. Tasks of steps that share transforms (:attr:`Plan.transforms`) are charged
-    what their ops cost: each forward transform to the task that writes its register, the
-    product (and its addition into the sum of its target) to each task, and the inverse
-    transform and the addition into the target to the task named by the inverse.
+    A task run on its own costs :func:`_alone_flops`. Tasks of steps that share transforms
+    (:attr:`Plan.transforms`) are charged what their ops cost: each forward transform to the
+    task that writes its register, the product (and its addition into the sum of its target)
+    to each task, and the inverse transform and the addition into the target to the task
+    named by the inverse.
     """
-    n = plan.fft_size.astype(np.float64)
-    transforms = np.asarray(2 * fft_flops(n))
-    multiply_adds = np.asarray(_product_flops(n) + (plan.dst_stop - plan.dst_start))
+    transforms, multiply_adds = _alone_flops(plan)
     program = getattr(plan, "transforms", None)
     if program is None or not program.shares:
         return transforms, multiply_adds
@@ -200,7 +206,7 @@ def _task_flops(plan: PlanTables) -> tuple[np.ndarray, np.ndarray]:
     transforms[shared] = 0.0
     multiply_adds[shared] = 0.0
     task, kind = program.task, program.kind
-    m = n[task]
+    m = plan.fft_size[task].astype(np.float64)
     op_transforms = np.where(kind == PRODUCT, 0.0, fft_flops(m))
     target = (plan.dst_stop - plan.dst_start)[task]
     op_multiply_adds = np.select(
@@ -305,10 +311,7 @@ def predict_time(plan: PlanTables, model: TimeModel, *, calls: bool = False) -> 
     one_tap = float(model.window_seconds(np.ones(1, np.int64))[0])
     tasks = model.task_seconds(plan.fft_size.astype(np.int64))
     # Tasks sharing transforms: their calibrated time in proportion to their FLOPs.
-    transforms, multiply_adds = _task_flops(plan)
-    n = plan.fft_size.astype(np.float64)
-    alone = 2 * fft_flops(n) + _product_flops(n) + (plan.dst_stop - plan.dst_start)
-    tasks = tasks * (transforms + multiply_adds) / alone
+    tasks = tasks * sum(_task_flops(plan)) / sum(_alone_flops(plan))
     smallest = float(model.task_seconds(np.full(1, 2, np.int64))[0])
     return PredictedTime(
         steps=one_tap * plan.length,

@@ -25,6 +25,7 @@ from .spec import PlanSpec
 
 __all__ = [
     "ScheduleInfo",
+    "executor_direct_below",
     "list_schedules",
     "make_plan",
     "positive_int",
@@ -41,6 +42,12 @@ Builder = Callable[..., Tiling]
 def positive_int(name: str, value: Any) -> int:
     """Parameter check: an int ``>= 1``."""
     return check_int(name, value, 1)
+
+
+def executor_direct_below(executor: Any, batch: int, channels: int, dtype: Any) -> int:
+    """Tuned-default rule (see :class:`ScheduleInfo`): the executor's measured
+    ``direct_below`` crossover for this width and dtype."""
+    return int(executor.default_direct_below(batch, channels, dtype))
 
 
 def power_of_two(name: str, value: Any) -> int:

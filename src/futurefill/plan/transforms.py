@@ -110,7 +110,7 @@ def transform_program(plan: PlanTables, *, share: bool = True) -> TransformProgr
             task=readonly([]),
             register=readonly([]),
             register_fft_size=readonly([]),
-            fused=_readonly_bool(np.ones(L, dtype=bool)),
+            fused=readonly(np.ones(L), bool),
         )
     t = plan.after_step.astype(np.int64)
     a, b = plan.src_start.astype(np.int64), plan.src_stop.astype(np.int64)
@@ -179,14 +179,8 @@ def transform_program(plan: PlanTables, *, share: bool = True) -> TransformProgr
         task=readonly(tasks),
         register=readonly(registers),
         register_fft_size=readonly(register_fft),
-        fused=_readonly_bool(fused),
+        fused=readonly(fused, bool),
     )
-
-
-def _readonly_bool(x: np.ndarray) -> np.ndarray:
-    x = np.ascontiguousarray(x, dtype=bool)
-    x.setflags(write=False)
-    return x
 
 
 def check_program(plan: PlanTables, program: TransformProgram) -> None:

@@ -9,25 +9,19 @@ top level may be cut at ``L`` taps, which is all that outputs ``< L`` can need.
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 from .._plan import Tiling
-from ..registry import power_of_two, register_schedule
+from ..registry import executor_direct_below, power_of_two, register_schedule
 
 __all__ = ["continuous"]
-
-
-def _default_direct_below(executor: Any, batch: int, channels: int, dtype: Any) -> int:
-    return int(executor.default_direct_below(batch, channels, dtype))
 
 
 @register_schedule(
     "continuous",
     params={"direct_below": power_of_two},
     defaults={"direct_below": lambda length, prompt: 1},
-    tuned={"direct_below": _default_direct_below},
+    tuned={"direct_below": executor_direct_below},
     validate=False,
 )
 def continuous(length: int, prompt: int, *, direct_below: int) -> Tiling:

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from .._plan import Tiling
-from ..registry import power_of_two, register_schedule
+from ..registry import executor_direct_below, power_of_two, register_schedule
 
 __all__ = ["deadline"]
 
@@ -42,12 +42,8 @@ __all__ = ["deadline"]
 SLACK_BLOCKS = 8
 
 
-def _default_direct_below(executor: Any, batch: int, channels: int, dtype: Any) -> int:
-    return int(executor.default_direct_below(batch, channels, dtype))
-
-
 def _default_slack_from(executor: Any, batch: int, channels: int, dtype: Any) -> int:
-    return SLACK_BLOCKS * _default_direct_below(executor, batch, channels, dtype)
+    return SLACK_BLOCKS * executor_direct_below(executor, batch, channels, dtype)
 
 
 @register_schedule(
@@ -57,7 +53,7 @@ def _default_slack_from(executor: Any, batch: int, channels: int, dtype: Any) ->
         "direct_below": lambda length, prompt: 1,
         "slack_from": lambda length, prompt: 512,
     },
-    tuned={"direct_below": _default_direct_below, "slack_from": _default_slack_from},
+    tuned={"direct_below": executor_direct_below, "slack_from": _default_slack_from},
     description="tiles of size >= slack_from due as many steps after their inputs",
 )
 def deadline(length: int, prompt: int, *, direct_below: int, slack_from: int) -> Tiling:

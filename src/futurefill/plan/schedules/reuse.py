@@ -27,13 +27,9 @@ import numpy as np
 
 from ..._checks import check_int
 from .._plan import Tiling
-from ..registry import positive_int, register_schedule
+from ..registry import executor_direct_below, positive_int, register_schedule
 
 __all__ = ["reuse"]
-
-
-def _default_direct_below(executor: Any, batch: int, channels: int, dtype: Any) -> int:
-    return int(executor.default_direct_below(batch, channels, dtype))
 
 
 def _tuned_radix(executor: Any, batch: int, channels: int, dtype: Any) -> int | None:
@@ -52,7 +48,7 @@ def _radix(name: str, value: Any) -> int:
     "reuse",
     params={"radix": _radix, "direct_below": positive_int},
     defaults={"radix": lambda length, prompt: 8, "direct_below": lambda length, prompt: 1},
-    tuned={"direct_below": _default_direct_below, "radix": _tuned_radix},
+    tuned={"direct_below": executor_direct_below, "radix": _tuned_radix},
     max_tasks=lambda length, prompt, radix, **_: length * radix,
     description="blocks growing by a radix; each input block transformed once, each output "
     "block inverted once",
