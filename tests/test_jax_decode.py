@@ -11,7 +11,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from futurefill import PlanSpec
 from futurefill.models import ConvLM
+from futurefill.plan import Tiling, register_schedule
 
 from .conftest import selected_backends
 
@@ -21,10 +23,40 @@ jax = pytest.importorskip("jax")
 if not jax.config.read("jax_enable_x64"):
     pytest.skip("these float64 tests need JAX_ENABLE_X64=1", allow_module_level=True)
 
-from futurefill_jax import JaxExecutor  # noqa: E402
+from futurefill_jax import JaxExecutor, decode  # noqa: E402
 from futurefill_jax.decode import greedy  # noqa: E402
 
-CASES = [("naive", 0), ("continuous", 7), ("epoched", 0), ("continuous", 0)]
+
+@register_schedule("uneven_blocks", replace=True)
+def uneven_blocks(length: int, prompt: int) -> Tiling:
+    """Window blocks of 3, 5, 2, 3, 5, 2, ... steps; each finished block fills every later
+    output (no aligned block size: the decode loop reads and writes the state per position)."""
+    sizes = np.resize([3, 5, 2], length)
+    firsts = np.concatenate([[0], np.cumsum(sizes)])
+    firsts = firsts[firsts < length]
+    ends = firsts[1:]
+    tasks = {
+        "after_step": ends - 1,
+        "src_start": prompt + firsts[:-1],
+        "src_stop": prompt + ends,
+        "dst_start": prompt + ends,
+        "dst_stop": np.full_like(ends, prompt + length),
+    }
+    blocks = np.repeat(firsts, np.diff(np.concatenate([firsts, [length]])))
+    return Tiling(window_start=prompt + blocks, tasks=tasks)
+
+
+CASES = [
+    ("naive", 0),
+    ("naive", 7),  # windows reach back into the prompt
+    ("continuous", 7),
+    ("epoched", 0),
+    ("continuous", 0),
+    (PlanSpec("continuous", direct_below=4), 3),  # blocks of 4 and a partial last one
+    (PlanSpec("reuse", direct_below=2), 0),
+    ("deadline", 5),
+    ("uneven_blocks", 4),
+]
 
 
 @pytest.fixture(scope="module", params=["hyena", "stu"])
@@ -43,6 +75,16 @@ def test_compiled_generation_equals_the_numpy_reference(model, schedule, prompt_
     np.testing.assert_array_equal(got, want)
     scale = np.abs(want_logits).max()
     np.testing.assert_allclose(logits, want_logits, rtol=0, atol=1e-12 * scale)
+
+
+def test_chunks_and_their_rare_classes(model, monkeypatch) -> None:
+    """Chunks of 8 positions (instead of 1024): the classes whose tasks all come at the end
+    of a chunk run once per chunk, then the blocks after the last whole chunk, then the
+    partial block."""
+    monkeypatch.setattr(decode, "CHUNK", 8)
+    schedule = PlanSpec("continuous", direct_below=2)
+    want = model.generate(None, 29, schedule=schedule, backend="numpy")
+    np.testing.assert_array_equal(model.generate(None, 29, schedule=schedule, backend="jax"), want)
 
 
 def test_timings_are_reported_apart_and_the_rest_runs(model) -> None:

@@ -5,14 +5,19 @@ API and is pure, so it traces. Two programs, each compiled once per model, plan 
 
 * the **prompt pass**: every layer in turn, its long convolution the
   :func:`~futurefill_jax.functional.prefill` of its channels of one shared state;
-* the **decode loop**: a ``lax.fori_loop`` over positions in which every layer
-  :func:`~futurefill_jax.functional.emit`\\ s its channels of the shared state and the next
-  token is the ``argmax`` of the logits. The FutureFill tasks of all layers run together: when
-  the plan's windows form aligned blocks of ``G`` steps and tasks only write blocks not yet
-  started, once per block (and the classes whose tasks all come at the end of a chunk of about
-  ``CHUNK`` steps once per chunk), like the compiled rollout; otherwise after every position,
-  in phases of a static local window (:func:`~futurefill_jax.functional.window_phases`), so
-  that the naive schedule reads only as far back as it must.
+* the **decode loop**: a ``lax.fori_loop`` over positions in which every layer gets its
+  channels' outputs of one shared state and the next token is the ``argmax`` of the logits.
+  Positions run in *window blocks* (runs of steps whose local windows start at the same slot:
+  aligned blocks of ``G`` steps, or for a plan without tasks one block whose windows grow),
+  on position-major copies: the block's accumulated future is read once at its start, its
+  inputs go to rows of a ``(B, rows, C)`` array that each window sum reads whole, and are
+  written back to the buffer at its end. A channel-major window would touch one memory page
+  per channel at every position (XLA:CPU's reduction over it cost 10x the rest of the
+  emit). The FutureFill tasks of all layers run together when a block ends (they only write
+  blocks not yet started), and the classes whose tasks all come at the end of a chunk of
+  about ``CHUNK`` steps once per chunk, like the compiled rollout. A plan whose windows form
+  no such blocks runs position by position on the state itself, in phases of a static window
+  (:func:`~futurefill_jax.functional.window_phases`).
 
 ``long_conv=False`` compiles the same programs with the long convolution replaced by the
 identity: the time of everything else, from which the Amdahl ceiling of a schedule follows.
@@ -21,6 +26,7 @@ identity: the time of everything else, from which the Amdahl ceiling of a schedu
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +39,7 @@ from futurefill.models.network import BackendWeights, position_pass, sequence_pa
 from futurefill.plan import PlanSpec, make_plan, resolve_spec
 
 from . import functional as ff
+from ._kernels import after
 from ._program import CHUNK
 
 __all__ = ["CompiledGeneration", "greedy"]
@@ -79,6 +86,43 @@ def _weights(w: BackendWeights, params: tuple[dict, list]) -> BackendWeights:
         layers=layers,
         filters=[None] * len(layers),  # the long convolution is the caller's
     )
+
+
+@dataclass(frozen=True)
+class _WindowBlocks:
+    """How the decode loop runs a plan's positions in window blocks (runs of steps whose
+    local windows start at the same slot).
+
+    ``deferred``: blocks of ``plan.window_block_size`` steps whose tasks only write blocks not
+    yet started (so they run when a block ends); otherwise a plan without tasks, one block
+    whose windows start ``lead`` slots before its first step and grow, read in ``phases``
+    (:func:`~futurefill_jax.functional.window_phases`).
+    """
+
+    deferred: bool
+    lead: int = 0
+    phases: tuple[tuple[int, int, int], ...] = ()
+
+
+def _row_sums(x: Array) -> Array:
+    """``x.sum(axis=1)`` for ``x`` of shape ``(B, m, C)``, as one vector-matrix product per
+    batch row: XLA:CPU reduces a non-minor axis element by element (50x slower than this
+    product at ``m = 15``, ``C = 1024``; more as ``m`` grows)."""
+    ones = jnp.ones((x.shape[1],), x.dtype)
+    return jnp.stack([ones @ x[b] for b in range(x.shape[0])])
+
+
+def _window_blocks(plan: Any, steps: int) -> _WindowBlocks | None:
+    """The window blocks of ``plan``'s first ``steps`` steps, or ``None`` when its windows
+    form no such blocks (then every position reads and writes the state itself)."""
+    if plan.num_tasks:
+        ok = plan.tasks_start_windows and plan.window_block_size is not None
+        return _WindowBlocks(deferred=True) if ok else None
+    start = int(plan.window_slot[0])
+    if np.any(plan.window_slot != start):
+        return None
+    phases = tuple((lo, min(hi, steps), M) for lo, hi, M in ff.window_phases(plan) if lo < steps)
+    return _WindowBlocks(deferred=False, lead=int(plan.slot[0]) - start, phases=phases)
 
 
 def greedy(
@@ -132,6 +176,7 @@ def greedy(
     spec = resolve_spec(schedule, executor, batch=B, channels=filters.shape[0], dtype=dtype)
     plan = make_plan(max(S, 1), spec, prompt=P)
     state = ff.init(plan, filters, batch=B, dtype=dtype)
+    layout_base = state.layout.base
     slices = tuple(model.channel_slices)
     params = (w.top, w.layers)
     V = w.top["head"].shape[-1]
@@ -151,10 +196,10 @@ def greedy(
         return holder[0], result.states, result.logits[:, -1, :]
 
     runner = state.layout.runner
+    blocks = _window_blocks(plan, S) if long_conv else None
     G = plan.window_block_size
-    blocked = long_conv and plan.num_tasks > 0 and plan.tasks_start_windows and G is not None
     chunk = (G or 1) * max(1, CHUNK // (G or 1))
-    rare = runner.rare(chunk) if blocked else []
+    rare = runner.rare(chunk) if blocks is not None and blocks.deferred else []
     frequent = [j for j in runner.every if j not in rare]
 
     def decode(params: Any, state: ff.StreamState, states: Any, first: Array, logits0: Array):
@@ -167,10 +212,18 @@ def greedy(
             if return_logits:
                 kept = kept.at[:, 0].set(logits0)
 
+        def emitted(s: Array, logits: Array, tokens: Array, kept: Array) -> tuple:
+            tok = jnp.argmax(logits, axis=-1).astype(jnp.int32)
+            tokens = tokens.at[:, s + offset].set(tok)
+            if return_logits:
+                kept = kept.at[:, s + offset].set(logits)
+            return tok, tokens, kept
+
         def position(s: Array, carry: tuple, M: int, advance: bool) -> tuple:
-            """Position ``s``: the state is read once (:func:`ff.known`), every layer gets its
-            channels' outputs, all inputs are stored at once; then the tasks of the step run
-            (``advance``) or wait for the end of the block."""
+            """Position ``s`` on the state itself (plans without window blocks, and the model
+            without its long convolution): the state is read once (:func:`ff.known`), every
+            layer gets its channels' outputs, all inputs are stored at once; then the tasks
+            of the step run (``advance``)."""
             state, states, feed, tokens, kept = carry
             inputs: list[Array] = []
             past = ff.known(state, window=M) if long_conv else None
@@ -185,17 +238,7 @@ def greedy(
             if long_conv:
                 state = ff.store(state, jnp.concatenate(inputs, axis=1), read=past)
                 state = ff.advance(state) if advance else state.replace(step=state.step + 1)
-            tok = jnp.argmax(logits, axis=-1).astype(jnp.int32)
-            tokens = tokens.at[:, s + offset].set(tok)
-            if return_logits:
-                kept = kept.at[:, s + offset].set(logits)
-            return state, states, tok, tokens, kept
-
-        def run_tasks(carry: tuple, t0: Any, t1: Any, which: list[int]) -> tuple:
-            state = carry[0]
-            buffer = runner.run(None, state.buffer, state.tasks, t0, t1, which,
-                                padded=False)  # fmt: skip
-            return (state.replace(buffer=buffer), *carry[1:])
+            return (state, states, *emitted(s, logits, tokens, kept))
 
         def steps(lo: Any, hi: Any, M: int, advance: bool, carry: tuple) -> tuple:
             def body(s: Array, carry: tuple) -> tuple:
@@ -204,18 +247,81 @@ def greedy(
             return jax.lax.fori_loop(lo, jnp.maximum(lo, hi), body, carry)
 
         carry = (state, states, first, tokens, kept)
-        if not blocked:
+        if blocks is None:
             for lo, hi, M in ff.window_phases(plan):
                 carry = steps(lo, min(hi, S), M, long_conv, carry)
             return carry[3], carry[4]
 
+        taps = state.taps.T  # (2 W, C): a window's taps are contiguous rows
+        W = taps.shape[0] // 2
+
+        def window_block(
+            carry: tuple, first: Any, count: int, lead: int, phases: Sequence[tuple[int, int, int]]
+        ) -> tuple:
+            """Positions ``first .. first + count - 1`` (``count`` static), whose windows all
+            start ``lead`` (static) slots before ``first``, on a position-major copy.
+
+            The block's accumulated future is final when it starts (tasks only write blocks
+            not yet started), so it is read once, transposed; the window's inputs go to rows
+            of a ``(B, lead + count, C)`` array (rows not yet written are zero, so the window
+            sum needs no mask, and reads whole rows: a channel-major window touches one memory
+            page per channel); the inputs are written back to the buffer when the block ends.
+            ``phases`` give the static number of rows each position's window sum reads.
+            """
+            state, states, feed, tokens, kept = carry
+            slot = jnp.asarray(layout_base + first, jnp.int32)
+            buffer = state.buffer
+            future = jnp.swapaxes(jax.lax.dynamic_slice_in_dim(buffer, slot, count, 2), 1, 2)
+            rows = jnp.zeros((B, lead + count, buffer.shape[1]), buffer.dtype)
+            if lead:
+                older = jax.lax.dynamic_slice_in_dim(buffer, slot - lead, lead, 2)
+                rows = rows.at[:, :lead].set(jnp.swapaxes(older, 1, 2))
+
+            def at(i: Array, inner: tuple, M: int) -> tuple:
+                rows, states, feed, tokens, kept = inner
+                r = lead + i
+                past = jax.lax.dynamic_index_in_dim(future, i, 1, keepdims=False)
+                if M:
+                    m = min(M, lead + count)
+                    window_taps = jax.lax.dynamic_slice_in_dim(taps, W - 1 - r, m, 0)
+                    past = past + _row_sums(rows[:, :m] * window_taps)
+                inputs: list[Array] = []
+
+                def conv(layer: int, u: Array) -> Array:
+                    inputs.append(u)
+                    return ff.output(state, past, u, slices[layer])
+
+                logits, states = position_pass(weights, feed, states, conv)
+                new = jnp.concatenate(inputs, axis=1)[:, None, :]
+                rows = jax.lax.dynamic_update_slice_in_dim(rows, new, r, 1)
+                return (rows, states, *emitted(first + i, logits, tokens, kept))
+
+            inner = (rows, states, feed, tokens, kept)
+            for lo, hi, M in phases:
+                inner = jax.lax.fori_loop(lo, hi, lambda i, c, M=M: at(i, c, M), inner)
+            rows = inner[0]
+            written = jnp.swapaxes(rows[:, lead:], 1, 2)
+            buffer = jax.lax.dynamic_update_slice_in_dim(buffer, written, after(slot, written), 2)
+            state = state.replace(buffer=buffer, step=jnp.asarray(first + count, jnp.int32))
+            return (state, *inner[1:])
+
+        def run_tasks(carry: tuple, t0: Any, t1: Any, which: list[int]) -> tuple:
+            state = carry[0]
+            buffer = runner.run(None, state.buffer, state.tasks, t0, t1, which,
+                                padded=False)  # fmt: skip
+            return (state.replace(buffer=buffer), *carry[1:])
+
+        if not blocks.deferred:  # no tasks: one block, its windows growing
+            return window_block(carry, 0, S, blocks.lead, blocks.phases)[3:]
+
         # Blocks of G positions (window G - 1): their tasks wait for the end of the block
         # (they only write later blocks), the rare ones for the end of their chunk.
         assert G is not None
-        M, per = G - 1, chunk // G
+        per = chunk // G
+        whole = [(0, G, G - 1)]
 
         def block(g: Array, carry: tuple) -> tuple:
-            carry = steps(g * G, (g + 1) * G, M, False, carry)
+            carry = window_block(carry, g * G, G, 0, whole)
             return run_tasks(carry, g * G, (g + 1) * G, frequent)
 
         def whole_chunk(h: Array, carry: tuple) -> tuple:
@@ -225,7 +331,9 @@ def greedy(
         n_chunks, n_blocks = S // chunk, S // G
         carry = jax.lax.fori_loop(0, n_chunks, whole_chunk, carry)
         carry = jax.lax.fori_loop(n_chunks * per, n_blocks, block, carry)
-        carry = steps(n_blocks * G, S, M, True, carry)  # the last, partial block
+        tail = S - n_blocks * G  # the last, partial block: its tasks write past the end
+        if tail:
+            carry = window_block(carry, n_blocks * G, tail, 0, [(0, tail, G - 1)])
         return carry[3], carry[4]
 
     start = time.perf_counter()
