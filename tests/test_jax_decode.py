@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import futurefill
 from futurefill import PlanSpec
 from futurefill.models import ConvLM
 from futurefill.plan import Tiling, register_schedule
@@ -85,6 +86,28 @@ def test_chunks_and_their_rare_classes(model, monkeypatch) -> None:
     schedule = PlanSpec("continuous", direct_below=2)
     want = model.generate(None, 29, schedule=schedule, backend="numpy")
     np.testing.assert_array_equal(model.generate(None, 29, schedule=schedule, backend="jax"), want)
+
+
+def test_shared_transforms_in_the_decode_loop(model, monkeypatch) -> None:
+    """The reuse schedule's shared transforms (spectrum registers carried by the loop) from
+    FFT size 4 on (instead of 256), so that a short generation has them."""
+    from futurefill_jax import _spectral, _tasks, functional
+
+    caches = (_spectral.spectral_runner, _tasks.task_runner, functional.layout_for)
+    monkeypatch.setattr(_tasks, "FFT_FROM", 2)
+    monkeypatch.setattr(_spectral, "FFT_FROM", 2)
+    for cache in caches:  # (runners built with the usual sizes)
+        cache.cache_clear()
+    schedule = PlanSpec("reuse", direct_below=2, radix=4)
+    plan = futurefill.make_plan(28, schedule)
+    try:
+        assert _spectral.spectral_runner(plan, plan.window_block_size) is not None
+        want = model.generate(None, 29, schedule=schedule, backend="numpy")
+        got = model.generate(None, 29, schedule=schedule, backend="jax")
+    finally:
+        for cache in caches:  # (runners built with these sizes)
+            cache.cache_clear()
+    np.testing.assert_array_equal(got, want)
 
 
 def test_timings_are_reported_apart_and_the_rest_runs(model) -> None:

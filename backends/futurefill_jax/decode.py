@@ -34,6 +34,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from futurefill import ops
 from futurefill.models.decode import DecodableModel, online_steps
 from futurefill.models.network import BackendWeights, position_pass, sequence_pass
 from futurefill.plan import PlanSpec, make_plan, resolve_spec
@@ -41,6 +42,8 @@ from futurefill.plan import PlanSpec, make_plan, resolve_spec
 from . import functional as ff
 from ._kernels import after
 from ._program import CHUNK
+from ._spectral import spectral_runner
+from ._tasks import task_runner
 
 __all__ = ["CompiledGeneration", "greedy"]
 
@@ -110,6 +113,24 @@ def _row_sums(x: Array) -> Array:
     product at ``m = 15``, ``C = 1024``; more as ``m`` grows)."""
     ones = jnp.ones((x.shape[1],), x.dtype)
     return jnp.stack([ones @ x[b] for b in range(x.shape[0])])
+
+
+def _shared_constants(
+    plan: Any, filters: np.ndarray, dtype: Any, runner: Any, spectral: Any
+) -> tuple[list, list]:
+    """The operands of the tasks run task by task and of the shared transforms, when the
+    decode loop runs the plan's shared transforms (``([], [])`` otherwise: the state's own
+    task tables serve)."""
+    if spectral is None:
+        return [], []
+    filt = jnp.asarray(filters, dtype)
+    spectra = {key: ops.filter_spectrum(filt, *key, xp=jnp) for key in plan.spectrum_keys}
+    tasks = [
+        jnp.asarray(c, dtype) if np.issubdtype(np.asarray(c).dtype, np.floating) else
+        jnp.asarray(c)
+        for c in runner.constants(spectra, filters)
+    ]  # fmt: skip
+    return tasks, [jnp.asarray(c) for c in spectral.constants(spectra)]
 
 
 def _window_blocks(plan: Any, steps: int) -> _WindowBlocks | None:
@@ -195,14 +216,31 @@ def greedy(
         result = sequence_pass(_weights(w, params), tokens, long_conv=conv_of(holder, ff.prefill))
         return holder[0], result.states, result.logits[:, -1, :]
 
-    runner = state.layout.runner
     blocks = _window_blocks(plan, S) if long_conv else None
     G = plan.window_block_size
+    deferred = blocks is not None and blocks.deferred
     chunk = (G or 1) * max(1, CHUNK // (G or 1))
-    rare = runner.rare(chunk) if blocks is not None and blocks.deferred else []
+    # The plan's shared transforms (spectrum registers carried by the loop), when it has any
+    # in a shape the blocked loop serves; the other tasks run task by task.
+    spectral = spectral_runner(plan, G) if deferred else None
+    runner = task_runner(plan, 0, spectral)
+    shared = _shared_constants(plan, filters, dtype, runner, spectral)
+    pad = 0 if spectral is None else max(runner.pad, spectral.pad)
+    rare = runner.rare(chunk) if deferred else []
     frequent = [j for j in runner.every if j not in rare]
+    rare_sizes = [] if spectral is None else spectral.rare(chunk)
+    frequent_sizes = [] if spectral is None else [
+        i for i in spectral.every if i not in rare_sizes
+    ]  # fmt: skip
 
-    def decode(params: Any, state: ff.StreamState, states: Any, first: Array, logits0: Array):
+    def decode(
+        params: Any,
+        state: ff.StreamState,
+        states: Any,
+        first: Array,
+        logits0: Array,
+        shared: tuple[list, list],
+    ) -> tuple[Array, Array]:
         weights = _weights(w, params)
         offset = 1 if P else 0  # with a prompt, token 0 comes from the prompt's last logits
         tokens = jnp.zeros((B, N), jnp.int32)
@@ -246,11 +284,18 @@ def greedy(
 
             return jax.lax.fori_loop(lo, jnp.maximum(lo, hi), body, carry)
 
-        carry = (state, states, first, tokens, kept)
         if blocks is None:
+            stepped = (state, states, first, tokens, kept)
             for lo, hi, M in ff.window_phases(plan):
-                carry = steps(lo, min(hi, S), M, long_conv, carry)
-            return carry[3], carry[4]
+                stepped = steps(lo, min(hi, S), M, long_conv, stepped)
+            return stepped[3], stepped[4]
+
+        task_constants, spectral_constants = shared if spectral is not None else (state.tasks, [])
+        regs: tuple = ()
+        if spectral is not None:  # targets cut at the end write into back padding
+            state = state.replace(buffer=jnp.pad(state.buffer, ((0, 0), (0, 0), (0, pad))))
+            regs = spectral.registers(B, state.buffer.shape[1], state.buffer.dtype)
+        carry = (state, states, first, tokens, kept, regs)
 
         taps = state.taps.T  # (2 W, C): a window's taps are contiguous rows
         W = taps.shape[0] // 2
@@ -268,7 +313,7 @@ def greedy(
             page per channel); the inputs are written back to the buffer when the block ends.
             ``phases`` give the static number of rows each position's window sum reads.
             """
-            state, states, feed, tokens, kept = carry
+            state, states, feed, tokens, kept, regs = carry
             slot = jnp.asarray(layout_base + first, jnp.int32)
             buffer = state.buffer
             future = jnp.swapaxes(jax.lax.dynamic_slice_in_dim(buffer, slot, count, 2), 1, 2)
@@ -303,16 +348,19 @@ def greedy(
             written = jnp.swapaxes(rows[:, lead:], 1, 2)
             buffer = jax.lax.dynamic_update_slice_in_dim(buffer, written, after(slot, written), 2)
             state = state.replace(buffer=buffer, step=jnp.asarray(first + count, jnp.int32))
-            return (state, *inner[1:])
+            return (state, *inner[1:], regs)
 
-        def run_tasks(carry: tuple, t0: Any, t1: Any, which: list[int]) -> tuple:
-            state = carry[0]
-            buffer = runner.run(None, state.buffer, state.tasks, t0, t1, which,
-                                padded=False)  # fmt: skip
-            return (state.replace(buffer=buffer), *carry[1:])
+        def run_tasks(carry: tuple, t0: Any, t1: Any, which: list[int], sizes: list[int]) -> tuple:
+            state, regs = carry[0], carry[-1]
+            buffer = runner.run(None, state.buffer, task_constants, t0, t1, which,
+                                padded=spectral is not None)  # fmt: skip
+            if spectral is not None:
+                buffer, regs = spectral.run(buffer, buffer, regs, spectral_constants, t0, t1,
+                                            sizes)  # fmt: skip
+            return (state.replace(buffer=buffer), *carry[1:-1], regs)
 
         if not blocks.deferred:  # no tasks: one block, its windows growing
-            return window_block(carry, 0, S, blocks.lead, blocks.phases)[3:]
+            return window_block(carry, 0, S, blocks.lead, blocks.phases)[3:5]
 
         # Blocks of G positions (window G - 1): their tasks wait for the end of the block
         # (they only write later blocks), the rare ones for the end of their chunk.
@@ -322,11 +370,11 @@ def greedy(
 
         def block(g: Array, carry: tuple) -> tuple:
             carry = window_block(carry, g * G, G, 0, whole)
-            return run_tasks(carry, g * G, (g + 1) * G, frequent)
+            return run_tasks(carry, g * G, (g + 1) * G, frequent, frequent_sizes)
 
         def whole_chunk(h: Array, carry: tuple) -> tuple:
             carry = jax.lax.fori_loop(h * per, (h + 1) * per, block, carry)
-            return run_tasks(carry, h * chunk, (h + 1) * chunk, rare)
+            return run_tasks(carry, h * chunk, (h + 1) * chunk, rare, rare_sizes)
 
         n_chunks, n_blocks = S // chunk, S // G
         carry = jax.lax.fori_loop(0, n_chunks, whole_chunk, carry)
@@ -345,12 +393,14 @@ def greedy(
         lowered = prompt_program.lower(params, state, tokens_in).compile()
         shapes = jax.eval_shape(prompt_pass, params, state, tokens_in)
         first_shape = jax.ShapeDtypeStruct((B,), tok_dtype)
-        decoded = decode_program.lower(params, state, shapes[1], first_shape, shapes[2]).compile()
+        decoded = decode_program.lower(
+            params, state, shapes[1], first_shape, shapes[2], shared
+        ).compile()
     else:
         states0 = [w.mixer.initial_state(lw, B, w.xp, w.device) for lw in w.layers]
         first = jnp.full((B,), cfg.bos, tok_dtype)
         logits0 = jnp.zeros((B, V), dtype)
-        decoded = decode_program.lower(params, state, states0, first, logits0).compile()
+        decoded = decode_program.lower(params, state, states0, first, logits0, shared).compile()
     compile_seconds = time.perf_counter() - start
 
     prefill_seconds = decode_seconds = float("inf")
@@ -364,7 +414,9 @@ def greedy(
             prompted = state
         prefill_seconds = min(prefill_seconds, time.perf_counter() - start)
         start = time.perf_counter()
-        tokens, kept = jax.block_until_ready(decoded(params, prompted, states0, first, logits0))
+        tokens, kept = jax.block_until_ready(
+            decoded(params, prompted, states0, first, logits0, shared)
+        )
         decode_seconds = min(decode_seconds, time.perf_counter() - start)
     tokens = np.asarray(tokens).astype(np.int64)
     return CompiledGeneration(
