@@ -174,3 +174,26 @@ def test_sharded_over_four_devices_equals_one_device(tmp_path) -> None:
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "sharded ok" in done.stdout
+
+
+@pytest.mark.parametrize("per_octave", [1, 2, 4])
+@pytest.mark.parametrize(("schedule", "prompt"), [("naive", 0), ("naive", 9), ("epoched", 4)])
+def test_window_phases_cover_every_window(schedule: str, prompt: int, per_octave: int) -> None:
+    """Phases tile the steps in order, and each one's static window is the least size of the
+    ladder (powers of two, and ``per_octave - 1`` evenly spaced sizes between two powers
+    when they are integers) that is at least the longest window so far."""
+    plan = make_plan(300, schedule, prompt=prompt)
+    phases = ff.window_phases(plan, per_octave)
+    ladder = {1 << k for k in range(12)}
+    for k in range(12):
+        rung = (1 << k) // per_octave
+        if rung:
+            ladder |= {(1 << k) + j * rung for j in range(per_octave)}
+    widths = plan.slot.astype(np.int64) - plan.window_slot
+    longest = np.maximum.accumulate(widths)
+    assert [p[0] for p in phases[1:]] == [p[1] for p in phases[:-1]]
+    assert phases[0][0] == 0 and phases[-1][1] == plan.length
+    for first, stop, M in phases:
+        for t in range(first, stop):
+            want = min(v for v in ladder if v >= longest[t]) if longest[t] > 0 else 0
+            assert want == M

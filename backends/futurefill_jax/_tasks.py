@@ -58,12 +58,19 @@ def taps_at(filters: np.ndarray, lags: np.ndarray) -> np.ndarray:
     return np.where(ok, filters[:, np.clip(lags, 0, N - 1)], 0.0)
 
 
-def window_phases(plan: Plan) -> list[tuple[int, int, int]]:
-    """``(first step, stop step, M)``: phases with a static window of ``M`` older inputs (a
-    power of two at least the longest window so far, 0 while every window is empty)."""
+def window_phases(plan: Plan, per_octave: int = 1) -> list[tuple[int, int, int]]:
+    """``(first step, stop step, M)``: phases with a static window of ``M`` older inputs, the
+    least size of a ladder at least the longest window so far (0 while every window is
+    empty): powers of two, or with ``per_octave = q`` also ``q - 1`` evenly spaced sizes
+    between them (a window that grows by one per step then reads at most ``1/q`` more than it
+    needs instead of up to twice, at the price of ``q`` times more phases to compile)."""
     widths = plan.slot.astype(np.int64) - plan.window_slot
-    longest = np.maximum.accumulate(widths)
-    sizes = np.where(longest > 0, 1 << np.ceil(np.log2(np.maximum(longest, 1))).astype(np.int64), 0)
+    longest = np.maximum(np.maximum.accumulate(widths), 0)
+    power = 1 << np.ceil(np.log2(np.maximum(longest, 1))).astype(np.int64)
+    rung = power // 2 // max(per_octave, 1)  # spacing of the sizes below `power`
+    finer = -(-longest // np.maximum(rung, 1)) * rung
+    sizes = np.where(rung >= 1, finer, power)
+    sizes = np.where(longest > 0, sizes, 0)
     edges = np.flatnonzero(np.diff(sizes)) + 1
     firsts = np.concatenate([[0], edges])
     stops = np.concatenate([edges, [plan.length]])

@@ -142,7 +142,9 @@ def _window_blocks(plan: Any, steps: int) -> _WindowBlocks | None:
     start = int(plan.window_slot[0])
     if np.any(plan.window_slot != start):
         return None
-    phases = tuple((lo, min(hi, steps), M) for lo, hi, M in ff.window_phases(plan) if lo < steps)
+    phases = tuple(
+        (lo, min(hi, steps), M) for lo, hi, M in ff.window_phases(plan, per_octave=4) if lo < steps
+    )
     return _WindowBlocks(deferred=False, lead=int(plan.slot[0]) - start, phases=phases)
 
 
