@@ -21,6 +21,7 @@ task (:class:`~futurefill_jax._tasks.TaskRunner`).
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -103,7 +104,7 @@ class SpectralRunner:
             jnp.zeros((s.registers, batch, channels, s.n // 2 + 1), cdt) for s in self.sizes
         )
 
-    def reload(self, U: Array, regs: tuple, cs: list, t: Array) -> tuple:
+    def reload(self, U: Array, regs: tuple, cs: Sequence[Array], t: Array) -> tuple:
         """The registers alive across step ``t``, transformed again from the inputs ``U``."""
         out = list(regs)
         for i, s in enumerate(self.sizes):
@@ -126,7 +127,7 @@ class SpectralRunner:
         U: Array,
         A: Array,
         regs: tuple,
-        cs: list,
+        cs: Sequence[Array],
         t0: Array,
         t1: Array,
         which: list[int] | None = None,

@@ -34,7 +34,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from futurefill import ops
 from futurefill.models.decode import DecodableModel, online_steps
 from futurefill.models.network import BackendWeights, position_pass, sequence_pass
 from futurefill.plan import PlanSpec, make_plan, resolve_spec
@@ -113,24 +112,6 @@ def _row_sums(x: Array) -> Array:
     product at ``m = 15``, ``C = 1024``; more as ``m`` grows)."""
     ones = jnp.ones((x.shape[1],), x.dtype)
     return jnp.stack([ones @ x[b] for b in range(x.shape[0])])
-
-
-def _shared_constants(
-    plan: Any, filters: np.ndarray, dtype: Any, runner: Any, spectral: Any
-) -> tuple[list, list]:
-    """The operands of the tasks run task by task and of the shared transforms, when the
-    decode loop runs the plan's shared transforms (``([], [])`` otherwise: the state's own
-    task tables serve)."""
-    if spectral is None:
-        return [], []
-    filt = jnp.asarray(filters, dtype)
-    spectra = {key: ops.filter_spectrum(filt, *key, xp=jnp) for key in plan.spectrum_keys}
-    tasks = [
-        jnp.asarray(c, dtype) if np.issubdtype(np.asarray(c).dtype, np.floating) else
-        jnp.asarray(c)
-        for c in runner.constants(spectra, filters)
-    ]  # fmt: skip
-    return tasks, [jnp.asarray(c) for c in spectral.constants(spectra)]
 
 
 def _window_blocks(plan: Any, steps: int) -> _WindowBlocks | None:
@@ -226,7 +207,10 @@ def greedy(
     # in a shape the blocked loop serves; the other tasks run task by task.
     spectral = spectral_runner(plan, G) if deferred else None
     runner = task_runner(plan, 0, spectral)
-    shared = _shared_constants(plan, filters, dtype, runner, spectral)
+    # (without them, the state's own task tables serve)
+    shared = (
+        ((), ()) if spectral is None else ff.task_operands(plan, filters, dtype, runner, spectral)
+    )
     pad = 0 if spectral is None else max(runner.pad, spectral.pad)
     rare = runner.rare(chunk) if deferred else []
     frequent = [j for j in runner.every if j not in rare]
@@ -241,7 +225,7 @@ def greedy(
         states: Any,
         first: Array,
         logits0: Array,
-        shared: tuple[list, list],
+        shared: tuple[tuple, tuple],
     ) -> tuple[Array, Array]:
         weights = _weights(w, params)
         offset = 1 if P else 0  # with a prompt, token 0 comes from the prompt's last logits
@@ -292,7 +276,7 @@ def greedy(
                 stepped = steps(lo, min(hi, S), M, long_conv, stepped)
             return stepped[3], stepped[4]
 
-        task_constants, spectral_constants = shared if spectral is not None else (state.tasks, [])
+        task_constants, spectral_constants = shared if spectral is not None else (state.tasks, ())
         regs: tuple = ()
         if spectral is not None:  # targets cut at the end write into back padding
             state = state.replace(buffer=jnp.pad(state.buffer, ((0, 0), (0, 0), (0, pad))))

@@ -43,6 +43,7 @@ from futurefill import ops
 from futurefill.plan import Plan
 
 from . import _kernels
+from ._spectral import SpectralRunner
 from ._tasks import TaskRunner, task_runner, window_phases
 
 __all__ = [
@@ -180,12 +181,7 @@ def init(plan: Plan, filters: Any, *, batch: int = 1, dtype: Any = None) -> Stre
     filt = jnp.asarray(host, dtype=dtype)
     W = plan.window_length
     rev = ops.reversed_taps(filt, W, xp=jnp)
-    spectra = {key: ops.filter_spectrum(filt, *key, xp=jnp) for key in plan.spectrum_keys}
-    tasks = tuple(
-        jnp.asarray(c, dtype=dtype) if np.issubdtype(np.asarray(c).dtype, np.floating) else
-        jnp.asarray(c)
-        for c in layout.runner.constants(spectra, host)
-    )  # fmt: skip
+    tasks, _ = task_operands(plan, host, dtype, layout.runner)
     prompt_spectrum = None
     if plan.prompt:
         stop = plan.total if plan.prefill_fills_future else plan.prompt
@@ -199,6 +195,28 @@ def init(plan: Plan, filters: Any, *, batch: int = 1, dtype: Any = None) -> Stre
         prompt_spectrum=prompt_spectrum,
         layout=layout,
     )
+
+
+def task_operands(
+    plan: Plan,
+    filters: np.ndarray,
+    dtype: Any,
+    runner: TaskRunner,
+    spectral: SpectralRunner | None = None,
+) -> tuple[tuple[Array, ...], tuple[Array, ...]]:
+    """The operands of ``runner``'s kernel classes (filter spectra or Toeplitz taps, step
+    pointers, task rows) and of ``spectral``'s shared transforms (none without), from the
+    host filters ``(C, N)``, in ``dtype``."""
+    filt = jnp.asarray(filters, dtype=dtype)
+    spectra = {key: ops.filter_spectrum(filt, *key, xp=jnp) for key in plan.spectrum_keys}
+    tasks = tuple(
+        jnp.asarray(c, dtype=dtype) if np.issubdtype(np.asarray(c).dtype, np.floating) else
+        jnp.asarray(c)
+        for c in runner.constants(spectra, filters)
+    )  # fmt: skip
+    if spectral is None:
+        return tasks, ()
+    return tasks, tuple(jnp.asarray(c) for c in spectral.constants(spectra))
 
 
 # ---------------------------------------------------------------------- kernels on buffers
