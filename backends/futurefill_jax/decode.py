@@ -12,10 +12,11 @@ API and is pure, so it traces. Two programs, each compiled once per model, plan 
   on position-major copies: the block's accumulated future is read once at its start, its
   inputs go to rows of a ``(B, rows, C)`` array that each window sum reads whole, and are
   written back to the buffer at its end. A channel-major window would touch one memory page
-  per channel at every position (XLA:CPU's reduction over it cost 10x the rest of the
-  emit). The FutureFill tasks of all layers run together when a block ends (they only write
-  blocks not yet started), and the classes whose tasks all come at the end of a chunk of
-  about ``CHUNK`` steps once per chunk, like the compiled rollout. A plan whose windows form
+  per channel at every position (with XLA:CPU's masked reduction: 115 us per position for
+  1024 channels and 16 taps, against 7 us on position-major rows). The FutureFill tasks of
+  all layers run together when a block ends (they only write blocks not yet started), and
+  the classes whose tasks all come at the end of a chunk of about ``CHUNK`` steps once per
+  chunk, like the compiled rollout. A plan whose windows form
   no such blocks runs position by position on the state itself, in phases of a static window
   (:func:`~futurefill_jax.functional.window_phases`).
 
