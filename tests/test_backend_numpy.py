@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 
@@ -184,6 +186,27 @@ def test_snapshots_settle_the_deferred_work(rng) -> None:
         stream.reset()  # with work pending: settled, then cleared
         for t in range(10):
             np.testing.assert_allclose(stream.step(u[..., t].copy()), want[..., t], atol=1e-12)
+
+
+def test_pieces_add_into_the_worker_buffer_one_at_a_time(rng) -> None:
+    """Two pieces may target the same values (tiles of one level overlap in their outputs)
+    and run at once, one on the worker, one taken over by the stepping thread: a piece
+    computes its transforms freely but adds only while holding the deferred work's lock."""
+    from futurefill_numpy.executor import _Piece
+
+    block = rng.standard_normal((1, 2, 8))
+    spectrum = np.fft.rfft(rng.standard_normal((2, 8)), 16, axis=-1)
+    out = np.zeros((1, 2, 8))
+    lock = threading.Lock()
+    piece = _Piece(block, spectrum, 16, 0, out, lock)
+    with lock:  # another piece adding
+        thread = threading.Thread(target=piece)
+        thread.start()
+        thread.join(0.5)
+        assert thread.is_alive() and not out.any()  # transformed, waiting to add
+    thread.join(10)
+    want = np.fft.irfft(np.fft.rfft(block, 16, axis=-1) * spectrum, 16, axis=-1)[..., :8]
+    np.testing.assert_allclose(out, want, rtol=0, atol=1e-12)
 
 
 def test_a_failing_deferred_task_is_reported(rng, monkeypatch: pytest.MonkeyPatch) -> None:

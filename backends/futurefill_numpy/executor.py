@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bisect
 import itertools
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -42,7 +43,9 @@ class _Deferred:
     """Tasks of one state run by the worker thread (those due after the next step).
 
     Their contributions accumulate in ``later`` (the worker's own buffer, so that it never
-    adds into the same values as the stepping thread) and join the block accumulators when
+    adds into the same values as the stepping thread's kernels; pieces add into it under
+    ``lock``: the worker and a stepping thread that took a piece over may be adding the
+    pieces of two tasks with overlapping targets at once) and join the block accumulators when
     the window block holding their first output starts: the stepping thread runs the pieces
     the worker has not started yet itself and waits for those it is running. So that this
     work does not pile up at a deadline when the worker falls behind, the stepping thread
@@ -59,6 +62,7 @@ class _Deferred:
     due: np.ndarray
     horizon: int
     pending: list[tuple[int, int, Job, bool]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
     waits: int = 0
     wait_seconds: float = 0.0
     helped: int = 0
@@ -275,7 +279,7 @@ class NumpyExecutor(tuning.TunedCrossover, ArrayAPIExecutor):
         for lo in range(0, buf.shape[1], rows):
             ch = slice(lo, lo + rows)
             piece = (buf[:, ch, a:b], spectrum[ch], n, r, deferred.later[:, ch, c:d])
-            job = self._worker.submit(due, _Piece(*piece))
+            job = self._worker.submit(due, _Piece(*piece, deferred.lock))
             bisect.insort(deferred.pending, (due, next(_ORDER), job, row_work <= _PIECE_WORK))
 
     def settle(self, state: ConvState) -> None:
@@ -328,20 +332,23 @@ class NumpyExecutor(tuning.TunedCrossover, ArrayAPIExecutor):
 
 @dataclass(frozen=True)
 class _Piece:
-    """One piece (some channels) of a deferred task, run by the worker thread: the block's
-    contribution added into the worker's own buffer ``out``."""
+    """One piece (some channels) of a deferred task, run by the worker thread (or by the
+    stepping thread): the block's contribution added into the worker's own buffer ``out``,
+    under ``lock`` (the transforms run outside it)."""
 
     block: np.ndarray
     spectrum: np.ndarray
     n: int
     read_start: int
     out: np.ndarray
+    lock: threading.Lock
 
     def __call__(self) -> None:
         fft = _threaded_fft
         z = fft.irfft(fft.rfft(self.block, self.n, axis=-1) * self.spectrum, self.n, axis=-1)
         out = self.out
-        out += z[..., self.read_start : self.read_start + out.shape[-1]]
+        with self.lock:  # NumPy lets go of the GIL inside a large in-place addition
+            out += z[..., self.read_start : self.read_start + out.shape[-1]]
 
 
 def _help(deferred: _Deferred, slot: int) -> None:
