@@ -244,11 +244,11 @@ def greedy(
                 kept = kept.at[:, s + offset].set(logits)
             return tok, tokens, kept
 
-        def position(s: Array, carry: tuple, M: int, advance: bool) -> tuple:
+        def position(s: Array, carry: tuple, M: int) -> tuple:
             """Position ``s`` on the state itself (plans without window blocks, and the model
             without its long convolution): the state is read once (:func:`ff.known`), every
             layer gets its channels' outputs, all inputs are stored at once; then the tasks
-            of the step run (``advance``)."""
+            of the step run."""
             state, states, feed, tokens, kept = carry
             inputs: list[Array] = []
             past = ff.known(state, window=M) if long_conv else None
@@ -262,19 +262,19 @@ def greedy(
             logits, states = position_pass(weights, feed, states, conv)
             if long_conv:
                 state = ff.store(state, jnp.concatenate(inputs, axis=1), read=past)
-                state = ff.advance(state) if advance else state.replace(step=state.step + 1)
+                state = ff.advance(state)
             return (state, states, *emitted(s, logits, tokens, kept))
 
-        def steps(lo: Any, hi: Any, M: int, advance: bool, carry: tuple) -> tuple:
+        def steps(lo: Any, hi: Any, M: int, carry: tuple) -> tuple:
             def body(s: Array, carry: tuple) -> tuple:
-                return position(s, carry, M, advance)
+                return position(s, carry, M)
 
             return jax.lax.fori_loop(lo, jnp.maximum(lo, hi), body, carry)
 
         if blocks is None:
             stepped = (state, states, first, tokens, kept)
             for lo, hi, M in ff.window_phases(plan):
-                stepped = steps(lo, min(hi, S), M, long_conv, stepped)
+                stepped = steps(lo, min(hi, S), M, stepped)
             return stepped[3], stepped[4]
 
         task_constants, spectral_constants = shared if spectral is not None else (state.tasks, ())
