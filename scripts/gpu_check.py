@@ -6,7 +6,7 @@ no network. Writes ``summary.json`` (environment, test outcome, benchmark rows) 
 
 Benchmark: float32, one depthwise layer with feedback ``u[t+1] = tanh(y[t])``, naive vs
 epoched vs continuous vs the offline FFT floor, timed in one process per configuration
-(``futurefill.bench.bench_configuration``: a warm-up round reported apart, then best of
+(``futurefill.measure.bench.bench_configuration``: a warm-up round reported apart, then best of
 ``--repeats`` round-robin rounds), at D=64 L=32768 and D=1024 L=16384.
 """
 
@@ -107,7 +107,7 @@ def _executors() -> list[tuple[str, Any]]:
 
 
 def _bench(out: Path, repeats: int, scale: int) -> list[dict[str, Any]]:
-    from futurefill.bench import bench_configuration
+    from futurefill.measure.bench import bench_configuration
 
     rows: list[dict[str, Any]] = []
     for label, executor in _executors():

@@ -20,7 +20,7 @@ import pytest
 from hypothesis import Phase, settings
 
 import futurefill
-from futurefill import Executor
+from futurefill.executor import Executor
 
 # ``pytest --hypothesis-profile=mutation`` (``nox -s mutation``): a failing example is
 # reported as found, not shrunk (shrinking can outlast the time a mutant is given), the same

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import futurefill
-from futurefill.bench import _offline
+from futurefill.measure.bench import _offline
 from futurefill.ops import filter_spectrum
 
 from .conftest import decaying_filters, oracle

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from futurefill import open_length
-from futurefill.bench_open import measure_open_ended
+from futurefill.measure.bench_open import measure_open_ended
 
 
 def test_open_ended_and_known_length_agree(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -11,9 +11,10 @@ import math
 import numpy as np
 import pytest
 
-from futurefill import Executor, make_plan, predicted_seconds
-from futurefill.bench import OFFLINE, bench_configuration
-from futurefill.calibration import Calibration, calibrate, calibration_grid
+from futurefill import make_plan, predicted_seconds
+from futurefill.executor import Executor
+from futurefill.measure.bench import OFFLINE, bench_configuration
+from futurefill.measure.calibration import Calibration, calibrate, calibration_grid
 from futurefill.plan import PredictedTime, TimeModel, predict_time
 from futurefill.plan.cost import fft_flops, floor_flops, window_widths
 

@@ -372,7 +372,7 @@ def test_crossover_json(capsys):
 
 
 def test_bench_configuration_checks_repeats():
-    from futurefill.bench import bench_configuration
+    from futurefill.measure.bench import bench_configuration
 
     with pytest.raises(ValueError, match="repeats"):
         bench_configuration(length=8, channels=1, repeats=0)
@@ -398,7 +398,7 @@ def test_bench_no_predict_skips_the_calibration(capsys, monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("calibrated although --no-predict")
 
-    monkeypatch.setattr("futurefill.bench.calibrate", refuse)
+    monkeypatch.setattr("futurefill.measure.bench.calibrate", refuse)
     argv = ["bench", "--length", "16", "--channels", "1", "--no-predict", "--json"]
     assert cli(argv) == 0
     rows = json.loads(capsys.readouterr().out)

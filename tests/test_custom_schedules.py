@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 import futurefill
-from futurefill import Executor, OnlineConv, Plan, PlanSpec
+from futurefill import OnlineConv, Plan, PlanSpec
+from futurefill.executor import Executor
 from futurefill.plan import Tiling, positive_int, register_schedule
 
 from .conftest import decaying_filters, oracle

@@ -14,7 +14,8 @@ import math
 import numpy as np
 import pytest
 
-from futurefill import Executor, OnlineConv
+from futurefill import OnlineConv
+from futurefill.executor import Executor
 
 from .conftest import decaying_filters, oracle
 

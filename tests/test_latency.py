@@ -8,8 +8,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from futurefill import Executor
-from futurefill.latency import LatencyResult, latency_summary, measure_latency
+from futurefill.executor import Executor
+from futurefill.measure.latency import LatencyResult, latency_summary, measure_latency
 
 
 def test_summary_of_known_times():
@@ -64,7 +64,7 @@ def test_arguments_are_checked():
 
 def test_plot_latency_draws_a_log_histogram_per_schedule(tmp_path):
     pytest.importorskip("matplotlib")
-    from futurefill.plot import plot_latency
+    from futurefill.measure.plot import plot_latency
 
     rng = np.random.default_rng(0)
     times = {

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,7 +12,12 @@ import pytest
 SRC = Path(__file__).parents[1] / "src" / "futurefill"
 
 #: Parts of the package whose modules must not sit on an import cycle (TYPE_CHECKING included).
-LAYERED = ("futurefill.models", "futurefill.cli", "futurefill.bench", "futurefill.bench_model")
+LAYERED = (
+    "futurefill.models",
+    "futurefill.cli",
+    "futurefill.measure.bench",
+    "futurefill.measure.bench_model",
+)
 
 
 def _modules() -> dict[str, tuple[Path, bool]]:
@@ -85,3 +92,34 @@ def test_array_api_compat_is_imported_in_one_place() -> None:
         if any(m.split(".")[0] == "array_api_compat" for m in _imports(path))
     ]
     assert sites == ["_compat.py"]
+
+
+def test_the_library_never_imports_the_measuring_tools() -> None:
+    graph = import_graph()
+    # The package reaches futurefill.measure only inside its lazy __getattr__ (``tune``),
+    # which this static graph counts as an import; everything else must not reach it at all.
+    lazy = {m for m in graph["futurefill"] if m.startswith("futurefill.measure")}
+    assert lazy == {"futurefill.measure.tuning"}
+    graph["futurefill"] -= lazy
+    library = [m for m in graph if not m.startswith(("futurefill.measure", "futurefill.cli"))]
+    for module in library:
+        found = sorted(m for m in reachable(graph, module) if m.startswith("futurefill.measure"))
+        assert not found, f"{module} imports the measuring tools {found}"
+
+
+def test_import_futurefill_loads_no_measuring_module() -> None:
+    code = (
+        "import sys, futurefill, futurefill_numpy; "
+        "print(sorted(m for m in sys.modules if m.startswith('futurefill')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded = ast.literal_eval(out.stdout.strip())
+    assert "futurefill.online" in loaded  # the check sees the library's modules
+    assert not [m for m in loaded if m.startswith(("futurefill.measure", "futurefill.cli"))]
+
+
+def test_backends_do_not_import_the_measuring_tools() -> None:
+    root = Path(__file__).parents[1] / "backends"
+    for path in root.rglob("*.py"):
+        bad = [m for m in _imports(path) if m.startswith(("futurefill.measure", "futurefill.cli"))]
+        assert not bad, f"{path.relative_to(root)} imports {bad}"

@@ -199,7 +199,7 @@ def test_forward_accepts_one_sequence_and_checks_length(model: ConvLM) -> None:
 
 # ---------------------------------------------------------------------- every backend
 @pytest.mark.parametrize("variant", list(VARIANTS))
-def test_generation_on_every_backend(backend: futurefill.Executor, variant: str) -> None:
+def test_generation_on_every_backend(backend: futurefill.executor.Executor, variant: str) -> None:
     model = small_model(variant, max_len=64)
     ref_tokens = model.generate([5, 6, 7], 24, backend="numpy")
     for schedule in SCHEDULES:
@@ -215,7 +215,7 @@ def test_generation_on_every_backend(backend: futurefill.Executor, variant: str)
 
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
-def test_forward_on_every_backend(backend: futurefill.Executor, variant: str) -> None:
+def test_forward_on_every_backend(backend: futurefill.executor.Executor, variant: str) -> None:
     model = small_model(variant, max_len=64)
     seq = np.random.default_rng(0).integers(0, 32, size=(2, 50))
     out = model.forward(seq, backend=backend)
@@ -309,7 +309,7 @@ BAD_TOKENS = [([[0, -1]], ValueError), ([[3, 32]], ValueError), ([[99]], ValueEr
 
 @pytest.mark.parametrize(("tokens", "error"), BAD_TOKENS)
 def test_forward_checks_token_ids_on_every_backend(
-    backend: futurefill.Executor, tokens: list, error: type
+    backend: futurefill.executor.Executor, tokens: list, error: type
 ) -> None:
     model = small_model("hyena", max_len=16)
     with pytest.raises(error, match=r"token ids .*0\.\.31"):
@@ -319,7 +319,7 @@ def test_forward_checks_token_ids_on_every_backend(
         model.forward(native, backend=backend)
 
 
-def test_forward_refuses_non_integer_tokens(backend: futurefill.Executor) -> None:
+def test_forward_refuses_non_integer_tokens(backend: futurefill.executor.Executor) -> None:
     model = small_model("hyena", max_len=16)
     with pytest.raises(TypeError, match="integer"):
         model.forward([[0.5, 1.0]], backend=backend)
@@ -329,14 +329,14 @@ def test_forward_refuses_non_integer_tokens(backend: futurefill.Executor) -> Non
 
 @pytest.mark.parametrize("prompt", [[-1], [0, 32], [[1, 2], [3, 99]]])
 def test_generate_checks_prompt_ids_on_every_backend(
-    backend: futurefill.Executor, prompt: list
+    backend: futurefill.executor.Executor, prompt: list
 ) -> None:
     model = small_model("stu", max_len=16)
     with pytest.raises(ValueError, match=r"0\.\.31"):
         model.generate(prompt, 2, backend=backend)
 
 
-def test_decoder_checks_the_tokens_it_is_fed(backend: futurefill.Executor) -> None:
+def test_decoder_checks_the_tokens_it_is_fed(backend: futurefill.executor.Executor) -> None:
     model = small_model("hyena", max_len=16)
     decoder = Decoder(model, prompt_len=2, steps=3, backend=backend)
     with pytest.raises(ValueError, match=r"0\.\.31"):
@@ -354,7 +354,7 @@ def test_decoder_checks_the_tokens_it_is_fed(backend: futurefill.Executor) -> No
 # ---------------------------------------------------------------------- stop token
 @pytest.mark.parametrize("schedule", SCHEDULES)
 def test_generation_stops_at_the_stop_token(
-    backend: futurefill.Executor, schedule: str, monkeypatch: pytest.MonkeyPatch
+    backend: futurefill.executor.Executor, schedule: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Tokens up to the last row's stop token equal those of a full generation; rows that
     stopped earlier are padded; the open-ended convolution crosses segments on the way."""

@@ -157,7 +157,7 @@ def test_negative_branch_is_a_causal_convolution() -> None:
 @pytest.mark.parametrize("schedule", SCHEDULES)
 @pytest.mark.parametrize("prompt", [0, 7])
 def test_negative_branch_needs_no_schedule_of_its_own(
-    backend: futurefill.Executor, rng: np.random.Generator, schedule: str, prompt: int
+    backend: futurefill.executor.Executor, rng: np.random.Generator, schedule: str, prompt: int
 ) -> None:
     # The negative branch runs as ordinary channels of the same OnlineConv, with the *same*
     # filters as the positive one: only its inputs and outputs are multiplied by (-1)^t.
@@ -234,7 +234,9 @@ def test_full_stu_sizes(branches: str, weights: set, channels: int, state: int) 
 
 
 @pytest.mark.parametrize("mixer", ["stu", "stu_full"])
-def test_float32_generation_matches_forward(backend: futurefill.Executor, mixer: str) -> None:
+def test_float32_generation_matches_forward(
+    backend: futurefill.executor.Executor, mixer: str
+) -> None:
     # float32: the same comparison as in float64 at 2e-4 of the largest logit. The online and
     # offline convolutions round differently (~1e-7 relative per FFT level, ~log2(L) levels,
     # sums of 2 K D terms in the full STU's projections), and norms amplify it a little.

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 import futurefill
-from futurefill import Executor, OnlineConv
+from futurefill import OnlineConv
+from futurefill.executor import Executor
 from futurefill.plan import SCHEDULES
 
 from .conftest import decaying_filters, oracle, run_online

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from futurefill import Executor, OnlineConv, open_length
+from futurefill import OnlineConv, open_length
+from futurefill.executor import Executor
 from futurefill.plan import SCHEDULES
 
 from .conftest import decaying_filters, oracle

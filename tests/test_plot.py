@@ -13,7 +13,7 @@ import futurefill
 matplotlib = pytest.importorskip("matplotlib")
 matplotlib.use("Agg")
 
-from futurefill import plot  # noqa: E402
+from futurefill.measure import plot  # noqa: E402
 
 PLANS = [
     dict(length=16, schedule="continuous"),

@@ -25,7 +25,8 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from futurefill import Executor, OnlineConv, PlanSpec
+from futurefill import OnlineConv, PlanSpec
+from futurefill.executor import Executor
 
 C, L = 3, 20
 SPECS = [

@@ -12,7 +12,9 @@ import numpy as np
 import pytest
 
 import futurefill
-from futurefill import OnlineConv, tuning
+from futurefill import OnlineConv, defaults
+from futurefill.measure import tuning as measure_tuning
+from futurefill.measure.tuning import default_epochs
 from futurefill_numpy import NumpyExecutor
 from futurefill_numpy.executor import SHIPPED
 
@@ -25,24 +27,24 @@ TINY = {"channels": 2, "length": 48, "candidates": (1, 4, 16), "repeats": 1}
 def cache(tmp_path, monkeypatch):
     """An empty cache folder, tuning on."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    monkeypatch.delenv(tuning.ENV_NO_TUNING, raising=False)
-    return tmp_path / "futurefill" / tuning.CACHE_FILE
+    monkeypatch.delenv(defaults.ENV_NO_TUNING, raising=False)
+    return tmp_path / "futurefill" / defaults.CACHE_FILE
 
 
 def _store(value: object, width: int, executor=None, dtype="float64") -> None:
     """Store ``direct_below = value`` for ``width`` as ``tune`` would."""
     ex = executor or futurefill.get_backend("numpy")
     entry = {"direct_below": {str(width): {"value": value}}}
-    tuning._write_entry(tuning.cache_key(ex, dtype), entry, tuning.cache_path())
+    defaults._write_entry(defaults.cache_key(ex, dtype), entry, defaults.cache_path())
 
 
 # ---------------------------------------------------------------------- the file
 def test_cache_path_follows_xdg_else_home(monkeypatch, tmp_path):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    assert tuning.cache_path() == tmp_path / "xdg" / "futurefill" / "tuning.json"
+    assert defaults.cache_path() == tmp_path / "xdg" / "futurefill" / "tuning.json"
     monkeypatch.delenv("XDG_CACHE_HOME")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    assert tuning.cache_path() == tmp_path / "home" / ".cache" / "futurefill" / "tuning.json"
+    assert defaults.cache_path() == tmp_path / "home" / ".cache" / "futurefill" / "tuning.json"
 
 
 def test_tune_stores_the_fastest_candidate(cache):
@@ -62,11 +64,11 @@ def test_tune_times_epochs_and_keeps_other_widths(cache):
     first = futurefill.tune("numpy", epochs=(4, 8), **TINY)
     assert first.epoch in (4, 8) and set(first.epoch_us) == {4, 8}
     ex = futurefill.get_backend("numpy")
-    assert tuning.stored_value(ex, "epoch", "float64", 2, length=48) == first.epoch
+    assert defaults.stored_value(ex, "epoch", "float64", 2, length=48) == first.epoch
     futurefill.tune("numpy", **{**TINY, "channels": 3})
-    stored = tuning.read_cache()[first.key]["direct_below"]
+    stored = defaults.read_cache()[first.key]["direct_below"]
     assert set(stored) == {"2", "3"}
-    assert tuning.stored_value(ex, "epoch", "float64", 2, length=48) == first.epoch
+    assert defaults.stored_value(ex, "epoch", "float64", 2, length=48) == first.epoch
 
 
 def test_tune_stores_the_fastest_radix_and_reuse_plans_use_it(cache, monkeypatch):
@@ -80,13 +82,13 @@ def test_tune_stores_the_fastest_radix_and_reuse_plans_use_it(cache, monkeypatch
     assert conv.plan.spec.get("radix") == result.radix
     explicit = futurefill.OnlineConv(phi, 48, schedule="reuse", radix=16, backend="numpy")
     assert explicit.plan.spec.get("radix") == 16  # a given radix wins
-    monkeypatch.setenv(tuning.ENV_NO_TUNING, "1")
+    monkeypatch.setenv(defaults.ENV_NO_TUNING, "1")
     untuned = futurefill.OnlineConv(phi, 48, schedule="reuse", backend="numpy")
     assert untuned.plan.spec.get("radix") == 8  # the schedule's own default
 
 
 def test_default_epochs_surround_the_authors_epoch():
-    epochs = tuning.default_epochs(4096)
+    epochs = default_epochs(4096)
     assert futurefill.plan.default_epoch(4096) in epochs
     assert min(epochs) >= 1 and max(epochs) <= 4096 and len(epochs) == 5
 
@@ -108,7 +110,7 @@ def test_dry_run_stores_nothing(cache):
     ],
 )
 def test_tune_checks_its_arguments_first(cache, monkeypatch, kwargs, error):
-    monkeypatch.setattr(tuning, "bench_configuration", None)  # would fail if reached
+    monkeypatch.setattr(measure_tuning, "bench_configuration", None)  # would fail if reached
     with pytest.raises(error):
         futurefill.tune("numpy", **{**TINY, **kwargs})
 
@@ -129,9 +131,9 @@ def test_tuning_can_be_turned_off(cache, monkeypatch):
     assert shipped != 2
     assert NumpyExecutor().default_direct_below(1, 6, np.float64, tuned=False) == shipped
     assert NumpyExecutor(tuned=False).default_direct_below(1, 6, np.float64) == shipped
-    monkeypatch.setenv(tuning.ENV_NO_TUNING, "1")
+    monkeypatch.setenv(defaults.ENV_NO_TUNING, "1")
     assert NumpyExecutor().default_direct_below(1, 6, np.float64) == shipped
-    monkeypatch.setenv(tuning.ENV_NO_TUNING, "0")
+    monkeypatch.setenv(defaults.ENV_NO_TUNING, "0")
     assert NumpyExecutor().default_direct_below(1, 6, np.float64) == 2
 
 
@@ -195,7 +197,7 @@ def test_tuned_and_untuned_give_the_same_outputs(cache, rng):
 
 # ---------------------------------------------------------------------- shipped tables
 def test_shipped_tables_are_package_data():
-    table = tuning.ShippedTable.load("futurefill_numpy")
+    table = defaults.ShippedTable.load("futurefill_numpy")
     assert table.backend == "numpy" and table == SHIPPED
     widths = [1, 4, 5, 128, 129, 1024, 1025, 1 << 40]
     assert [table.lookup("cpu", "float64", w) for w in widths] == [128, 128, 64, 64, 32, 32, 16, 16]
@@ -204,7 +206,7 @@ def test_shipped_tables_are_package_data():
 
 
 def test_shipped_table_needs_a_matching_row():
-    table = tuning.ShippedTable(backend="x", direct_below={"cuda/*": ((None, 64),)})
+    table = defaults.ShippedTable(backend="x", direct_below={"cuda/*": ((None, 64),)})
     assert table.lookup("cuda", "float32", 3) == 64
     with pytest.raises(KeyError, match="cpu/float64"):
         table.lookup("cpu", "float64", 3)
@@ -266,7 +268,7 @@ def test_library_versions_name_the_array_library():
     torch = pytest.importorskip("torch")
     from futurefill_torch import TorchExecutor
 
-    versions = tuning.library_versions(TorchExecutor())
+    versions = defaults.library_versions(TorchExecutor())
     assert versions["torch"] == torch.__version__
     assert versions["futurefill"] == futurefill.__version__
     assert versions["python"].startswith(f"{sys.version_info.major}.")

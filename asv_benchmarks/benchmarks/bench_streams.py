@@ -1,19 +1,19 @@
 """Per-step latency tails and the cost of open-ended streams, as in-process ratios.
 
-``Latency`` times every ``OnlineConv.step`` of the ``continuous`` and ``deadline`` schedules on
-one stream (:func:`futurefill.latency.measure_latency`) and tracks the worst step and p99.9 over
-the median. ``OpenEnded`` tracks the time of an open-ended stream (``length=None``) stopped
-after ``length`` steps over that of a plan of exactly ``length`` steps
-(:func:`futurefill.bench_open.measure_open_ended`). Both are ratios measured in one process,
-so that they mean the same on a busy machine.
+``Latency`` times every ``OnlineConv.step`` of the ``continuous`` and ``deadline`` schedules
+on one stream (:func:`futurefill.measure.latency.measure_latency`) and tracks the worst step
+and p99.9 over the median. ``OpenEnded`` tracks the time of an open-ended stream
+(``length=None``) stopped after ``length`` steps over that of a plan of exactly ``length``
+steps (:func:`futurefill.measure.bench_open.measure_open_ended`). Both are ratios measured in
+one process, so that they mean the same on a busy machine.
 """
 
 from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from futurefill.bench_open import measure_open_ended
-from futurefill.latency import measure_latency
+from futurefill.measure.bench_open import measure_open_ended
+from futurefill.measure.latency import measure_latency
 
 from .common import BACKENDS, CHANNELS, DTYPE, QUICK, load_backend
 

@@ -90,7 +90,7 @@ if os.environ.get("FUTUREFILL_BENCH_PREIMPORT", "1") == "1":
     _preimport()
 
 
-def load_backend(name: str) -> futurefill.Executor:
+def load_backend(name: str) -> futurefill.executor.Executor:
     """The executor of ``name``; ``NotImplementedError`` (asv: skipped) if it cannot run here
     (only for a backend named in ``FUTUREFILL_BENCH_BACKENDS``: the default list has none)."""
     if name not in futurefill.list_backends():
@@ -120,7 +120,7 @@ class Stream:
 
     def __init__(
         self,
-        executor: futurefill.Executor,
+        executor: futurefill.executor.Executor,
         schedule: str,
         length: int,
         channels: int,

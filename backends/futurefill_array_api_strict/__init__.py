@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from futurefill.backends import ArrayAPIExecutor
+from futurefill.executor import ArrayAPIExecutor
 
 __all__ = ["StrictExecutor"]
 

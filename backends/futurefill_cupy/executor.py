@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 import cupy
 import numpy as np
 
-from futurefill.backends import ArrayAPIExecutor, ConvState, compat_namespace
+from futurefill.executor import ArrayAPIExecutor, ConvState, compat_namespace
 from futurefill.plan import TaskOffsets
 
 __all__ = ["CupyExecutor"]

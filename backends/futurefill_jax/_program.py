@@ -35,7 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from futurefill.backends import ConvState
+from futurefill.executor import ConvState
 from futurefill.plan import Plan
 
 from ._kernels import after

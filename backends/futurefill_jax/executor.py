@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from futurefill.backends import ArrayAPIExecutor, ConvState, Program
+from futurefill.executor import ArrayAPIExecutor, ConvState, Program
 
 from . import functional
 from ._program import build_program

@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from futurefill import tuning
-from futurefill.backends import ArrayAPIExecutor, ConvState, Program, compat_namespace
+from futurefill import defaults
+from futurefill.executor import ArrayAPIExecutor, ConvState, Program, compat_namespace
 from futurefill.interpreter import check_feedback
 from futurefill.plan import TaskOffsets
 
@@ -35,7 +35,7 @@ _HORIZON_BLOCKS = 2
 _ORDER = itertools.count()  # ties of equal due slots: in submission order
 
 #: The measured ``direct_below`` table shipped with this backend (``crossover.json``).
-SHIPPED = tuning.ShippedTable.load(__package__ or "futurefill_numpy")
+SHIPPED = defaults.ShippedTable.load(__package__ or "futurefill_numpy")
 
 
 @dataclass
@@ -93,7 +93,7 @@ class _Workspace:
     alone: np.ndarray | None = None
 
 
-class NumpyExecutor(tuning.TunedCrossover, ArrayAPIExecutor):
+class NumpyExecutor(defaults.TunedCrossover, ArrayAPIExecutor):
     """Executor for NumPy arrays on the CPU.
 
     * filter spectra per ``(filter slice, FFT size)`` computed once;

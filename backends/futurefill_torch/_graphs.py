@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from futurefill.backends import ConvState
+from futurefill.executor import ConvState
 from futurefill.plan import TaskShape
 
 __all__ = ["PatternGraphs"]

@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from futurefill import tuning
-from futurefill.backends import ArrayAPIExecutor, ConvState, compat_namespace
+from futurefill import defaults
+from futurefill.executor import ArrayAPIExecutor, ConvState, compat_namespace
 from futurefill.plan import TaskOffsets
 
 from ._graphs import PatternGraphs
@@ -22,7 +22,7 @@ __all__ = ["SHIPPED", "TorchExecutor"]
 
 #: The measured ``direct_below`` table shipped with this backend (``crossover.json``), per
 #: device kind (``cpu``, ``cuda``) and dtype.
-SHIPPED = tuning.ShippedTable.load(__package__ or "futurefill_torch")
+SHIPPED = defaults.ShippedTable.load(__package__ or "futurefill_torch")
 
 _FLOATS = {"float32": torch.float32, "float64": torch.float64}
 
@@ -53,7 +53,7 @@ def _resolve_device(device: Any) -> torch.device:
     return torch.device("cuda", index)
 
 
-class TorchExecutor(tuning.TunedCrossover, ArrayAPIExecutor):
+class TorchExecutor(defaults.TunedCrossover, ArrayAPIExecutor):
     """Executor for ``torch.Tensor`` on the CPU or a CUDA device.
 
     * one state buffer per (batch, channel), allocated once in :meth:`prepare` and updated in

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from futurefill import OnlineConv, Plan, PlanSpec
-from futurefill.backends import ConvState
+from futurefill.executor import ConvState
 
 from .executor import TorchExecutor
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import futurefill
-from futurefill.plot import _new_axes, plot_plan, save_figure
+from futurefill.measure.plot import _new_axes, plot_plan, save_figure
 
 IMG = Path(__file__).resolve().parent.parent / "img"
 

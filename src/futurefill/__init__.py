@@ -1,7 +1,19 @@
-"""futurefill: exact, fast autoregressive generation from convolutional sequence models."""
+"""futurefill: exact, fast autoregressive generation from convolutional sequence models.
 
-from . import interpreter
-from ._backend import (
+The names here are the user's API: streams (:class:`OnlineConv`), plans (:func:`make_plan`),
+filters, backend selection and :func:`tune`. Backend authors find the executor protocol, its
+base class and the state in :mod:`futurefill.executor`; the measuring tools (benchmarks,
+calibration, plots, the tuner) live in :mod:`futurefill.measure` and are loaded only when
+used.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+from . import _moved
+from ._registry import (
     BackendError,
     get_backend,
     list_backends,
@@ -9,7 +21,6 @@ from ._backend import (
     set_backend,
     use_backend,
 )
-from .backends import ArrayAPIExecutor, ConvState, Executor
 from .filters import decaying_random_filters, hyena_filters, stu_filters
 from .online import OnlineConv
 from .ops import causal_conv
@@ -24,16 +35,14 @@ from .plan import (
     predicted_seconds,
     register_schedule,
 )
-from .tuning import tune
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
+
+_moved.install()
 
 __all__ = [
     "SCHEDULES",
-    "ArrayAPIExecutor",
     "BackendError",
-    "ConvState",
-    "Executor",
     "OnlineConv",
     "Plan",
     "PlanCost",
@@ -44,7 +53,6 @@ __all__ = [
     "decaying_random_filters",
     "get_backend",
     "hyena_filters",
-    "interpreter",
     "list_backends",
     "list_schedules",
     "make_plan",
@@ -56,3 +64,31 @@ __all__ = [
     "tune",
     "use_backend",
 ]
+
+#: Backend authors' names that moved to :mod:`futurefill.executor` (0.3): still reachable
+#: here for one release, with a :class:`DeprecationWarning`.
+_MOVED_TO_EXECUTOR = ("ArrayAPIExecutor", "ConvState", "Executor")
+
+
+def __getattr__(name: str) -> Any:
+    # PEP 562: ``tune`` loads the measuring tools on first use, so that ``import futurefill``
+    # does not.
+    if name == "tune":
+        from .measure.tuning import tune
+
+        return tune
+    if name in _MOVED_TO_EXECUTOR:
+        warnings.warn(
+            f"futurefill.{name} moved to futurefill.executor.{name} (backend authors' API); "
+            "the old name goes away in the next release",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        from . import executor
+
+        return getattr(executor, name)
+    raise AttributeError(f"module 'futurefill' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

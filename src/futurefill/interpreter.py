@@ -1,7 +1,7 @@
 """The one interpreter of plans: prefill, emit, advance, rollout and reset for any executor.
 
 Everything that depends on the schedule is read from the :class:`~futurefill.plan.Plan`'s
-tables here; executors only run kernels (:mod:`futurefill.backends`). The functions assume
+tables here; executors only run kernels (:mod:`futurefill.executor`). The functions assume
 validated arguments (:class:`futurefill.OnlineConv` checks them) but check the cursor: a call
 that is not allowed now raises before anything changes.
 """
@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from . import ops
-from .backends import Executor
+from .executor import Executor
 from .memory import check_memory
 from .plan import Plan
 from .state import ConvState

@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 
 from . import interpreter
-from ._backend import get_backend
 from ._checks import check_int
-from .backends import Executor
+from ._registry import get_backend
+from .executor import Executor
 from .open_length import history_after, next_segment, segment_length, store_prompt
 from .plan import Plan, PlanSpec, make_plan, resolve_spec
 from .state import ConvState

@@ -21,7 +21,7 @@ import array_api_extra as xpx
 
 from . import interpreter, ops
 from ._checks import next_pow2
-from .backends import Executor
+from .executor import Executor
 from .plan import Plan, PlanSpec, make_plan
 from .state import ConvState
 

@@ -47,7 +47,7 @@ class ConvState:
         Spectra of input blocks kept between steps for the plan's shared transforms
         (:attr:`futurefill.Plan.transforms`), by register: ``(tag, spectrum)`` with ``tag =
         (revision, src_start, src_stop, fft_size)``; a register whose tag does not match is
-        recomputed from the buffer (see :meth:`futurefill.backends.ArrayAPIExecutor.held`).
+        recomputed from the buffer (see :meth:`futurefill.executor.ArrayAPIExecutor.held`).
     workspace : object
         The executor's own derived data (work arrays, compiled functions); its type is the
         executor's business.

@@ -15,8 +15,8 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, NoReturn
 
-from .._backend import get_backend
-from ..backends import Executor
+from .._registry import get_backend
+from ..executor import Executor
 from ..plan import PlanSpec, list_schedules, schedule_info
 
 __all__ = [

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from ..backends import Executor
-from ..latency import LatencyResult, measure_latency
+from ..executor import Executor
+from ..measure.latency import LatencyResult, measure_latency
 from ._args import UsageError
 from ._table import print_or_json, print_table
 
@@ -69,7 +69,7 @@ def run_latency(args: argparse.Namespace, executors: Sequence[Executor]) -> int:
         )
     print_or_json(results, args.json, print_latency)
     if args.plot:
-        from ..plot import plot_latency
+        from ..measure.plot import plot_latency
 
         times = {
             (r.schedule if len(executors) == 1 else f"{r.backend}: {r.schedule}"): r.seconds

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from ..backends import Executor
-from ..bench_open import DEFAULT_STOPS, OpenEndedResult, measure_open_ended
+from ..executor import Executor
+from ..measure.bench_open import DEFAULT_STOPS, OpenEndedResult, measure_open_ended
 from ._table import print_or_json, print_table
 
 __all__ = ["print_open_ended", "run_open_ended"]

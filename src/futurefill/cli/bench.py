@@ -31,8 +31,8 @@ from typing import Any
 
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from ..backends import Executor
-from ..bench import BenchResult, bench_configuration, measure_crossover
+from ..executor import Executor
+from ..measure.bench import BenchResult, bench_configuration, measure_crossover
 from ..plan import SCHEDULES
 from ._args import (
     UsageError,
@@ -296,7 +296,7 @@ def run(args: argparse.Namespace) -> int:
         lambda rows: print_results(rows, "same-run comparison (ratios are what count)"),
     )
     if args.plot:
-        from ..plot import plot_scaling
+        from ..measure.plot import plot_scaling
 
         try:
             plot_scaling([r.as_dict() for r in results], args.plot)

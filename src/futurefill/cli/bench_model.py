@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..bench_model import RunResult, compare_schedules
+from ..measure.bench_model import RunResult, compare_schedules
 from ..models import ConvLM, ModelConfig
 from ._args import (
     add_choice,

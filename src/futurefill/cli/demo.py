@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import argparse
 
-from ..bench import bench_configuration
-from ..bench_model import demo_models
+from ..measure.bench import bench_configuration
+from ..measure.bench_model import demo_models
 from ._args import add_options, count
 from ._table import console, print_table
 from .bench import print_results

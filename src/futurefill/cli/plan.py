@@ -131,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
                 "no task reads the future)"
             )
     if args.plot:
-        from ..plot import _new_axes, plot_plan, save_figure
+        from ..measure.plot import _new_axes, plot_plan, save_figure
 
         try:
             ax = _new_axes(_figsize(plan.total, args.color_by))

@@ -19,14 +19,8 @@ import argparse
 import json
 import sys
 
-from ..tuning import (
-    DEFAULT_RADICES,
-    DIRECT_BELOW_CANDIDATES,
-    TuningResult,
-    cache_path,
-    read_cache,
-    tune,
-)
+from ..defaults import DEFAULT_RADICES, DIRECT_BELOW_CANDIDATES, cache_path, read_cache
+from ..measure.tuning import TuningResult, tune
 from ._args import (
     UsageError,
     add_choice,

@@ -14,8 +14,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from .._backend import get_backend
-from ..backends import Executor
+from .._registry import get_backend
+from ..executor import Executor
 from ..online import OnlineConv
 from ..plan import PlanSpec
 from .config import ModelConfig

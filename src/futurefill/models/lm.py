@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from .._backend import get_backend
-from ..backends import Executor
+from .._registry import get_backend
+from ..executor import Executor
 from .config import ModelConfig
 from .decode import generate as _generate
 from .mixers import Mixer, get_mixer

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from .._compat import device_of
-from ..backends import Executor
+from ..executor import Executor
 from ..ops import causal_conv
 from .config import ModelConfig
 from .layers import embed, mlp, rms_norm

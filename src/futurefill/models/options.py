@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .._checks import check_int, check_real
-from ..backends import Executor
+from ..executor import Executor
 from ..plan import PlanSpec
 
 __all__ = ["GenerationOptions"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .._backend import get_backend
+from .._registry import get_backend
 from ..plan import make_plan, resolve_spec
 from .config import ModelConfig
 from .decode import DecodableModel, online_steps

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ..backends import Executor
+from ..executor import Executor
 
 __all__ = ["check_token_range", "token_array"]
 

@@ -221,7 +221,7 @@ def _task_flops(plan: PlanTables) -> tuple[np.ndarray, np.ndarray]:
 @runtime_checkable
 class TimeModel(Protocol):
     """Measured costs of one backend, dtype and width from which a plan's time follows
-    (:class:`futurefill.calibration.Calibration` is one)."""
+    (:class:`futurefill.measure.calibration.Calibration` is one)."""
 
     @property
     def call_seconds(self) -> float:

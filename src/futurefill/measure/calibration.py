@@ -23,15 +23,15 @@ from typing import Any
 
 import numpy as np
 
-from . import interpreter
-from ._backend import get_backend
-from ._checks import check_int, next_pow2
+from .. import interpreter
+from .._checks import check_int, next_pow2
+from .._registry import get_backend
+from ..executor import Executor
+from ..filters import decaying_random_filters
+from ..online import OnlineConv
+from ..plan import Plan
+from ..plan import cost as _cost
 from ._timing import Target, best_seconds, device_name, dtype_name, on_cpu
-from .backends import Executor
-from .filters import decaying_random_filters
-from .online import OnlineConv
-from .plan import Plan
-from .plan import cost as _cost
 
 __all__ = ["Calibration", "calibrate", "calibration_grid"]
 

@@ -23,12 +23,12 @@ from typing import Any
 
 import numpy as np
 
-from ._backend import get_backend
-from ._checks import check_int
+from .._checks import check_int
+from .._registry import get_backend
+from ..filters import decaying_random_filters
+from ..online import OnlineConv
+from ..plan import SCHEDULES, PlanSpec
 from ._timing import Run
-from .filters import decaying_random_filters
-from .online import OnlineConv
-from .plan import SCHEDULES, PlanSpec
 
 __all__ = ["LatencyResult", "latency_summary", "measure_latency"]
 

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
-from .backends import Executor
+from .executor import Executor
 
 __all__ = [
     "ENTRY_POINT_GROUP",

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from .plan import Plan
+from ..plan import Plan
 
 __all__ = ["plot_latency", "plot_plan", "plot_scaling"]
 

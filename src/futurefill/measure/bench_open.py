@@ -18,13 +18,13 @@ from typing import Any
 
 import numpy as np
 
-from ._backend import get_backend
-from ._checks import check_int
+from .._checks import check_int
+from .._registry import get_backend
+from ..executor import Executor
+from ..filters import decaying_random_filters
+from ..online import OnlineConv
+from ..plan import PlanSpec
 from ._timing import Run, dtype_name
-from .backends import Executor
-from .filters import decaying_random_filters
-from .online import OnlineConv
-from .plan import PlanSpec
 
 __all__ = ["OpenEndedResult", "measure_open_ended"]
 

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._backend import get_backend
-from .backends import Executor
-from .models import ConvLM, GenerationOptions, generate
+from .._registry import get_backend
+from ..executor import Executor
+from ..models import ConvLM, GenerationOptions, generate
 
 __all__ = ["DemoRow", "RunResult", "compare_schedules", "demo_models"]
 

@@ -21,15 +21,15 @@ from typing import Any
 
 import numpy as np
 
-from ._backend import get_backend
-from ._checks import check_int
+from .._checks import check_int
+from .._registry import get_backend
+from ..executor import Executor
+from ..filters import decaying_random_filters
+from ..online import OnlineConv
+from ..ops import fill_future, filter_spectrum, next_pow2
+from ..plan import SCHEDULES, Plan, PlanSpec, predict_time
 from ._timing import Run
-from .backends import Executor
 from .calibration import Calibration, calibrate, calibration_grid
-from .filters import decaying_random_filters
-from .online import OnlineConv
-from .ops import fill_future, filter_spectrum, next_pow2
-from .plan import SCHEDULES, Plan, PlanSpec, predict_time
 
 __all__ = ["BenchResult", "bench_configuration", "measure_crossover"]
 

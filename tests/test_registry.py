@@ -12,17 +12,17 @@ import numpy as np
 import pytest
 
 import futurefill
-from futurefill import _backend
-from futurefill.backends import ArrayAPIExecutor
+from futurefill import _registry
+from futurefill.executor import ArrayAPIExecutor
 
 
 @pytest.fixture(autouse=True)
 def _clean_selection(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.delenv("FUTUREFILL_BACKEND", raising=False)
-    _backend._reset_process_default()
+    _registry._reset_process_default()
     yield
-    _backend._reset_process_default()
-    _backend.refresh_backends()
+    _registry._reset_process_default()
+    _registry.refresh_backends()
 
 
 def test_builtin_backends_are_entry_points() -> None:
@@ -74,7 +74,7 @@ def test_environment_variable(monkeypatch: pytest.MonkeyPatch) -> None:
     assert futurefill.get_backend().name == "array_api_strict"
     futurefill.set_backend("numpy")  # an explicit default wins over the environment
     assert futurefill.get_backend().name == "numpy"
-    _backend._reset_process_default()
+    _registry._reset_process_default()
     monkeypatch.setenv("FUTUREFILL_BACKEND", "nonsense")
     with pytest.raises(futurefill.BackendError, match="FUTUREFILL_BACKEND"):
         futurefill.get_backend()
@@ -111,7 +111,7 @@ def test_third_party_executor_is_selectable_by_name(tmp_path, monkeypatch) -> No
         "counting = ff_thirdparty:CountingExecutor",
         module="""
         import array_api_compat.numpy as cnp
-        from futurefill.backends import ArrayAPIExecutor, compat_namespace
+        from futurefill.executor import ArrayAPIExecutor, compat_namespace
 
         class CountingExecutor(ArrayAPIExecutor):
             name = "counting"
@@ -130,7 +130,7 @@ def test_third_party_executor_is_selectable_by_name(tmp_path, monkeypatch) -> No
         """,
     )
     monkeypatch.syspath_prepend(str(tmp_path))
-    _backend.refresh_backends()
+    _registry.refresh_backends()
     assert "counting" in futurefill.list_backends()
     with futurefill.use_backend("counting") as ex:
         assert isinstance(ex, ArrayAPIExecutor)
@@ -148,7 +148,7 @@ def test_missing_library_names_the_extra(tmp_path, monkeypatch) -> None:
         module="import some_library_that_is_not_installed\n",
     )
     monkeypatch.syspath_prepend(str(tmp_path))
-    _backend.refresh_backends()
+    _registry.refresh_backends()
     with pytest.raises(ImportError, match=r"pip install 'futurefill\[needslib\]'"):
         futurefill.set_backend("needslib")
     assert futurefill.get_backend().name == "numpy"
