@@ -37,10 +37,10 @@ def test_the_tuning_module_forwards_both_halves() -> None:
     with pytest.warns(DeprecationWarning):
         from futurefill.tuning import ShippedTable, tune
     sys.modules.pop("futurefill.tuning", None)
-    from futurefill.defaults import ShippedTable as shipped
+    from futurefill.defaults import ShippedTable as Shipped
     from futurefill.measure.tuning import tune as measured
 
-    assert (ShippedTable, tune) == (shipped, measured)
+    assert (ShippedTable, tune) == (Shipped, measured)
 
 
 @pytest.mark.parametrize("name", ["ArrayAPIExecutor", "ConvState", "Executor"])

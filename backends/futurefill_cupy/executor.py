@@ -75,6 +75,9 @@ class CupyExecutor(ArrayAPIExecutor):
     """
 
     name = "cupy"
+    #: Integer-array indices in reads and updates: the pool's batched kernels gather and
+    #: scatter all rows at once.
+    fancy_indexing = True
     #: ``direct_below`` crossover (aligned blocks summed directly). On an H100 (cupy 14.2,
     #: D=64, L=16384) a step is bound by kernel launches (~80 us/token), so summing a block of 64
     #: steps directly in one kernel is cheaper than the launches of the FFT tasks it replaces.

@@ -63,6 +63,9 @@ class JaxExecutor(ArrayAPIExecutor):
     """
 
     name = "jax"
+    #: Integer-array indices in reads and updates: the pool's batched kernels gather and
+    #: scatter all rows at once.
+    fancy_indexing = True
     #: ``direct_below`` crossover (2 shared CPU cores, jax 0.10.2). The
     #: compiled rollout runs each window block of the plan as straight-line code: D=1,
     #: L=65536, us/token: 16: 0.5, 32: 0.7, 64: 0.8; smaller blocks pay a check of the task

@@ -120,6 +120,9 @@ class NumpyExecutor(defaults.TunedCrossover, ArrayAPIExecutor):
     """
 
     name = "numpy"
+    #: Integer-array indices in reads and updates: the pool's batched kernels gather and
+    #: scatter all rows at once.
+    fancy_indexing = True
     shipped = SHIPPED
 
     def __init__(self, device: Any = None, *, tuned: bool = True) -> None:

@@ -87,6 +87,9 @@ class TorchExecutor(defaults.TunedCrossover, ArrayAPIExecutor):
     """
 
     name = "torch"
+    #: Integer-array indices in reads and updates: the pool's batched kernels gather and
+    #: scatter all rows at once.
+    fancy_indexing = True
     shipped = SHIPPED
 
     def __init__(

@@ -24,6 +24,7 @@ from ._registry import (
 from .filters import decaying_random_filters, hyena_filters, stu_filters
 from .online import OnlineConv
 from .ops import causal_conv
+from .pool import StreamPool
 from .plan import (
     SCHEDULES,
     Plan,
@@ -48,6 +49,7 @@ __all__ = [
     "PlanCost",
     "PlanError",
     "PlanSpec",
+    "StreamPool",
     "__version__",
     "causal_conv",
     "decaying_random_filters",

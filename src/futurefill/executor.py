@@ -31,7 +31,8 @@ import numpy as np
 
 from . import ops
 from ._compat import array_namespace, compat_namespace
-from .plan import Plan, TaskOffsets
+from .grouped_kernels import GroupedKernels
+from .plan import Plan, TaskOffsets, TaskShape
 from .plan.transforms import FORWARD, PRODUCT
 from .state import ConvState
 
@@ -111,6 +112,25 @@ class Executor(Protocol):
     def synchronize(self) -> None:
         """Wait for queued device work (timing)."""
 
+    # ---- the batched kernels of a stream pool (defaults in GroupedKernels)
+    def emit_rows(
+        self,
+        state: ConvState,
+        rows: np.ndarray,
+        u: Array,
+        channels: slice,
+        slots: np.ndarray,
+        starts: np.ndarray,
+    ) -> Array:
+        """One step of several rows of a pool, each at its own slot and window start
+        (:meth:`futurefill.grouped_kernels.GroupedKernels.emit_rows`)."""
+
+    def fill_group(
+        self, state: ConvState, shape: TaskShape, rows: np.ndarray, src: np.ndarray
+    ) -> None:
+        """The tasks of one shape due in several rows of a pool, as one batched transform
+        pair (:meth:`futurefill.grouped_kernels.GroupedKernels.fill_group`)."""
+
 
 _DTYPE_NAMES = ("float32", "float64")
 _HALF_NAMES = ("bfloat16", "float16")
@@ -125,7 +145,7 @@ def _same_dtype(dtype: Any, native: Any, name: str) -> bool:
         return bool(dtype == native)
 
 
-class ArrayAPIExecutor:
+class ArrayAPIExecutor(GroupedKernels):
     """Reference executor: every kernel with any array-API namespace.
 
     It uses only the array API standard (plus ``array_api_extra.at`` for updates, which mutates

@@ -47,13 +47,22 @@ def state_bytes(plan: Plan, *, batch: int, channels: int, taps: int, itemsize: i
 
 
 def new_state(
-    executor: Executor, plan: Plan, filters: Array, *, batch: int, dtype: Any, copy: bool = True
+    executor: Executor,
+    plan: Plan,
+    filters: Array,
+    *,
+    batch: int,
+    dtype: Any,
+    copy: bool = True,
+    prepare: bool = True,
 ) -> ConvState:
     """Allocate a state: a private copy of the filters, the spectra once, a zero buffer.
 
     The size is estimated first and refused with a :class:`MemoryError` naming it when it
     would not fit. ``copy=False`` shares ``filters`` when they are already the backend's array
     of ``dtype`` (another state's private copy: states never change their filters).
+    ``prepare=False`` leaves out the executor's own data (:meth:`Executor.prepare`): a stream
+    pool runs only the batched kernels, which need none.
     """
     channels, taps = int(filters.shape[0]), int(filters.shape[1])
     xp = executor.xp
@@ -73,7 +82,8 @@ def new_state(
             prefilled=np.zeros(channels, dtype=bool),
             emitted=np.zeros(channels, dtype=bool),
         )
-        executor.prepare(state)
+        if prepare:
+            executor.prepare(state)
     return state
 
 

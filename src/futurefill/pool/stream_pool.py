@@ -1,0 +1,619 @@
+"""StreamPool: many streams of one set of filters, each at its own position (continuous batching).
+
+A serving engine keeps a pool of sequences that arrive, run and leave at different times, each
+at its own position, with prompts of any length; it forks sequences (parallel sampling, beam
+search, prefix sharing) and undoes drafted steps (speculative decoding). A :class:`StreamPool`
+does that for an online causal convolution: ``capacity`` slots, each an independent stream of
+the same filters, all running one prompt-free plan in their own coordinates (slot ``s`` at step
+``t`` produces the output at position ``prompt_s + t``). The work of a call is grouped across
+slots: the window sums of all stepped slots are one batched kernel, and the FutureFill tasks due
+in them are one batched transform pair per task shape (:mod:`futurefill.pool.grouping`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import array_api_extra as xpx
+import numpy as np
+
+from .. import interpreter
+from .._checks import check_int
+from .._inputs import convert_input
+from .._labels import dtype_name
+from .._registry import get_backend
+from ..executor import Executor
+from ..memory import check_memory, format_bytes
+from ..online import _default_dtype, _host_filters
+from ..plan import Plan, PlanSpec, make_plan
+from ..plan.registry import resolve_spec
+from ..state import ConvState
+from . import prompt as _prompt
+from . import snapshot
+from .grouping import due_groups
+from .journal import StepRecord, UndoJournal
+
+__all__ = ["PoolStats", "StreamPool"]
+
+Array = Any
+_ALL = slice(None)
+#: Scratch of one batched transform, in bytes, above which a group is split (per call).
+DEFAULT_GROUP_BYTES = 256 << 20
+
+
+@dataclass
+class PoolStats:
+    """Counters of the work a pool ran (they only grow; :meth:`StreamPool.stats` resets).
+
+    Attributes
+    ----------
+    calls : int
+        Calls that ran tasks (``step`` and ``advance``).
+    slot_steps : int
+        Steps taken, summed over slots.
+    tasks : int
+        FutureFill tasks run.
+    transforms : int
+        Batched transform pairs (kernel calls) that ran them.
+    """
+
+    calls: int = 0
+    slot_steps: int = 0
+    tasks: int = 0
+    transforms: int = 0
+
+
+class StreamPool:
+    """A fixed number of slots, each an independent online convolution at its own position.
+
+    Parameters
+    ----------
+    filters : array, shape (C, N)
+        Filter taps shared by every slot; ``N`` must cover a slot's prompt plus its steps.
+    length : int
+        Most steps any slot takes after its prompt (each slot may ask for fewer).
+    capacity : int
+        Number of slots.
+    schedule : str, PlanSpec or Plan
+        The schedule every slot runs (a prompt-free plan of ``length`` steps); ``"continuous"``
+        by default.
+    dtype : optional
+        ``float32`` or ``float64`` (default: that of the filters, float64 for integers).
+    backend, device : optional
+        As for :class:`futurefill.OnlineConv`.
+    max_group_bytes : int
+        Scratch memory of one batched transform; a larger group is split.
+    **params
+        Schedule parameters (e.g. ``direct_below=16``).
+
+    Notes
+    -----
+    Memory is ``capacity x C x length`` values for the buffers plus the filters and their
+    spectra (:attr:`memory_bytes`), refused with a :class:`MemoryError` naming the size when it
+    would not fit. A prompt's future is folded into its slot at the slot's first step; see
+    :meth:`prefill`. :meth:`rewind` needs a :meth:`mark` first (an undo journal: see
+    :mod:`futurefill.pool.journal` for its cost).
+
+    Examples
+    --------
+    >>> import numpy as np, futurefill
+    >>> phi = futurefill.decaying_random_filters(4, 64, seed=0)
+    >>> pool = futurefill.StreamPool(phi, length=32, capacity=3)
+    >>> a = pool.admit()
+    >>> b = pool.admit(prompt=np.ones((4, 10)))          # a 10-input prompt
+    >>> y = pool.step([a, b], np.ones((2, 4)))          # each slot at its own position
+    >>> pool.position(a), pool.position(b)
+    (1, 11)
+    >>> c = pool.fork(b)                                 # same state, diverges from here
+    >>> pool.release(a)
+    """
+
+    def __init__(
+        self,
+        filters: Array,
+        length: int,
+        *,
+        capacity: int,
+        schedule: str | PlanSpec | Plan = "continuous",
+        dtype: Any = None,
+        backend: str | Executor | None = None,
+        device: Any = None,
+        max_group_bytes: int = DEFAULT_GROUP_BYTES,
+        **params: Any,
+    ) -> None:
+        executor = get_backend(backend, device=device)
+        length = check_int("length", length, 1)
+        capacity = check_int("capacity", capacity, 1)
+        self._group_bytes = check_int("max_group_bytes", max_group_bytes, 1)
+        host = _host_filters(executor, filters)
+        channels, taps = host.shape
+        if taps < length:
+            raise ValueError(f"filters have {taps} taps, fewer than length={length} steps")
+        dtype = executor.resolve_dtype(_default_dtype(host) if dtype is None else dtype)
+        itemsize = np.dtype(executor.to_numpy(executor.zeros((1,), dtype)).dtype).itemsize
+        self._check_size(capacity, channels, length, taps, itemsize)
+        if isinstance(schedule, Plan):
+            plan = schedule
+            if params or (plan.length, plan.prompt) != (length, 0):
+                raise ValueError(
+                    f"a pool runs a prompt-free plan of length={length}; this plan has length "
+                    f"{plan.length} and prompt {plan.prompt}"
+                )
+        else:
+            spec = PlanSpec.coerce(schedule).with_params(**params)
+            spec = resolve_spec(spec, executor, batch=capacity, channels=channels, dtype=dtype)
+            plan = make_plan(length, spec)
+        self._executor = executor
+        self._dtype = dtype
+        self._itemsize = itemsize
+        self._taps = taps
+        self._state: ConvState = interpreter.new_state(
+            executor, plan, host, batch=capacity, dtype=dtype, prepare=False
+        )
+        self._filters_digest = hashlib.sha256(
+            np.ascontiguousarray(host, dtype=np.float64).tobytes()
+        ).hexdigest()[:20]
+        self._active = np.zeros(capacity, bool)
+        self._poisoned: dict[int, str] = {}
+        self._step = np.zeros(capacity, np.int64)
+        self._limit = np.zeros(capacity, np.int64)
+        self._prompt = np.zeros(capacity, np.int64)
+        self._pending: dict[int, _prompt.PromptInputs] = {}
+        self._journal: dict[int, UndoJournal] = {}
+        self._emitted = np.zeros((capacity, channels), bool)
+        self.stats = PoolStats()
+
+    # ------------------------------------------------------------------ sizes
+    @staticmethod
+    def _check_size(capacity: int, channels: int, length: int, taps: int, itemsize: int) -> None:
+        need = itemsize * (capacity * channels * length + 2 * channels * taps)
+        check_memory(f"a pool of {capacity} slots x {channels} channels x {length} steps", 2 * need)
+
+    @property
+    def plan(self) -> Plan:
+        """The prompt-free plan every slot runs."""
+        return self._state.plan
+
+    @property
+    def backend(self) -> Executor:
+        """The executor running the pool."""
+        return self._executor
+
+    @property
+    def dtype(self) -> Any:
+        """Working dtype."""
+        return self._dtype
+
+    @property
+    def capacity(self) -> int:
+        """Number of slots."""
+        return int(self._active.size)
+
+    @property
+    def channels(self) -> int:
+        """Channels of every slot."""
+        return self._state.channels
+
+    @property
+    def length(self) -> int:
+        """Most steps of a slot after its prompt."""
+        return self.plan.length
+
+    @property
+    def memory_bytes(self) -> int:
+        """Bytes of the pool's arrays: buffers, filters, window taps and filter spectra."""
+        s = self._state
+        spectra = sum(n // 2 + 1 for _, _, n in self.plan.spectrum_keys)
+        reals = self.capacity * self.channels * self.length
+        reals += self.channels * (self._taps + s.taps_reversed.shape[-1] + 2 * spectra)
+        return self._itemsize * reals
+
+    @property
+    def active_slots(self) -> list[int]:
+        """Slots in use, ascending."""
+        return np.flatnonzero(self._active).tolist()
+
+    @property
+    def free_slots(self) -> int:
+        """Number of free slots."""
+        return int((~self._active).sum())
+
+    def position(self, slot: int) -> int:
+        """Position of the next output of ``slot`` (its prompt length plus its steps)."""
+        row = self._row(slot)
+        return int(self._pending_length(row) + self._step[row])
+
+    def steps(self, slot: int) -> int:
+        """Steps ``slot`` took since its prompt."""
+        return int(self._step[self._row(slot)])
+
+    def remaining(self, slot: int) -> int:
+        """Steps ``slot`` may still take."""
+        row = self._row(slot)
+        return int(self._limit[row] - self._step[row])
+
+    def __repr__(self) -> str:
+        p = self.plan
+        return (
+            f"StreamPool(schedule={str(p.spec or 'custom')!r}, length={self.length}, "
+            f"capacity={self.capacity}, active={int(self._active.sum())}, "
+            f"channels={self.channels}, dtype={self._dtype}, backend={self._executor.name!r}, "
+            f"memory={format_bytes(self.memory_bytes)})"
+        )
+
+    # ------------------------------------------------------------------ admission
+    def admit(self, prompt: Array | None = None, *, length: int | None = None) -> int:
+        """Claim a free slot, optionally with a whole prompt ``(C, P)``; return its id.
+
+        The prompt's outputs are not computed (use :meth:`prefill` for them); its future is
+        folded into the slot at its first step. A full pool raises :class:`RuntimeError`
+        (nothing is overwritten).
+
+        Parameters
+        ----------
+        prompt : array, shape (C, P), optional
+            The prompt inputs of every channel.
+        length : int, optional
+            Most steps this slot will take (default and at most: the pool's ``length``).
+        """
+        limit = self.length if length is None else check_int("length", length, 1, self.length)
+        if prompt is not None:
+            u = self._input(prompt, (self.channels, -1), "the prompt", finite=True)
+            self._check_taps(int(u.shape[-1]), limit)
+        free = np.flatnonzero(~self._active)
+        if free.size == 0:
+            raise RuntimeError(
+                f"all {self.capacity} slots are in use: release() one or build a larger pool"
+            )
+        row = int(free[0])
+        self._claim(row, limit)
+        if prompt is not None and int(u.shape[-1]):
+            self._prompt_inputs(row).append(self._executor, u, _ALL)
+        return row
+
+    def prefill(self, slot: int, u: Array, channels: slice = _ALL) -> Array:
+        """Give the next chunk of ``slot``'s prompt for ``channels``; return its outputs.
+
+        Any number of chunks may be given before the slot's first step; cutting a prompt into
+        chunks leaves the same state as giving it whole. Each chunk's outputs cost one FFT
+        convolution of the prompt so far.
+
+        Parameters
+        ----------
+        slot : int
+        u : array, shape (c, p)
+            The chunk's inputs, for the ``c`` channels of ``channels``.
+        channels : slice
+            Contiguous channels (all by default): layers sharing a pool prefill their own.
+
+        Returns
+        -------
+        array, shape (c, p)
+        """
+        row = self._row(slot)
+        if self._step[row] or self._emitted[row].any():
+            raise RuntimeError(f"slot {slot} has taken steps: its prompt is closed")
+        ch = self._channels(channels)
+        u = self._input(u, (ch.stop - ch.start, -1), "the prompt chunk", finite=True)
+        pending = self._prompt_inputs(row)
+        p = int(u.shape[-1])
+        start = int(pending.lengths[ch].max())
+        self._check_taps(start + p, int(self._limit[row]))
+        xp = self._executor.xp
+        with self._guard([row]):
+            pending.append(self._executor, u, ch)
+            return _prompt.chunk_outputs(
+                xp, self._state.filters, pending.inputs, start, start + p, ch
+            )
+
+    def release(self, slot: int) -> None:
+        """Free ``slot``: its buffer is zeroed, so nothing of it reaches the next occupant."""
+        row = int(slot)
+        if not (0 <= row < self.capacity) or not self._active[row]:
+            raise ValueError(f"slot {slot} is not in use")
+        self._state.buffer = xpx.at(self._state.buffer)[row, ...].set(0)
+        self._active[row] = False
+        self._poisoned.pop(row, None)
+        self._pending.pop(row, None)
+        self._journal.pop(row, None)
+        self._emitted[row] = False
+        self._step[row] = self._limit[row] = 0
+
+    def fork(self, slot: int) -> int:
+        """A new slot with ``slot``'s exact state (buffer, position, prompt, journal)."""
+        row = self._row(slot, whole=True)
+        free = np.flatnonzero(~self._active)
+        if free.size == 0:
+            raise RuntimeError(f"all {self.capacity} slots are in use: no room to fork into")
+        new = int(free[0])
+        self._claim(new, int(self._limit[row]))
+        s = self._state
+        s.buffer = xpx.at(s.buffer)[new, ...].set(s.buffer[row, ...])
+        self._step[new] = self._step[row]
+        self._prompt[new] = self._prompt[row]
+        if row in self._pending:
+            self._pending[new] = self._pending[row].copy(self._executor.xp)
+        if row in self._journal:
+            self._journal[new] = self._journal[row].copy()
+        return new
+
+    # ------------------------------------------------------------------ stepping
+    def step(self, slots: Sequence[int], u: Array) -> Array:
+        """One step of every slot in ``slots``, each at its own position, in one call.
+
+        Parameters
+        ----------
+        slots : sequence of int
+            Distinct slots in use.
+        u : array, shape (len(slots), C)
+            Row ``i`` is the input of ``slots[i]``.
+
+        Returns
+        -------
+        array, shape (len(slots), C)
+        """
+        rows = self._rows(slots, whole=True)
+        u = self._input(u, (rows.size, self.channels), "u")
+        with self._guard(rows):
+            self._begin(rows)
+            y = self._emit(rows, u, _ALL)
+            self._fill(rows)
+        return y
+
+    def emit(self, slots: Sequence[int], u: Array, channels: slice = _ALL) -> Array:
+        """Outputs of ``channels`` at the current step of ``slots`` (each channel once per
+        step); the future is filled by :meth:`advance`."""
+        rows = self._rows(slots)
+        ch = self._channels(channels)
+        if self._emitted[rows, ch].any():
+            raise RuntimeError(
+                f"channels {ch.start}..{ch.stop - 1} were already emitted at this step"
+            )
+        u = self._input(u, (rows.size, ch.stop - ch.start), "u")
+        with self._guard(rows):
+            self._begin(rows[~self._emitted[rows].any(axis=1)])
+            y = self._emit(rows, u, ch)
+        self._emitted[rows, ch] = True
+        return y
+
+    def advance(self, slots: Sequence[int]) -> None:
+        """Fill the future of ``slots`` once all their channels were emitted; next step."""
+        rows = self._rows(slots)
+        missing = ~self._emitted[rows].all(axis=1)
+        if missing.any():
+            bad = rows[missing].tolist()
+            raise RuntimeError(f"slots {bad} have channels not emitted at this step")
+        with self._guard(rows):
+            self._fill(rows)
+        self._emitted[rows] = False
+
+    def _begin(self, rows: np.ndarray) -> None:
+        """Fold pending prompts into their slots; journal the slots the step overwrites."""
+        s = self._state
+        for row in rows.tolist():
+            pending = self._pending.pop(row, None)
+            if pending is not None:
+                P = pending.length()
+                self._prompt[row] = P
+                if P:
+                    future = _prompt.prompt_future(
+                        self._executor.xp, s.filters, pending.inputs, P, int(self._limit[row])
+                    )
+                    s.buffer = xpx.at(s.buffer)[row, :, : future.shape[-1]].set(future)
+            journal = self._journal.get(row)
+            if journal is not None:
+                t = int(self._step[row])
+                journal.records.append(StepRecord(t, self._copy(s.buffer[row, :, t])))
+
+    def _emit(self, rows: np.ndarray, u: Array, channels: slice) -> Array:
+        steps = self._step[rows]
+        starts = self.plan.window_slot[steps].astype(np.int64)
+        return self._executor.emit_rows(self._state, rows, u, channels, steps, starts)
+
+    def _fill(self, rows: np.ndarray) -> None:
+        plan, s = self.plan, self._state
+        steps = self._step[rows]
+        for row in rows.tolist():
+            journal = self._journal.get(row)
+            if journal is not None:
+                t = int(self._step[row])
+                record = journal.records[-1]
+                for i in range(plan.task_ptr.item(t), plan.task_ptr.item(t + 1)):
+                    c, d = plan.dst_start.item(i), plan.dst_stop.item(i)
+                    record.regions.append((c, self._copy(s.buffer[row, :, c:d])))
+        scratch = 3 * self._itemsize
+        groups = due_groups(
+            plan, rows, steps, channels=self.channels, max_elements=self._group_bytes // scratch
+        )
+        for group in groups:
+            self._executor.fill_group(s, group.shape, group.rows, group.src)
+        self._step[rows] += 1
+        stats = self.stats
+        stats.calls += 1
+        stats.slot_steps += int(rows.size)
+        stats.tasks += sum(len(g) for g in groups)
+        stats.transforms += len(groups)
+
+    # ------------------------------------------------------------------ speculation
+    def mark(self, slot: int) -> None:
+        """Start recording ``slot``'s steps so that :meth:`rewind` can undo them (any earlier
+        record is dropped)."""
+        self._journal[self._row(slot, whole=True)] = UndoJournal()
+
+    def commit(self, slot: int) -> None:
+        """Stop recording ``slot``'s steps (they can no longer be undone)."""
+        self._journal.pop(self._row(slot, whole=True), None)
+
+    def rewind(self, slot: int, k: int) -> None:
+        """Undo the last ``k`` steps of ``slot`` exactly, back to at most its :meth:`mark`.
+
+        Costs a copy of what those steps wrote (no transform); the slot stays marked.
+        """
+        row = self._row(slot, whole=True)
+        journal = self._journal.get(row)
+        if journal is None:
+            raise RuntimeError(f"slot {slot} is not marked: call mark(slot) before the steps")
+        k = check_int("k", k, 0, len(journal))
+        s = self._state
+        with self._guard([row]):
+            for record in journal.pop(k):
+                for c, saved in reversed(record.regions):
+                    s.buffer = xpx.at(s.buffer)[row, :, c : c + saved.shape[-1]].set(saved)
+                t = record.step
+                s.buffer = xpx.at(s.buffer)[row, :, t].set(record.slot_before)
+                self._step[row] = t
+
+    # ------------------------------------------------------------------ snapshots
+    def state_dict(self, slot: int) -> dict[str, Any]:
+        """``slot`` as plain data (NumPy arrays, ints, strings): its buffer, position and any
+        pending prompt, to :meth:`load_state_dict` into a pool of the same filters and plan
+        (here, in another process or on another machine). Its journal is not included."""
+        row = self._row(slot, whole=True)
+        ex = self._executor
+        limit = int(self._limit[row])
+        pending = self._pending.get(row)
+        return snapshot.slot_state(
+            plan_fingerprint=self.plan.fingerprint,
+            filters_digest=self._filters_digest,
+            dtype=dtype_name(self._dtype),
+            channels=self.channels,
+            limit=limit,
+            step=int(self._step[row]),
+            prompt=int(self._prompt[row]),
+            buffer=ex.to_numpy(self._state.buffer[row, :, :limit]).copy(),
+            pending=None if pending is None else ex.to_numpy(pending.inputs).copy(),
+            pending_lengths=None if pending is None else pending.lengths.copy(),
+        )
+
+    def load_state_dict(self, state: dict[str, Any]) -> int:
+        """Admit a slot saved by :meth:`state_dict` (of this pool or an equal one); return
+        its id. A state that does not fit this pool is refused before anything changes."""
+        checked = snapshot.check_slot_state(
+            state,
+            plan_fingerprint=self.plan.fingerprint,
+            filters_digest=self._filters_digest,
+            dtype=dtype_name(self._dtype),
+            channels=self.channels,
+            length=self.length,
+            taps=self._taps,
+        )
+        free = np.flatnonzero(~self._active)
+        if free.size == 0:
+            raise RuntimeError(f"all {self.capacity} slots are in use: release() one first")
+        row = int(free[0])
+        ex = self._executor
+        limit = checked["limit"]
+        buffer = ex.asarray(checked["buffer"], dtype=self._dtype)
+        self._claim(row, limit)
+        s = self._state
+        s.buffer = xpx.at(s.buffer)[row, :, :limit].set(buffer)
+        self._step[row] = checked["step"]
+        self._prompt[row] = checked["prompt"]
+        if checked["pending"] is not None:
+            self._pending[row] = _prompt.PromptInputs(
+                ex.asarray(checked["pending"], dtype=self._dtype),
+                np.asarray(checked["pending_lengths"], np.int64).copy(),
+            )
+        return row
+
+    # ------------------------------------------------------------------ helpers
+    def _claim(self, row: int, limit: int) -> None:
+        self._active[row] = True
+        self._step[row] = 0
+        self._limit[row] = limit
+        self._prompt[row] = 0
+        self._emitted[row] = False
+        self._journal.pop(row, None)
+        self._pending.pop(row, None)
+        self._state.buffer = xpx.at(self._state.buffer)[row, ...].set(0)
+
+    def _prompt_inputs(self, row: int) -> _prompt.PromptInputs:
+        pending = self._pending.get(row)
+        if pending is None:
+            ex = self._executor
+            pending = _prompt.PromptInputs(
+                ex.zeros((self.channels, 0), self._dtype), np.zeros(self.channels, np.int64)
+            )
+            self._pending[row] = pending
+        return pending
+
+    def _pending_length(self, row: int) -> int:
+        pending = self._pending.get(row)
+        return int(pending.lengths.max()) if pending is not None else int(self._prompt[row])
+
+    def _check_taps(self, prompt: int, limit: int) -> None:
+        if prompt + limit > self._taps:
+            raise ValueError(
+                f"filters have {self._taps} taps but a prompt of {prompt} plus {limit} steps "
+                f"needs {prompt + limit}: admit the slot with length={self._taps - prompt} or "
+                "fewer"
+            )
+
+    def _copy(self, x: Array) -> Array:
+        return self._executor.xp.asarray(x, copy=True)
+
+    def _row(self, slot: int, *, whole: bool = False) -> int:
+        if isinstance(slot, bool) or not isinstance(slot, (int, np.integer)):
+            raise TypeError(f"a slot is an int, got {type(slot).__name__}")
+        row = int(slot)
+        if not (0 <= row < self.capacity) or not self._active[row]:
+            raise ValueError(f"slot {slot} is not in use (active: {self.active_slots})")
+        if row in self._poisoned:
+            raise RuntimeError(
+                f"slot {slot} was left inconsistent by an error in an earlier call "
+                f"({self._poisoned[row]}): release() it"
+            )
+        if whole and self._emitted[row].any():
+            raise RuntimeError(f"slot {slot} is inside a step (emitted, not advanced)")
+        return row
+
+    def _rows(self, slots: Sequence[int], *, whole: bool = False) -> np.ndarray:
+        rows = [self._row(s, whole=whole) for s in slots]
+        if not rows:
+            raise ValueError("slots is empty")
+        if len(set(rows)) != len(rows):
+            raise ValueError(f"slots must be distinct, got {list(slots)}")
+        out = np.asarray(rows, np.int64)
+        done = out[self._step[out] >= self._limit[out]]
+        if done.size:
+            raise RuntimeError(
+                f"slots {done.tolist()} took all their steps; release() them or admit with a "
+                "larger length"
+            )
+        return out
+
+    def _channels(self, channels: slice) -> slice:
+        if not isinstance(channels, slice):
+            raise TypeError(f"channels must be a slice, got {type(channels).__name__}")
+        start, stop, stride = channels.indices(self.channels)
+        if stride != 1 or start >= stop:
+            raise ValueError(f"channels must be a non-empty contiguous slice, got {channels}")
+        return slice(start, stop)
+
+    def _input(self, u: Array, shape: tuple[int, ...], what: str, *, finite: bool = False) -> Array:
+        """``u`` as this pool's array of ``shape`` (``-1``: any length); with ``finite``,
+        checked for NaN and infinities (prompts: a step's input is not read back to the
+        host)."""
+        ex = self._executor
+        u = convert_input(ex, u, self._dtype, what)
+        got = tuple(int(n) for n in u.shape)
+        if len(got) != len(shape) or any(w not in (-1, g) for w, g in zip(shape, got, strict=True)):
+            want = tuple("P" if w == -1 else w for w in shape)
+            raise ValueError(f"{what} must have shape {want}, got {got}")
+        if finite and not bool(np.all(np.isfinite(ex.to_numpy(u)))):
+            raise ValueError(f"{what} contains NaN or infinite values")
+        return u
+
+    @contextlib.contextmanager
+    def _guard(self, rows: Sequence[int] | np.ndarray) -> Iterator[None]:
+        """Poison ``rows`` if a kernel raises: their state may be half-updated."""
+        try:
+            yield
+        except BaseException as error:
+            for row in np.asarray(rows).tolist():
+                self._poisoned[int(row)] = f"{type(error).__name__}: {error}"
+            raise
