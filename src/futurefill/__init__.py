@@ -24,7 +24,6 @@ from ._registry import (
 from .filters import decaying_random_filters, hyena_filters, stu_filters
 from .online import OnlineConv
 from .ops import causal_conv
-from .pool import StreamPool
 from .plan import (
     SCHEDULES,
     Plan,
@@ -36,6 +35,7 @@ from .plan import (
     predicted_seconds,
     register_schedule,
 )
+from .pool import StreamPool
 
 __version__ = "0.3.0"
 
