@@ -181,8 +181,9 @@ class JaxExecutor(ArrayAPIExecutor):
         return program
 
     def generate_greedy(self, model: Any, prompt: Any, new_tokens: int, **options: Any) -> Any:
-        """Greedy generation from a reference model as compiled programs (the optional
-        capability :func:`futurefill.models.generate` uses when an executor offers it); see
+        """Greedy generation from a reference model as compiled programs (what
+        :func:`futurefill.models.generate` runs where the executor's ``generate_greedy``
+        returns one; the base class's returns ``None``); see
         :func:`futurefill_jax.decode.greedy` for the options."""
         from .decode import greedy
 

@@ -1,23 +1,45 @@
 """For backend authors: the kernel protocol, the state it works on, and a base class.
 
 A backend (an *executor*) knows nothing about schedules. The core interpreter
-(:mod:`futurefill.interpreter`) reads the plan and calls a handful of kernels:
+(:mod:`futurefill.interpreter`) reads the plan and calls a handful of kernels; the rest of the
+library (``OnlineConv``, the schedules, the models, the measuring tools and the CLI) asks an
+executor for nothing else. This is the one list of what it asks, the members of
+:class:`Executor`; :class:`ArrayAPIExecutor` has a default for every method, so a subclass
+overrides only what its library does its own way:
 
-* array handling: :meth:`~Executor.is_native`, :meth:`~Executor.asarray`,
-  :meth:`~Executor.to_numpy`, :meth:`~Executor.resolve_dtype`, :meth:`~Executor.zeros`,
-  :meth:`~Executor.synchronize`;
-* :meth:`~Executor.emit` — the window dot of one step, storing the step's input;
-* :meth:`~Executor.fill` — the FutureFill tasks planned after a step, added into the buffer
-  (:meth:`ArrayAPIExecutor.fill_task` runs one);
-* :meth:`~Executor.prefill` — the prompt's outputs (and its future) by one FFT convolution;
-* :meth:`~Executor.clear` — zero the buffer;
-* optionally :meth:`~Executor.compile` — a whole-rollout program generated from the plan
-  (:attr:`futurefill.Plan.step_patterns`), for backends with a compiler.
+* attributes: :attr:`~Executor.name`, :attr:`~Executor.xp` (the array-API namespace),
+  :attr:`~Executor.device`;
+* arrays: :meth:`~Executor.is_native`, :meth:`~Executor.refusal` (why an input that is not
+  native is refused, when the generic message would not say it; default ``None``),
+  :meth:`~Executor.asarray`, :meth:`~Executor.to_numpy`, :meth:`~Executor.resolve_dtype`,
+  :meth:`~Executor.half_dtype` (default: the namespace's ``bfloat16``/``float16``, else
+  ``None``), :meth:`~Executor.zeros`, :meth:`~Executor.activate` (default: no context),
+  :meth:`~Executor.synchronize` (default: nothing to wait for);
+* measured defaults of schedule parameters: :meth:`~Executor.default_direct_below` (default:
+  the class attribute :attr:`ArrayAPIExecutor.direct_below`), :meth:`~Executor.default_radix`
+  (default ``None``: the ``reuse`` schedule's own radix);
+* kernels: :meth:`~Executor.prepare` (default: nothing to derive), :meth:`~Executor.emit` —
+  the window dot of one step, storing the step's input; :meth:`~Executor.fill` — the
+  FutureFill tasks planned after a step, added into the buffer; :meth:`~Executor.prefill` —
+  the prompt's outputs (and its future) by one FFT convolution; :meth:`~Executor.clear` —
+  zero the buffer; :meth:`~Executor.settle` — finish deferred work (default: nothing, for an
+  executor that defers none);
+* optional whole programs: :meth:`~Executor.compile` — a whole-rollout program generated
+  from the plan (:attr:`futurefill.Plan.step_patterns`), for backends with a compiler
+  (default ``None``: the rollout runs step by step); :meth:`~Executor.generate_greedy` — a
+  reference model's whole greedy generation compiled (default ``None``:
+  :func:`futurefill.models.generate` runs its Python loop).
 
 :class:`ArrayAPIExecutor` implements every kernel with the array API standard alone (plus
 ``array_api_extra.at`` for updates), so a new backend subclasses it, passes its namespace and
-overrides what it makes faster. Register the class under the entry-point group
-``futurefill.executors``; it is called as ``factory(device=None)``.
+overrides what it makes faster. Its own hooks, which the library never calls directly, split
+the kernels further: :meth:`~ArrayAPIExecutor.fill_task` (one task of :meth:`~Executor.fill`),
+:meth:`~ArrayAPIExecutor.run_transforms` with :meth:`~ArrayAPIExecutor.store`,
+:meth:`~ArrayAPIExecutor.held`, :meth:`~ArrayAPIExecutor.accumulate` and
+:meth:`~ArrayAPIExecutor.add_inverse` (a step's shared transforms), and
+:meth:`~ArrayAPIExecutor.prompt_convolution` (the FFT of :meth:`~Executor.prefill`). Register
+the class under the entry-point group ``futurefill.executors``; it is called as
+``factory(device=None)``.
 """
 
 from __future__ import annotations
@@ -63,6 +85,10 @@ class Executor(Protocol):
     def is_native(self, x: object) -> bool:
         """Whether ``x`` is a concrete array of this backend (and device)."""
 
+    def refusal(self, x: object) -> str | None:
+        """Why ``x``, which is not native, is refused, when the generic message ("must be an
+        array of the backend") would not say it; ``None`` (the default) for that message."""
+
     def asarray(self, x: Any, dtype: Any = None) -> Array:
         """Convert host data (NumPy arrays, lists) to this backend's arrays."""
 
@@ -81,6 +107,10 @@ class Executor(Protocol):
 
     def default_direct_below(self, batch: int, channels: int, dtype: Any) -> int:
         """Measured ``direct_below`` crossover of the continuous schedule on this backend."""
+
+    def default_radix(self, batch: int, channels: int, dtype: Any) -> int | None:
+        """The ``reuse`` schedule's radix measured for this width and dtype, or ``None`` (the
+        default: the schedule's own default applies)."""
 
     def activate(self) -> contextlib.AbstractContextManager[Any]:
         """A context in which new arrays land on this executor's device."""
@@ -104,10 +134,24 @@ class Executor(Protocol):
     def settle(self, state: ConvState) -> None:
         """Finish the work this executor deferred (tasks run in the background) and put it
         into ``state.buffer``: called before the buffer is read, copied or replaced outside
-        the kernels (snapshots, restores, reset, open-ended segments)."""
+        the kernels (snapshots, restores, reset, open-ended segments). The default does
+        nothing: an executor that defers no work has nothing to settle."""
 
     def compile(self, state: ConvState, feedback: Callable[[Array], Array]) -> Program | None:
-        """A whole-rollout program for ``state``'s plan and this feedback, or ``None``."""
+        """A whole-rollout program for ``state``'s plan and this feedback, or ``None`` (the
+        default: the rollout runs step by step)."""
+
+    def generate_greedy(self, model: Any, prompt: Any, new_tokens: int, **options: Any) -> Any:
+        """A reference model's greedy generation as compiled programs, or ``None`` (the
+        default: :func:`futurefill.models.generate` runs its Python loop).
+
+        ``prompt`` is ``None`` or checked token ids ``(B, P)``; ``options`` are ``schedule``,
+        ``batch`` (without a prompt), ``return_logits``, ``long_conv`` (``False``: the long
+        convolution replaced by the identity, to time the rest) and ``repeats`` (runs of
+        each program, the best kept). The result has ``tokens`` ``(B, new_tokens)``,
+        ``logits`` (or ``None``) and the seconds ``compile_seconds``, ``prefill_seconds`` and
+        ``decode_seconds``.
+        """
 
     def synchronize(self) -> None:
         """Wait for queued device work (timing)."""
@@ -182,6 +226,9 @@ class ArrayAPIExecutor(GroupedKernels):
         except TypeError:
             return False
 
+    def refusal(self, x: object) -> str | None:
+        return None
+
     def asarray(self, x: Any, dtype: Any = None) -> Array:
         if dtype is not None:
             dtype = self.resolve_dtype(dtype)
@@ -215,6 +262,9 @@ class ArrayAPIExecutor(GroupedKernels):
 
     def default_direct_below(self, batch: int, channels: int, dtype: Any) -> int:
         return self.direct_below
+
+    def default_radix(self, batch: int, channels: int, dtype: Any) -> int | None:
+        return None
 
     def synchronize(self) -> None:
         return None
@@ -330,6 +380,9 @@ class ArrayAPIExecutor(GroupedKernels):
 
     def clear(self, state: ConvState) -> None:
         state.buffer = xpx.at(state.buffer)[...].set(0)
+
+    def generate_greedy(self, model: Any, prompt: Any, new_tokens: int, **options: Any) -> Any:
+        return None
 
     def settle(self, state: ConvState) -> None:
         return None

@@ -262,8 +262,7 @@ class OnlineConv:
         ex = self._executor
         dtype = self._io_dtype if dtype is None else dtype
         if not ex.is_native(u):
-            refusal = getattr(ex, "refusal", None)
-            reason = refusal(u) if refusal is not None else None
+            reason = ex.refusal(u)
             if reason:
                 raise TypeError(f"{what}: {reason}")
             raise TypeError(
@@ -700,8 +699,7 @@ class OnlineConv:
 
 def _half(executor: Executor, dtype: Any) -> Any:
     """The backend's half-precision dtype for ``dtype``, or ``None``."""
-    half_dtype = getattr(executor, "half_dtype", None)
-    return None if half_dtype is None else half_dtype(dtype)
+    return executor.half_dtype(dtype)
 
 
 def _default_dtype(host: np.ndarray) -> str:

@@ -107,8 +107,9 @@ def compare_schedules(
         rng.integers(0, model.config.vocab_size, size=(batch, prompt_len)) if prompt_len else None
     )
     executor = get_backend(backend)
-    if getattr(executor, "generate_greedy", None) is not None:
-        return _compiled_runs(model, prompt, new_tokens, schedules, batch, executor, repeats)
+    compiled = _compiled_runs(model, prompt, new_tokens, schedules, batch, executor, repeats)
+    if compiled is not None:
+        return compiled
     results = []
     for schedule in schedules:
         options = GenerationOptions(schedule=schedule, backend=executor, batch=batch)
@@ -143,12 +144,15 @@ def _compiled_runs(
     batch: int,
     executor: Executor,
     repeats: int,
-) -> list[RunResult]:
+) -> list[RunResult] | None:
     """The runs of a backend that compiles whole generations: compile time apart, and the
-    model without its long convolution timed once (same programs, identity convolution)."""
-    generate_greedy = executor.generate_greedy  # type: ignore[attr-defined]
+    model without its long convolution timed once (same programs, identity convolution).
+    ``None`` for a backend that does not (its ``generate_greedy`` returns ``None``)."""
+    generate_greedy = executor.generate_greedy
     warm = {"batch": batch, "repeats": repeats}  # the best run of each compiled program
     rest_run = generate_greedy(model, prompt, new_tokens, long_conv=False, **warm)
+    if rest_run is None:
+        return None
     rest = rest_run.prefill_seconds + rest_run.decode_seconds
     results = []
     for schedule in schedules:

@@ -300,14 +300,14 @@ def generate(
     stop = opts.stop_token
     if stop is not None:
         check_token_range(stop, stop, model.config.vocab_size, "stop_token")
-    compiled = getattr(ex, "generate_greedy", None)
-    if compiled is not None and opts.temperature == 0 and not timed and stop is None:
-        # The backend compiles the whole greedy loop (an optional executor capability).
-        run = compiled(
+    if opts.temperature == 0 and not timed and stop is None:
+        # A backend may compile the whole greedy loop (None: it does not).
+        run = ex.generate_greedy(
             model, host_prompt, N, schedule=opts.schedule, batch=B,
             return_logits=opts.return_logits,
         )  # fmt: skip
-        return Generation(tokens=run.tokens, logits=run.logits, decoder=None)
+        if run is not None:
+            return Generation(tokens=run.tokens, logits=run.logits, decoder=None)
     steps = online_steps(P, N)
     decoder = Decoder(
         model,

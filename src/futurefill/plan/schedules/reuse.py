@@ -34,9 +34,8 @@ __all__ = ["reuse"]
 
 def _tuned_radix(executor: Any, batch: int, channels: int, dtype: Any) -> int | None:
     """The radix ``futurefill tune --radices`` stored for this backend and width, if any
-    (executors without tuning have no ``default_radix``)."""
-    lookup = getattr(executor, "default_radix", None)
-    return None if lookup is None else lookup(batch, channels, dtype)
+    (the executor's ``default_radix``: ``None`` for executors without tuning)."""
+    return executor.default_radix(batch, channels, dtype)
 
 
 def _radix(name: str, value: Any) -> int:
