@@ -1,5 +1,6 @@
 """The NumPy executor's deferred work (``deadline`` tasks on a worker thread): one worker per
-executor whichever threads start it, ``later`` read under its lock, a fork while a piece runs."""
+executor whichever threads start it, ``later`` read under its lock, a fork while a piece runs,
+and failures of pieces (raised where they are waited for, never added half-way)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import pytest
 import futurefill_numpy._deferred as deferred_work
 from futurefill import OnlineConv, PlanSpec
 from futurefill_numpy import NumpyExecutor, _worker
-from futurefill_numpy._deferred import DeferredWork
+from futurefill_numpy._deferred import DeferredWork, _Piece
 
 from .conftest import decaying_filters, oracle
 
@@ -214,3 +215,94 @@ def test_a_fork_waits_for_an_addition_in_progress() -> None:
         os._exit(0 if np.all(work.later == 1.0) else 3)
     thread.join(10)
     assert _wait_for_child(pid, timeout=60) == 0
+
+
+# ---------------------------------------------------------------------- failures
+class _FailingFFT:
+    """Forward transforms as in SciPy; the inverse raises (a piece failing half-way)."""
+
+    def rfft(self, *args, **kwargs):
+        return SCIPY_FFT.rfft(*args, **kwargs)
+
+    def irfft(self, *args, **kwargs):
+        raise FloatingPointError("broken inverse FFT")
+
+
+class _WorkerOnlyFailure(_FailingFFT):
+    """The inverse fails on any thread but the main (stepping) one."""
+
+    def irfft(self, *args, **kwargs):
+        if threading.current_thread() is not threading.main_thread():
+            raise FloatingPointError("inverse FFT failed on the worker")
+        return SCIPY_FFT.irfft(*args, **kwargs)
+
+
+class _WrongShapeFFT(_FailingFFT):
+    """An inverse that returns one row for every channel (broadcastable, and wrong)."""
+
+    def irfft(self, x, n, axis=-1):
+        return np.ones((*x.shape[:-2], 1, n))
+
+
+def _piece(rng) -> _Piece:
+    block = rng.standard_normal((1, 2, 8))
+    spectrum = np.fft.rfft(rng.standard_normal((2, 8)), 16, axis=-1)
+    return _Piece(block, spectrum, 16, 0, np.full((1, 2, 8), 0.5), threading.Lock())
+
+
+@pytest.mark.parametrize(
+    ("fft", "error", "match"),
+    [(_FailingFFT, FloatingPointError, "broken"), (_WrongShapeFFT, ValueError, "shape")],
+)
+def test_a_failing_piece_adds_nothing(rng, monkeypatch, fft, error, match) -> None:
+    piece = _piece(rng)
+    monkeypatch.setattr(deferred_work, "_threaded_fft", fft())
+    with pytest.raises(error, match=match):
+        piece()
+    np.testing.assert_array_equal(piece.out, 0.5)  # untouched
+    monkeypatch.setattr(deferred_work, "_threaded_fft", SCIPY_FFT)
+    piece()  # a piece that failed may run again: it adds once
+    piece()  # ... and only once
+    z = np.fft.irfft(np.fft.rfft(piece.block, 16, axis=-1) * piece.spectrum, 16, axis=-1)
+    np.testing.assert_allclose(piece.out, 0.5 + z[..., :8], rtol=0, atol=1e-14)
+
+
+def test_a_failure_on_the_worker_is_raised_by_the_call_that_waits(rng, monkeypatch) -> None:
+    """Pieces fail on the worker thread only; the stepping thread learns it at the next call
+    that waits for them (here the settling of a snapshot), once, with the rest finished."""
+    monkeypatch.setattr(deferred_work, "_threaded_fft", _WorkerOnlyFailure())
+    monkeypatch.setattr(deferred_work, "_HORIZON_BLOCKS", 0)  # no piece taken over early
+    C, L = 3, 120
+    phi = decaying_filters(rng, C, L)
+    u = rng.standard_normal((1, C, L))
+    conv = _deadline(phi, L, NumpyExecutor())
+    _first_handover(conv, u)
+    deferred = conv.state.workspace.deferred
+    jobs = [job for _, _, job, _ in deferred.pending]
+    assert _until(lambda: all(job.done() for job in jobs))  # the worker ran (and failed) them
+    with pytest.raises(FloatingPointError, match="worker"):
+        conv.state_dict()
+    assert not deferred.pending and not deferred.later.any()  # nothing half-added
+    conv.state_dict()  # reported once: the stream's deferred work is empty now
+
+
+def test_every_failure_in_a_wait_is_counted(monkeypatch) -> None:
+    """A wait finishes every piece it took before raising; the failures after the first are
+    named in a note (Python 3.11+), not dropped without a word."""
+    buffer = np.zeros((1, 1, 4))
+    work = DeferredWork(buffer, np.ones(1, bool), np.zeros(1, np.int64), horizon=0)
+    ran: list[int] = []
+
+    def fail(i: int) -> None:
+        ran.append(i)
+        raise ArithmeticError(f"piece {i}")
+
+    worker = _worker.EarliestDeadlineWorker(name="test-deferred")
+    worker.stop()  # queued jobs run where they are finished
+    for i in range(3):
+        work.pending.append((i, i, worker.submit(i, lambda i=i: fail(i)), True))
+    with pytest.raises(ArithmeticError, match="piece 0") as raised:
+        work.finish_before(None)
+    assert ran == [0, 1, 2] and not work.pending
+    if hasattr(raised.value, "add_note"):
+        assert raised.value.__notes__ == ["2 more deferred pieces failed in the same wait"]

@@ -20,9 +20,10 @@ per step once it is due within ``horizon`` slots. What makes this exact:
 3. ``DeferredWork.lock`` guards ``later`` and each piece's ``added`` mark: pieces add under it
    (the worker and a stepping thread that took a piece over may add tiles with overlapping
    targets at once, and NumPy lets go of the GIL inside a large addition), and the stepping
-   thread reads and clears ``later`` under it. The transforms run outside it. A piece is
-   marked ``added`` in the same hold of the lock as its addition, and a piece already added
-   adds nothing if it is run again (as a child process does, see below).
+   thread reads and clears ``later`` under it. The transforms run outside it. A piece adds
+   whole or not at all: its contribution is computed and checked before it takes the lock,
+   then added in one NumPy call, marked ``added`` in the same hold of the lock (and a piece
+   already added adds nothing if it is run again, as a child process does, see below).
 4. ``pending`` and the counters belong to the stepping thread (the state's owner); the worker
    sees only its jobs. ``pending`` holds ``(due slot, order, job, small)`` sorted by due slot
    (ties: in order of submission); ``small`` pieces (at most ``_PIECE_WORK``) are those the
@@ -159,7 +160,7 @@ class DeferredWork:
         if late:
             self.wait_seconds += time.perf_counter() - start
         if errors:
-            raise errors[0]
+            _raise_first(errors)
 
     def join(self, acc: np.ndarray, slot: int, stop: int) -> None:
         """Add what the pieces computed for slots ``[slot, stop)`` into ``acc`` (the block
@@ -179,6 +180,14 @@ class DeferredWork:
                 buffer[:, waiting, slot] += later[:, waiting, slot]
                 buffer[..., slot + 1 :] += later[..., slot + 1 :]
             later[...] = 0
+
+
+def _raise_first(errors: list[BaseException]) -> None:
+    """Raise the first failure, noting how many other pieces failed too."""
+    error = errors[0]
+    if len(errors) > 1 and hasattr(error, "add_note"):  # Python 3.11+
+        error.add_note(f"{len(errors) - 1} more deferred pieces failed in the same wait")
+    raise error
 
 
 class _Piece:
@@ -206,10 +215,15 @@ class _Piece:
         z = fft.irfft(fft.rfft(self.block, self.n, axis=-1) * self.spectrum, self.n, axis=-1)
         out = self.out
         part = z[..., self.read_start : self.read_start + out.shape[-1]]
+        if part.shape != out.shape or not np.can_cast(part.dtype, out.dtype, "same_kind"):
+            raise ValueError(
+                f"a deferred piece computed {part.dtype} values of shape {part.shape} for "
+                f"{out.dtype} targets of shape {out.shape}"
+            )
         with self.lock:
             if not self.added:
+                self.added = True  # checked above: the addition below cannot stop half-way
                 np.add(out, part, out=out)
-                self.added = True
 
 
 _live: weakref.WeakSet[DeferredWork] = weakref.WeakSet()
