@@ -192,7 +192,7 @@ def test_pieces_add_into_the_worker_buffer_one_at_a_time(rng) -> None:
     """Two pieces may target the same values (tiles of one level overlap in their outputs)
     and run at once, one on the worker, one taken over by the stepping thread: a piece
     computes its transforms freely but adds only while holding the deferred work's lock."""
-    from futurefill_numpy.executor import _Piece
+    from futurefill_numpy._deferred import _Piece
 
     block = rng.standard_normal((1, 2, 8))
     spectrum = np.fft.rfft(rng.standard_normal((2, 8)), 16, axis=-1)
@@ -210,7 +210,7 @@ def test_pieces_add_into_the_worker_buffer_one_at_a_time(rng) -> None:
 
 
 def test_a_failing_deferred_task_is_reported(rng, monkeypatch: pytest.MonkeyPatch) -> None:
-    import futurefill_numpy.executor as numpy_executor
+    import futurefill_numpy._deferred as deferred_work
 
     class BrokenFFT:
         def rfft(self, *args, **kwargs):
@@ -220,7 +220,7 @@ def test_a_failing_deferred_task_is_reported(rng, monkeypatch: pytest.MonkeyPatc
 
     phi = decaying_filters(rng, 2, 40)
     conv = _deadline(phi, 40)
-    monkeypatch.setattr(numpy_executor, "_threaded_fft", BrokenFFT())
+    monkeypatch.setattr(deferred_work, "_threaded_fft", BrokenFFT())
     with pytest.raises(FloatingPointError, match="broken FFT"):
         for _ in range(40):
             conv.step(np.ones((1, 2)))
@@ -228,9 +228,9 @@ def test_a_failing_deferred_task_is_reported(rng, monkeypatch: pytest.MonkeyPatc
 
 
 def test_without_a_threaded_fft_tasks_run_in_step(rng, monkeypatch: pytest.MonkeyPatch) -> None:
-    import futurefill_numpy.executor as numpy_executor
+    import futurefill_numpy._deferred as deferred_work
 
-    monkeypatch.setattr(numpy_executor, "_threaded_fft", None)
+    monkeypatch.setattr(deferred_work, "_threaded_fft", None)
     phi = decaying_filters(rng, 2, 64)
     u = rng.standard_normal((1, 2, 64))
     conv = _deadline(phi, 64)

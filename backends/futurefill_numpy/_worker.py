@@ -6,6 +6,16 @@ which releases the GIL, so the stepping thread goes on meanwhile. When a piece c
 before the worker has started it (the worker busy with a larger one), the stepping thread
 runs it itself instead of waiting behind the larger one; it waits only for a piece already
 running.
+
+Locks: ``_lock`` (this module's) guards every job's claim, outcome and done mark and the set
+of running jobs; a worker's condition guards its queue and its stop flag; a
+:class:`WorkerSlot`'s lock guards its worker, so that threads starting deferred work on one
+executor at once start one worker.
+
+Fork: a child process holds only the thread that forked. There a job that another thread was
+running counts as not started (whoever finishes it runs it again, so the work must take
+effect at most once however often it runs), the workers are retired (their queued jobs are run
+by whoever finishes them) and each slot starts a new worker when it is next asked for one.
 """
 
 from __future__ import annotations
@@ -13,34 +23,44 @@ from __future__ import annotations
 import atexit
 import heapq
 import itertools
+import os
 import threading
+import weakref
 from collections.abc import Callable
 
-__all__ = ["EarliestDeadlineWorker", "Job"]
+__all__ = ["EarliestDeadlineWorker", "Job", "WorkerSlot"]
+
+_lock = threading.Lock()
 
 
 class Job:
     """A piece of work run exactly once, by the worker or by whoever needs it first."""
 
-    __slots__ = ("_claim", "_done", "_exception", "_work")
+    __slots__ = ("_claimed", "_done", "_exception", "_work")
 
     def __init__(self, work: Callable[[], None]) -> None:
         self._work = work
-        self._claim = threading.Lock()
+        self._claimed = False
         self._done = threading.Event()
         self._exception: BaseException | None = None
 
     def run_if_unclaimed(self) -> bool:
         """Run the work here unless someone else took it; whether it ran here."""
-        if not self._claim.acquire(blocking=False):
-            return False
+        with _lock:
+            if self._claimed:
+                return False
+            self._claimed = True
+            _running.add(self)
+        error: BaseException | None = None
         try:
             self._work()
         except BaseException as exc:  # delivered by finish()
-            self._exception = exc
-        finally:
+            error = exc
+        with _lock:
+            self._exception = error
             self._work = _nothing  # drop the arrays it holds
             self._done.set()
+            _running.discard(self)
         return True
 
     def done(self) -> bool:
@@ -56,9 +76,17 @@ class Job:
         if not self.run_if_unclaimed() and not self._done.is_set():
             self._done.wait()
             waited = True
-        if self._exception is not None:
-            raise self._exception
+        with _lock:
+            error = self._exception
+        if error is not None:
+            raise error
         return waited
+
+    def _unclaim(self) -> None:
+        """Count as not started (in a child process, for a job another thread was running)."""
+        self._claimed = False
+        self._done = threading.Event()
+        self._exception = None
 
 
 def _nothing() -> None:
@@ -80,6 +108,7 @@ class EarliestDeadlineWorker:
         self._stopping = False
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self._thread.start()
+        _workers.add(self)
         atexit.register(self.stop)
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -107,3 +136,59 @@ class EarliestDeadlineWorker:
                     return
                 job = heapq.heappop(self._heap)[2]
             job.run_if_unclaimed()
+
+    def _retire(self) -> None:
+        """Forget the queue and stop (in a child process, where the thread is gone)."""
+        self._ready = threading.Condition()
+        self._heap = []
+        self._stopping = True
+
+
+class WorkerSlot:
+    """The worker of one executor, started by the first call of :meth:`get`.
+
+    Parameters
+    ----------
+    name : str
+        Name of the worker's thread.
+    """
+
+    def __init__(self, name: str = "futurefill-deferred") -> None:
+        self._name = name
+        self._lock = threading.Lock()
+        self._worker: EarliestDeadlineWorker | None = None
+        _slots.add(self)
+
+    def get(self) -> EarliestDeadlineWorker:
+        """The worker, started here if there is none yet (one, whichever threads ask)."""
+        with self._lock:
+            if self._worker is None:
+                self._worker = EarliestDeadlineWorker(self._name)
+            return self._worker
+
+    def _forget(self) -> None:
+        """Start afresh (in a child process, whose copy of the lock may be held)."""
+        self._lock = threading.Lock()
+        self._worker = None
+
+
+_running: set[Job] = set()
+_workers: weakref.WeakSet[EarliestDeadlineWorker] = weakref.WeakSet()
+_slots: weakref.WeakSet[WorkerSlot] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for job in _running:
+        job._unclaim()
+    _running.clear()
+    for worker in list(_workers):
+        worker._retire()
+    for slot in list(_slots):
+        slot._forget()
+    _lock.release()
+
+
+if hasattr(os, "register_at_fork"):  # no job is claimed or finished half-way across a fork
+    os.register_at_fork(
+        before=_lock.acquire, after_in_parent=_lock.release, after_in_child=_after_fork_in_child
+    )

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import bisect
-import itertools
-import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,55 +13,13 @@ from futurefill.executor import ArrayAPIExecutor, ConvState, Program, compat_nam
 from futurefill.interpreter import check_feedback
 from futurefill.plan import TaskOffsets
 
-from ._worker import EarliestDeadlineWorker, Job
-
-try:  # scipy.fft releases the GIL (numpy.fft does not): tasks can run beside the steps
-    import scipy.fft as _threaded_fft
-except ImportError:  # pragma: no cover - a dependency; without it, tasks run in the step
-    _threaded_fft = None
+from ._deferred import DeferredWork
+from ._worker import WorkerSlot
 
 __all__ = ["SHIPPED", "NumpyExecutor"]
 
-#: Work of one piece of a deferred task (FFT size x log2 of it x rows): some tens of
-#: microseconds, so that the stepping thread can take one over without a visible stall
-#: (a single row of a larger FFT is one piece too, left to the worker).
-_PIECE_WORK = 1 << 19
-#: The stepping thread takes over queued pieces due within this many window lengths.
-_HORIZON_BLOCKS = 2
-_ORDER = itertools.count()  # ties of equal due slots: in submission order
-
 #: The measured ``direct_below`` table shipped with this backend (``crossover.json``).
 SHIPPED = defaults.ShippedTable.load(__package__ or "futurefill_numpy")
-
-
-@dataclass
-class _Deferred:
-    """Tasks of one state run by the worker thread (those due after the next step).
-
-    Their contributions accumulate in ``later`` (the worker's own buffer, so that it never
-    adds into the same values as the stepping thread's kernels; pieces add into it under
-    ``lock``: the worker and a stepping thread that took a piece over may be adding the
-    pieces of two tasks with overlapping targets at once) and join the block accumulators when
-    the window block holding their first output starts: the stepping thread runs the pieces
-    the worker has not started yet itself and waits for those it is running. So that this
-    work does not pile up at a deadline when the worker falls behind, the stepping thread
-    also runs one queued piece per step once it is due within ``horizon`` slots.
-    ``pending`` holds ``(due slot, order, job, small)`` sorted by due slot (ties: in order of
-    submission); ``small`` pieces (at most ``_PIECE_WORK``) are those the stepping thread may
-    take over early.
-    ``waits``, ``wait_seconds`` and ``helped`` count the waits, the time spent finishing
-    pieces at their deadline and the pieces the stepping thread ran early.
-    """
-
-    later: np.ndarray
-    defer: np.ndarray
-    due: np.ndarray
-    horizon: int
-    pending: list[tuple[int, int, Job, bool]] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    waits: int = 0
-    wait_seconds: float = 0.0
-    helped: int = 0
 
 
 @dataclass
@@ -82,12 +36,13 @@ class _Workspace:
     that share transforms); ``alone[t]`` says
     whether the tasks after step ``t`` run one by one: steps whose tasks share no transform,
     and steps with a task handed to the worker thread (a task due later runs there whole).
+    ``deferred`` holds the tasks run on the worker thread (:mod:`._deferred`).
     """
 
     work: dict[int, tuple[np.ndarray, np.ndarray]]
     acc: np.ndarray | None
     acc_key: tuple[int, int] = (-1, -1)
-    deferred: _Deferred | None = None
+    deferred: DeferredWork | None = None
     registers: list[np.ndarray] = field(default_factory=list)
     products: dict[int, np.ndarray] = field(default_factory=dict)
     alone: np.ndarray | None = None
@@ -130,7 +85,7 @@ class NumpyExecutor(defaults.TunedCrossover, ArrayAPIExecutor):
             raise ValueError(f"the numpy backend runs on the CPU, not on {device!r}")
         super().__init__(compat_namespace("numpy"), None)
         self.tuned = bool(tuned)
-        self._worker: EarliestDeadlineWorker | None = None
+        self._workers = WorkerSlot()  # one worker, started by the first deferred task
 
     def is_native(self, x: object) -> bool:
         return type(x) is np.ndarray
@@ -152,12 +107,8 @@ class NumpyExecutor(defaults.TunedCrossover, ArrayAPIExecutor):
             },
             acc=np.empty((*lead, plan.window_length), buf.dtype) if accumulates else None,
         )
-        if accumulates and _threaded_fft is not None:
-            due = plan.dst_start.astype(np.int64) - plan.origin  # slot of the first output
-            defer = due > plan.after_step.astype(np.int64) + 1 + plan.prompt - plan.origin
-            if defer.any():
-                horizon = _HORIZON_BLOCKS * plan.window_length
-                state.workspace.deferred = _Deferred(np.zeros_like(buf), defer, due, horizon)
+        if accumulates:
+            state.workspace.deferred = DeferredWork.for_plan(plan, buf)
         ws = state.workspace
         program = plan.transforms
         ws.alone = program.fused.copy()
@@ -182,10 +133,8 @@ class NumpyExecutor(defaults.TunedCrossover, ArrayAPIExecutor):
             buf = state.buffer
             stop = min(start + acc.shape[-1], buf.shape[-1])
             acc[..., slot - start : stop - start] = buf[..., slot:stop]
-            deferred = ws.deferred
-            if deferred is not None:
-                _wait(deferred, stop)
-                acc[..., slot - start : stop - start] += deferred.later[..., slot:stop]
+            if ws.deferred is not None:
+                ws.deferred.join(acc[..., slot - start : stop - start], slot, stop)
             ws.acc_key = (start, state.revision)
         return acc
 
@@ -244,7 +193,7 @@ class NumpyExecutor(defaults.TunedCrossover, ArrayAPIExecutor):
                 else:
                     run_transforms(state, t)
                 if deferred is not None and deferred.pending:
-                    _help(deferred, slot + 1)
+                    deferred.take_one(slot + 1)
                 t += 1
                 state.step = t
                 if i + 1 < steps:
@@ -263,7 +212,7 @@ class NumpyExecutor(defaults.TunedCrossover, ArrayAPIExecutor):
             self.run_transforms(state, step)
         deferred = state.workspace.deferred
         if deferred is not None and deferred.pending:
-            _help(deferred, state.plan.slot.item(step) + 1)
+            deferred.take_one(state.plan.slot.item(step) + 1)
 
     def _run_task(self, state: ConvState, task: int) -> None:
         """Run task ``task`` of the plan now, or hand it to the worker if it is due later."""
@@ -272,18 +221,7 @@ class NumpyExecutor(defaults.TunedCrossover, ArrayAPIExecutor):
         if deferred is None or not deferred.defer[task]:
             self.fill_task(state, offsets)
             return
-        if self._worker is None:
-            self._worker = EarliestDeadlineWorker()
-        a, b, c, d, r, n, key = offsets
-        buf, spectrum = state.buffer, state.spectra[key]
-        due = int(deferred.due[task])
-        row_work = n * n.bit_length() * buf.shape[0]
-        rows = max(1, _PIECE_WORK // row_work)
-        for lo in range(0, buf.shape[1], rows):
-            ch = slice(lo, lo + rows)
-            piece = (buf[:, ch, a:b], spectrum[ch], n, r, deferred.later[:, ch, c:d])
-            job = self._worker.submit(due, _Piece(*piece, deferred.lock))
-            bisect.insort(deferred.pending, (due, next(_ORDER), job, row_work <= _PIECE_WORK))
+        deferred.hand_over(self._workers.get(), task, offsets, state)
 
     def settle(self, state: ConvState) -> None:
         """Wait for the state's deferred tasks and add what they computed into the buffer."""
@@ -291,14 +229,9 @@ class NumpyExecutor(defaults.TunedCrossover, ArrayAPIExecutor):
         deferred = getattr(ws, "deferred", None)
         if deferred is None:
             return
-        _wait(deferred, None)
-        plan, buf, later = state.plan, state.buffer, deferred.later
-        if state.step < plan.length:
-            slot = plan.slot.item(state.step)
-            waiting = ~state.emitted  # channels whose slot still holds their future
-            buf[:, waiting, slot] += later[:, waiting, slot]
-            buf[..., slot + 1 :] += later[..., slot + 1 :]
-        later[...] = 0
+        plan = state.plan
+        slot = plan.slot.item(state.step) if state.step < plan.length else None
+        deferred.settle(state.buffer, slot, ~state.emitted)  # ~emitted: slots hold the future
         ws.acc_key = (-1, -1)  # the accumulators are copied again, from the buffer
 
     def accumulate(
@@ -331,61 +264,3 @@ class NumpyExecutor(defaults.TunedCrossover, ArrayAPIExecutor):
     def clear(self, state: ConvState) -> None:
         self.settle(state)
         state.buffer[...] = 0
-
-
-@dataclass(frozen=True)
-class _Piece:
-    """One piece (some channels) of a deferred task, run by the worker thread (or by the
-    stepping thread): the block's contribution added into the worker's own buffer ``out``,
-    under ``lock`` (the transforms run outside it)."""
-
-    block: np.ndarray
-    spectrum: np.ndarray
-    n: int
-    read_start: int
-    out: np.ndarray
-    lock: threading.Lock
-
-    def __call__(self) -> None:
-        fft = _threaded_fft
-        z = fft.irfft(fft.rfft(self.block, self.n, axis=-1) * self.spectrum, self.n, axis=-1)
-        out = self.out
-        with self.lock:  # NumPy lets go of the GIL inside a large in-place addition
-            out += z[..., self.read_start : self.read_start + out.shape[-1]]
-
-
-def _help(deferred: _Deferred, slot: int) -> None:
-    """Run the first queued piece due within the horizon of ``slot`` here (one per step)."""
-    pending = deferred.pending
-    while pending and pending[0][2].done():  # finished: nothing to wait for
-        pending.pop(0)[2].finish()  # delivers the work's exception, if any
-    limit = slot + deferred.horizon
-    for due, _, job, small in pending:
-        if due >= limit:
-            return
-        if small and job.run_if_unclaimed():
-            deferred.helped += 1
-            return
-
-
-def _wait(deferred: _Deferred, before: int | None) -> None:
-    """Finish the pending pieces whose first output slot is below ``before`` (all: None)."""
-    if not deferred.pending:
-        return
-    cut = (
-        len(deferred.pending) if before is None else bisect.bisect_left(deferred.pending, (before,))
-    )
-    now, deferred.pending = deferred.pending[:cut], deferred.pending[cut:]
-    start = time.perf_counter()
-    late = False
-    error: BaseException | None = None
-    for _, _, job, _ in now:  # every one finished, even after a failure: none writes later
-        late = late or not job.done()
-        try:
-            deferred.waits += job.finish()
-        except BaseException as exc:  # the work's failure, delivered here
-            error = error or exc
-    if late:
-        deferred.wait_seconds += time.perf_counter() - start
-    if error is not None:
-        raise error

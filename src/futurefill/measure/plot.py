@@ -174,12 +174,6 @@ def plot_plan(
     >>> ax.figure.savefig("plan.png")  # doctest: +SKIP
     """
     _require_matplotlib()
-    from matplotlib import colormaps
-    from matplotlib.collections import PolyCollection
-    from matplotlib.colors import BoundaryNorm, Normalize
-    from matplotlib.patches import Patch
-    from matplotlib.ticker import MaxNLocator
-
     if not isinstance(plan, Plan):
         raise TypeError(f"plot_plan draws a futurefill.Plan, got {type(plan).__name__}")
     if color_by not in ("size", "step"):
@@ -191,96 +185,131 @@ def plot_plan(
         side = 6.5 if total <= 32 else 7.5
         ax = _pyplot_axes((side + 2.0, side))
     edge = max(0.15, min(1.2, 48.0 / total))
-    handles: list[Any] = []
-
-    # Prefill: one FFT convolution of the whole prompt.
-    if plan.prompt:
-        poly = PolyCollection(
-            [_prefill_polygon(plan)],
-            facecolors=PREFILL_COLOR,
-            edgecolors="white",
-            linewidths=edge,
-        )
-        poly.set_gid(PREFILL_GID)
-        ax.add_collection(poly)
-        what = "prompt outputs + future cache" if plan.prefill_fills_future else "prompt outputs"
-        handles.append(
-            Patch(
-                facecolor=PREFILL_COLOR,
-                label=f"prefill: 1 FFT of size {plan.prefill_fft_size} ({what})",
-            )
-        )
-
-    # Local windows: output j sums inputs window_start[t] .. j directly.
-    j = plan.prompt + np.arange(plan.length)
-    windows = PolyCollection(
-        list(_rects(plan.window_start, j + 1, j + 0.12, j + 0.88)),
-        facecolors=WINDOW_COLOR,
-        edgecolors="none",
-    )
-    windows.set_gid(WINDOWS_GID)
-    ax.add_collection(windows)
-    handles.append(Patch(facecolor=WINDOW_COLOR, label="local window (direct sum at step t)"))
-
-    # FutureFill tasks.
+    handles: list[Any] = [_draw_prefill(ax, plan, edge)] if plan.prompt else []
+    handles.append(_draw_windows(ax, plan))
     colorbar_mappable = None
     if plan.num_tasks:
-        verts = _rects(plan.src_start, plan.src_stop, plan.dst_start, plan.dst_stop)
-        tasks = PolyCollection(list(verts), edgecolors="white", linewidths=edge)
-        tasks.set_gid(TASKS_GID)
-        if color_by == "size":
-            sizes = np.unique(plan.fft_size)
-            base = colormaps["viridis"]
-            palette = [base(x) for x in np.linspace(0.15, 0.9, len(sizes))]
-            index = np.searchsorted(sizes, plan.fft_size)
-            tasks.set_facecolor([palette[i] for i in index])
-            cost = plan.cost()
-            for size, color in zip(sizes, palette, strict=True):
-                count = cost.tasks_by_fft_size[int(size)][0]
-                plural = "s" if count > 1 else ""
-                handles.append(
-                    Patch(facecolor=color, label=f"FFT size {size}: {count} task{plural}")
-                )
-        else:
-            cmap = colormaps["viridis"]
-            steps = plan.after_step
-            if plan.length <= 24:
-                bounds = np.arange(plan.length + 1) - 0.5
-                norm: Any = BoundaryNorm(bounds, cmap.N)
-            else:
-                norm = Normalize(vmin=0, vmax=max(plan.length - 1, 1))
-            tasks.set_array(steps.astype(np.float64))
-            tasks.set_cmap(cmap)
-            tasks.set_norm(norm)
+        tasks = _draw_tasks(ax, plan, edge, color_by, handles)
+        if color_by == "step":
             colorbar_mappable = tasks
-        ax.add_collection(tasks)
         if annotate:
-            faces = (
-                tasks.get_facecolor()
-                if colorbar_mappable is None
-                else tasks.to_rgba(plan.after_step.astype(np.float64))
-            )
-            for t, a, b, c, d, face in zip(
-                plan.after_step, plan.src_start, plan.src_stop, plan.dst_start, plan.dst_stop,
-                faces, strict=True,
-            ):  # fmt: skip
-                big = min(b - a, d - c) >= 2
-                ax.text(
-                    (a + b) / 2,
-                    (c + d) / 2,
-                    f"t={t}" if big else str(t),
-                    ha="center",
-                    va="center",
-                    fontsize=8 if big else 6.5,
-                    color="black" if _luminance(face) > 0.5 else "white",
-                )
+            _annotate_tasks(ax, plan, tasks, by_step=colorbar_mappable is not None)
+    _draw_outline(ax, plan)
+    _frame(ax, total)
+    _legend_and_colorbar(ax, plan, handles, colorbar_mappable)
+    return ax
 
-    # Outline of the triangle and the prompt boundary.
-    outline = _triangle_outline(total)
+
+def _add_region(ax: Any, polygons: list[np.ndarray], gid: str, label: str, **style: Any) -> Any:
+    """Draw ``polygons`` in one collection tagged ``gid``; return its legend entry."""
+    from matplotlib.collections import PolyCollection
+    from matplotlib.patches import Patch
+
+    collection = PolyCollection(polygons, **style)
+    collection.set_gid(gid)
+    ax.add_collection(collection)
+    return Patch(facecolor=style["facecolors"], label=label)
+
+
+def _draw_prefill(ax: Any, plan: Plan, edge: float) -> Any:
+    """The prefill: one FFT convolution of the whole prompt; its legend entry."""
+    what = "prompt outputs + future cache" if plan.prefill_fills_future else "prompt outputs"
+    label = f"prefill: 1 FFT of size {plan.prefill_fft_size} ({what})"
+    style = {"facecolors": PREFILL_COLOR, "edgecolors": "white", "linewidths": edge}
+    return _add_region(ax, [_prefill_polygon(plan)], PREFILL_GID, label, **style)
+
+
+def _draw_windows(ax: Any, plan: Plan) -> Any:
+    """The local windows: output ``j`` sums inputs ``window_start[t] .. j`` directly; their
+    legend entry."""
+    j = plan.prompt + np.arange(plan.length)
+    rows = list(_rects(plan.window_start, j + 1, j + 0.12, j + 0.88))
+    label = "local window (direct sum at step t)"
+    style = {"facecolors": WINDOW_COLOR, "edgecolors": "none"}
+    return _add_region(ax, rows, WINDOWS_GID, label, **style)
+
+
+def _draw_tasks(ax: Any, plan: Plan, edge: float, color_by: str, handles: list[Any]) -> Any:
+    """The FutureFill tasks (the collection returned), coloured by FFT size (legend entries in
+    ``handles``) or by the step after which they run (for a colorbar)."""
+    from matplotlib.collections import PolyCollection
+
+    verts = _rects(plan.src_start, plan.src_stop, plan.dst_start, plan.dst_stop)
+    tasks = PolyCollection(list(verts), edgecolors="white", linewidths=edge)
+    tasks.set_gid(TASKS_GID)
+    if color_by == "size":
+        _color_tasks_by_size(tasks, plan, handles)
+    else:
+        _color_tasks_by_step(tasks, plan)
+    ax.add_collection(tasks)
+    return tasks
+
+
+def _color_tasks_by_size(tasks: Any, plan: Plan, handles: list[Any]) -> None:
+    """One colour per FFT size, with its task count in the legend."""
+    from matplotlib import colormaps
+    from matplotlib.patches import Patch
+
+    sizes = np.unique(plan.fft_size)
+    base = colormaps["viridis"]
+    palette = [base(x) for x in np.linspace(0.15, 0.9, len(sizes))]
+    index = np.searchsorted(sizes, plan.fft_size)
+    tasks.set_facecolor([palette[i] for i in index])
+    cost = plan.cost()
+    for size, color in zip(sizes, palette, strict=True):
+        count = cost.tasks_by_fft_size[int(size)][0]
+        plural = "s" if count > 1 else ""
+        handles.append(Patch(facecolor=color, label=f"FFT size {size}: {count} task{plural}"))
+
+
+def _color_tasks_by_step(tasks: Any, plan: Plan) -> None:
+    """Colours mapped from the step after which each task runs (discrete for short plans)."""
+    from matplotlib import colormaps
+    from matplotlib.colors import BoundaryNorm, Normalize
+
+    cmap = colormaps["viridis"]
+    if plan.length <= 24:
+        bounds = np.arange(plan.length + 1) - 0.5
+        norm: Any = BoundaryNorm(bounds, cmap.N)
+    else:
+        norm = Normalize(vmin=0, vmax=max(plan.length - 1, 1))
+    tasks.set_array(plan.after_step.astype(np.float64))
+    tasks.set_cmap(cmap)
+    tasks.set_norm(norm)
+
+
+def _annotate_tasks(ax: Any, plan: Plan, tasks: Any, *, by_step: bool) -> None:
+    """Write the step ``t`` inside each task, in a colour that reads on its face (mapped
+    from the step ``by_step``, else the face colour set)."""
+    faces = tasks.to_rgba(plan.after_step.astype(np.float64)) if by_step else tasks.get_facecolor()
+    for t, a, b, c, d, face in zip(
+        plan.after_step, plan.src_start, plan.src_stop, plan.dst_start, plan.dst_stop,
+        faces, strict=True,
+    ):  # fmt: skip
+        big = min(b - a, d - c) >= 2
+        ax.text(
+            (a + b) / 2,
+            (c + d) / 2,
+            f"t={t}" if big else str(t),
+            ha="center",
+            va="center",
+            fontsize=8 if big else 6.5,
+            color="black" if _luminance(face) > 0.5 else "white",
+        )
+
+
+def _draw_outline(ax: Any, plan: Plan) -> None:
+    """The outline of the triangle and the prompt's boundary."""
+    outline = _triangle_outline(plan.total)
     ax.plot(outline[:, 0], outline[:, 1], color="black", linewidth=0.8)
     if plan.prompt:
         ax.axvline(plan.prompt, color="black", linestyle=":", linewidth=0.8)
         ax.axhline(plan.prompt, color="black", linestyle=":", linewidth=0.8)
+
+
+def _frame(ax: Any, total: int) -> None:
+    """Limits, aspect, ticks and axis labels of a plan's ``total x total`` picture."""
+    from matplotlib.ticker import MaxNLocator
 
     ax.set_xlim(0, total)
     ax.set_ylim(total, 0)  # outputs grow downwards, as rows of the convolution matrix
@@ -297,6 +326,10 @@ def plot_plan(
     ax.xaxis.set_label_position("top")
     ax.set_xlabel("input position s")
     ax.set_ylabel("output position j")
+
+
+def _legend_and_colorbar(ax: Any, plan: Plan, handles: list[Any], colorbar_mappable: Any) -> None:
+    """The title, the legend of what covers the cells and the steps' colorbar (if any)."""
     ax.set_title(_plan_title(plan), fontsize=10, pad=10)
     ax.legend(
         handles=handles,
@@ -311,7 +344,6 @@ def plot_plan(
         bar.set_label("task runs after step t")
         if plan.length <= 24:
             bar.set_ticks(np.arange(plan.length))
-    return ax
 
 
 # ---------------------------------------------------------------------- scaling
