@@ -28,7 +28,12 @@ overrides only what its library does its own way:
   from the plan (:attr:`futurefill.Plan.step_patterns`), for backends with a compiler
   (default ``None``: the rollout runs step by step); :meth:`~Executor.generate_greedy` — a
   reference model's whole greedy generation compiled (default ``None``:
-  :func:`futurefill.models.generate` runs its Python loop).
+  :func:`futurefill.models.generate` runs its Python loop);
+* the batched kernels of a stream pool (:class:`futurefill.StreamPool`, many rows each at its
+  own position): :meth:`~Executor.emit_rows` and :meth:`~Executor.fill_group`, with the
+  declared capability :attr:`~Executor.fancy_indexing` (integer-array indices; default
+  ``False``: one slice per row). Their defaults live in
+  :class:`futurefill.grouped_kernels.GroupedKernels`, a base of :class:`ArrayAPIExecutor`.
 
 :class:`ArrayAPIExecutor` implements every kernel with the array API standard alone (plus
 ``array_api_extra.at`` for updates), so a new backend subclasses it, passes its namespace and
@@ -81,6 +86,7 @@ class Executor(Protocol):
     name: str
     xp: Any
     device: Any
+    fancy_indexing: bool
 
     def is_native(self, x: object) -> bool:
         """Whether ``x`` is a concrete array of this backend (and device)."""
