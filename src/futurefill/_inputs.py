@@ -16,7 +16,7 @@ import numpy as np
 
 from .executor import Executor
 
-__all__ = ["convert_input"]
+__all__ = ["convert_input", "convert_shaped"]
 
 Array = Any
 
@@ -61,3 +61,25 @@ def convert_input(executor: Executor, u: Any, dtype: Any, what: str) -> Array:
             raise TypeError(f"{what} has dtype {host.dtype}; casting it to {target} would round it")
         host = cast
     return executor.asarray(np.ascontiguousarray(host), dtype=dtype)
+
+
+def convert_shaped(
+    executor: Executor,
+    u: Any,
+    dtype: Any,
+    shape: tuple[int, ...],
+    what: str,
+    *,
+    finite: bool = False,
+) -> Array:
+    """:func:`convert_input`, then check the shape (``-1`` in ``shape``: any length) and, with
+    ``finite``, NaN and infinities (on the device: one boolean comes back, not the data)."""
+    u = convert_input(executor, u, dtype, what)
+    got = tuple(int(n) for n in u.shape)
+    if len(got) != len(shape) or any(w not in (-1, g) for w, g in zip(shape, got, strict=True)):
+        want = tuple("P" if w == -1 else w for w in shape)
+        raise ValueError(f"{what} must have shape {want}, got {got}")
+    xp = executor.xp
+    if finite and not bool(xp.all(xp.isfinite(u))):
+        raise ValueError(f"{what} contains NaN or infinite values")
+    return u

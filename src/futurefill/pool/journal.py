@@ -18,6 +18,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import array_api_extra as xpx
+
+from ..plan import Plan
+
 __all__ = ["StepRecord", "UndoJournal"]
 
 Array = Any
@@ -62,8 +66,25 @@ class UndoJournal:
             [StepRecord(r.step, r.slot_before, list(r.regions)) for r in self.records]
         )
 
-    def pop(self, k: int) -> list[StepRecord]:
-        """Remove and return the newest ``k`` records, newest first."""
+    def save_slot(self, xp: Any, buffer: Array, row: int, step: int) -> None:
+        """Before step ``step`` of ``row`` stores its input: keep what its slot holds."""
+        self.records.append(StepRecord(step, xp.asarray(buffer[row, :, step], copy=True)))
+
+    def save_targets(self, xp: Any, plan: Plan, buffer: Array, row: int, step: int) -> None:
+        """Before the tasks after ``step`` run in ``row``: keep their target ranges."""
+        record = self.records[-1]
+        for i in range(plan.task_ptr.item(step), plan.task_ptr.item(step + 1)):
+            c, d = plan.dst_start.item(i), plan.dst_stop.item(i)
+            record.regions.append((c, xp.asarray(buffer[row, :, c:d], copy=True)))
+
+    def undo(self, buffer: Array, row: int, k: int) -> tuple[Array, int]:
+        """Write back what the newest ``k`` steps of ``row`` overwrote, newest first; return
+        the buffer and the step ``row`` is back at."""
         taken = self.records[len(self.records) - k :]
+        step = taken[0].step if taken else -1
+        for record in reversed(taken):
+            for c, saved in reversed(record.regions):
+                buffer = xpx.at(buffer)[row, :, c : c + saved.shape[-1]].set(saved)
+            buffer = xpx.at(buffer)[row, :, record.step].set(record.slot_before)
         del self.records[len(self.records) - k :]
-        return taken[::-1]
+        return buffer, step

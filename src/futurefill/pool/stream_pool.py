@@ -12,10 +12,8 @@ in them are one batched transform pair per task shape (:mod:`futurefill.pool.gro
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 
 import array_api_extra as xpx
@@ -23,7 +21,7 @@ import numpy as np
 
 from .. import interpreter
 from .._checks import check_int
-from .._inputs import convert_input
+from .._inputs import convert_shaped
 from .._labels import dtype_name
 from .._registry import get_backend
 from ..executor import Executor
@@ -35,7 +33,8 @@ from ..state import ConvState
 from . import prompt as _prompt
 from . import snapshot
 from .grouping import due_groups
-from .journal import StepRecord, UndoJournal
+from .journal import UndoJournal
+from .slots import PoolStats, SlotTable, channel_range, check_taps
 
 __all__ = ["PoolStats", "StreamPool"]
 
@@ -43,28 +42,6 @@ Array = Any
 _ALL = slice(None)
 #: Scratch of one batched transform, in bytes, above which a group is split (per call).
 DEFAULT_GROUP_BYTES = 256 << 20
-
-
-@dataclass
-class PoolStats:
-    """Counters of the work a pool ran (they only grow; :meth:`StreamPool.stats` resets).
-
-    Attributes
-    ----------
-    calls : int
-        Calls that ran tasks (``step`` and ``advance``).
-    slot_steps : int
-        Steps taken, summed over slots.
-    tasks : int
-        FutureFill tasks run.
-    transforms : int
-        Batched transform pairs (kernel calls) that ran them.
-    """
-
-    calls: int = 0
-    slot_steps: int = 0
-    tasks: int = 0
-    transforms: int = 0
 
 
 class StreamPool:
@@ -157,14 +134,7 @@ class StreamPool:
         self._filters_digest = hashlib.sha256(
             np.ascontiguousarray(host, dtype=np.float64).tobytes()
         ).hexdigest()[:20]
-        self._active = np.zeros(capacity, bool)
-        self._poisoned: dict[int, str] = {}
-        self._step = np.zeros(capacity, np.int64)
-        self._limit = np.zeros(capacity, np.int64)
-        self._prompt = np.zeros(capacity, np.int64)
-        self._pending: dict[int, _prompt.PromptInputs] = {}
-        self._journal: dict[int, UndoJournal] = {}
-        self._emitted = np.zeros((capacity, channels), bool)
+        self._slots = SlotTable(capacity, channels)
         self.stats = PoolStats()
 
     # ------------------------------------------------------------------ sizes
@@ -191,7 +161,7 @@ class StreamPool:
     @property
     def capacity(self) -> int:
         """Number of slots."""
-        return int(self._active.size)
+        return int(self._slots.active.size)
 
     @property
     def channels(self) -> int:
@@ -215,32 +185,32 @@ class StreamPool:
     @property
     def active_slots(self) -> list[int]:
         """Slots in use, ascending."""
-        return np.flatnonzero(self._active).tolist()
+        return self._slots.in_use()
 
     @property
     def free_slots(self) -> int:
         """Number of free slots."""
-        return int((~self._active).sum())
+        return int((~self._slots.active).sum())
 
     def position(self, slot: int) -> int:
         """Position of the next output of ``slot`` (its prompt length plus its steps)."""
-        row = self._row(slot)
-        return int(self._pending_length(row) + self._step[row])
+        row = self._slots.row(slot)
+        return int(self._slots.prompt_length(row) + self._slots.step[row])
 
     def steps(self, slot: int) -> int:
         """Steps ``slot`` took since its prompt."""
-        return int(self._step[self._row(slot)])
+        return int(self._slots.step[self._slots.row(slot)])
 
     def remaining(self, slot: int) -> int:
         """Steps ``slot`` may still take."""
-        row = self._row(slot)
-        return int(self._limit[row] - self._step[row])
+        row = self._slots.row(slot)
+        return int(self._slots.limit[row] - self._slots.step[row])
 
     def __repr__(self) -> str:
         p = self.plan
         return (
             f"StreamPool(schedule={str(p.spec or 'custom')!r}, length={self.length}, "
-            f"capacity={self.capacity}, active={int(self._active.sum())}, "
+            f"capacity={self.capacity}, active={int(self._slots.active.sum())}, "
             f"channels={self.channels}, dtype={self._dtype}, backend={self._executor.name!r}, "
             f"memory={format_bytes(self.memory_bytes)})"
         )
@@ -262,14 +232,11 @@ class StreamPool:
         """
         limit = self.length if length is None else check_int("length", length, 1, self.length)
         if prompt is not None:
-            u = self._input(prompt, (self.channels, -1), "the prompt", finite=True)
-            self._check_taps(int(u.shape[-1]), limit)
-        free = np.flatnonzero(~self._active)
-        if free.size == 0:
-            raise RuntimeError(
-                f"all {self.capacity} slots are in use: release() one or build a larger pool"
+            u = convert_shaped(
+                self._executor, prompt, self._dtype, (self.channels, -1), "the prompt", finite=True
             )
-        row = int(free[0])
+            check_taps(self._taps, int(u.shape[-1]), limit)
+        row = self._slots.free_row("release() one or build a larger pool")
         self._claim(row, limit)
         if prompt is not None and int(u.shape[-1]):
             self._prompt_inputs(row).append(self._executor, u, _ALL)
@@ -294,17 +261,24 @@ class StreamPool:
         -------
         array, shape (c, p)
         """
-        row = self._row(slot)
-        if self._step[row] or self._emitted[row].any():
+        row = self._slots.row(slot)
+        if self._slots.step[row] or self._slots.emitted[row].any():
             raise RuntimeError(f"slot {slot} has taken steps: its prompt is closed")
-        ch = self._channels(channels)
-        u = self._input(u, (ch.stop - ch.start, -1), "the prompt chunk", finite=True)
+        ch = channel_range(channels, self.channels)
+        u = convert_shaped(
+            self._executor,
+            u,
+            self._dtype,
+            (ch.stop - ch.start, -1),
+            "the prompt chunk",
+            finite=True,
+        )
         pending = self._prompt_inputs(row)
         p = int(u.shape[-1])
         start = int(pending.lengths[ch].max())
-        self._check_taps(start + p, int(self._limit[row]))
+        check_taps(self._taps, start + p, int(self._slots.limit[row]))
         xp = self._executor.xp
-        with self._guard([row]):
+        with self._slots.guard([row]):
             pending.append(self._executor, u, ch)
             return _prompt.chunk_outputs(
                 xp, self._state.filters, pending.inputs, start, start + p, ch
@@ -313,32 +287,24 @@ class StreamPool:
     def release(self, slot: int) -> None:
         """Free ``slot``: its buffer is zeroed, so nothing of it reaches the next occupant."""
         row = int(slot)
-        if not (0 <= row < self.capacity) or not self._active[row]:
+        if not (0 <= row < self.capacity) or not self._slots.active[row]:
             raise ValueError(f"slot {slot} is not in use")
         self._state.buffer = xpx.at(self._state.buffer)[row, ...].set(0)
-        self._active[row] = False
-        self._poisoned.pop(row, None)
-        self._pending.pop(row, None)
-        self._journal.pop(row, None)
-        self._emitted[row] = False
-        self._step[row] = self._limit[row] = 0
+        self._slots.free(row)
 
     def fork(self, slot: int) -> int:
         """A new slot with ``slot``'s exact state (buffer, position, prompt, journal)."""
-        row = self._row(slot, whole=True)
-        free = np.flatnonzero(~self._active)
-        if free.size == 0:
-            raise RuntimeError(f"all {self.capacity} slots are in use: no room to fork into")
-        new = int(free[0])
-        self._claim(new, int(self._limit[row]))
+        row = self._slots.row(slot, whole=True)
+        new = self._slots.free_row("no room to fork into")
+        self._claim(new, int(self._slots.limit[row]))
         s = self._state
         s.buffer = xpx.at(s.buffer)[new, ...].set(s.buffer[row, ...])
-        self._step[new] = self._step[row]
-        self._prompt[new] = self._prompt[row]
-        if row in self._pending:
-            self._pending[new] = self._pending[row].copy(self._executor.xp)
-        if row in self._journal:
-            self._journal[new] = self._journal[row].copy()
+        self._slots.step[new] = self._slots.step[row]
+        self._slots.prompt[new] = self._slots.prompt[row]
+        if row in self._slots.pending:
+            self._slots.pending[new] = self._slots.pending[row].copy(self._executor.xp)
+        if row in self._slots.journal:
+            self._slots.journal[new] = self._slots.journal[row].copy()
         return new
 
     # ------------------------------------------------------------------ stepping
@@ -356,9 +322,9 @@ class StreamPool:
         -------
         array, shape (len(slots), C)
         """
-        rows = self._rows(slots, whole=True)
-        u = self._input(u, (rows.size, self.channels), "u")
-        with self._guard(rows):
+        rows = self._slots.rows(slots, whole=True)
+        u = convert_shaped(self._executor, u, self._dtype, (rows.size, self.channels), "u")
+        with self._slots.guard(rows):
             self._begin(rows)
             y = self._emit(rows, u, _ALL)
             self._fill(rows)
@@ -367,71 +333,67 @@ class StreamPool:
     def emit(self, slots: Sequence[int], u: Array, channels: slice = _ALL) -> Array:
         """Outputs of ``channels`` at the current step of ``slots`` (each channel once per
         step); the future is filled by :meth:`advance`."""
-        rows = self._rows(slots)
-        ch = self._channels(channels)
-        if self._emitted[rows, ch].any():
+        rows = self._slots.rows(slots)
+        ch = channel_range(channels, self.channels)
+        if self._slots.emitted[rows, ch].any():
             raise RuntimeError(
                 f"channels {ch.start}..{ch.stop - 1} were already emitted at this step"
             )
-        u = self._input(u, (rows.size, ch.stop - ch.start), "u")
-        with self._guard(rows):
-            self._begin(rows[~self._emitted[rows].any(axis=1)])
+        u = convert_shaped(self._executor, u, self._dtype, (rows.size, ch.stop - ch.start), "u")
+        with self._slots.guard(rows):
+            self._begin(rows[~self._slots.emitted[rows].any(axis=1)])
             y = self._emit(rows, u, ch)
-        self._emitted[rows, ch] = True
+        self._slots.emitted[rows, ch] = True
         return y
 
     def advance(self, slots: Sequence[int]) -> None:
         """Fill the future of ``slots`` once all their channels were emitted; next step."""
-        rows = self._rows(slots)
-        missing = ~self._emitted[rows].all(axis=1)
+        rows = self._slots.rows(slots)
+        missing = ~self._slots.emitted[rows].all(axis=1)
         if missing.any():
             bad = rows[missing].tolist()
             raise RuntimeError(f"slots {bad} have channels not emitted at this step")
-        with self._guard(rows):
+        with self._slots.guard(rows):
             self._fill(rows)
-        self._emitted[rows] = False
+        self._slots.emitted[rows] = False
 
     def _begin(self, rows: np.ndarray) -> None:
         """Fold pending prompts into their slots; journal the slots the step overwrites."""
         s = self._state
         for row in rows.tolist():
-            pending = self._pending.pop(row, None)
+            pending = self._slots.pending.pop(row, None)
             if pending is not None:
                 P = pending.length()
-                self._prompt[row] = P
+                self._slots.prompt[row] = P
                 if P:
                     future = _prompt.prompt_future(
-                        self._executor.xp, s.filters, pending.inputs, P, int(self._limit[row])
+                        self._executor.xp, s.filters, pending.inputs, P, int(self._slots.limit[row])
                     )
                     s.buffer = xpx.at(s.buffer)[row, :, : future.shape[-1]].set(future)
-            journal = self._journal.get(row)
+            journal = self._slots.journal.get(row)
             if journal is not None:
-                t = int(self._step[row])
-                journal.records.append(StepRecord(t, self._copy(s.buffer[row, :, t])))
+                journal.save_slot(self._executor.xp, s.buffer, row, int(self._slots.step[row]))
 
     def _emit(self, rows: np.ndarray, u: Array, channels: slice) -> Array:
-        steps = self._step[rows]
+        steps = self._slots.step[rows]
         starts = self.plan.window_slot[steps].astype(np.int64)
         return self._executor.emit_rows(self._state, rows, u, channels, steps, starts)
 
     def _fill(self, rows: np.ndarray) -> None:
         plan, s = self.plan, self._state
-        steps = self._step[rows]
+        steps = self._slots.step[rows]
         for row in rows.tolist():
-            journal = self._journal.get(row)
+            journal = self._slots.journal.get(row)
             if journal is not None:
-                t = int(self._step[row])
-                record = journal.records[-1]
-                for i in range(plan.task_ptr.item(t), plan.task_ptr.item(t + 1)):
-                    c, d = plan.dst_start.item(i), plan.dst_stop.item(i)
-                    record.regions.append((c, self._copy(s.buffer[row, :, c:d])))
+                t = int(self._slots.step[row])
+                journal.save_targets(self._executor.xp, plan, s.buffer, row, t)
         scratch = 3 * self._itemsize
         groups = due_groups(
             plan, rows, steps, channels=self.channels, max_elements=self._group_bytes // scratch
         )
         for group in groups:
             self._executor.fill_group(s, group.shape, group.rows, group.src)
-        self._step[rows] += 1
+        self._slots.step[rows] += 1
         stats = self.stats
         stats.calls += 1
         stats.slot_steps += int(rows.size)
@@ -442,48 +404,45 @@ class StreamPool:
     def mark(self, slot: int) -> None:
         """Start recording ``slot``'s steps so that :meth:`rewind` can undo them (any earlier
         record is dropped)."""
-        self._journal[self._row(slot, whole=True)] = UndoJournal()
+        self._slots.journal[self._slots.row(slot, whole=True)] = UndoJournal()
 
     def commit(self, slot: int) -> None:
         """Stop recording ``slot``'s steps (they can no longer be undone)."""
-        self._journal.pop(self._row(slot, whole=True), None)
+        self._slots.journal.pop(self._slots.row(slot, whole=True), None)
 
     def rewind(self, slot: int, k: int) -> None:
         """Undo the last ``k`` steps of ``slot`` exactly, back to at most its :meth:`mark`.
 
         Costs a copy of what those steps wrote (no transform); the slot stays marked.
         """
-        row = self._row(slot, whole=True)
-        journal = self._journal.get(row)
+        row = self._slots.row(slot, whole=True)
+        journal = self._slots.journal.get(row)
         if journal is None:
             raise RuntimeError(f"slot {slot} is not marked: call mark(slot) before the steps")
         k = check_int("k", k, 0, len(journal))
         s = self._state
-        with self._guard([row]):
-            for record in journal.pop(k):
-                for c, saved in reversed(record.regions):
-                    s.buffer = xpx.at(s.buffer)[row, :, c : c + saved.shape[-1]].set(saved)
-                t = record.step
-                s.buffer = xpx.at(s.buffer)[row, :, t].set(record.slot_before)
-                self._step[row] = t
+        with self._slots.guard([row]):
+            s.buffer, step = journal.undo(s.buffer, row, k)
+            if k:
+                self._slots.step[row] = step
 
     # ------------------------------------------------------------------ snapshots
     def state_dict(self, slot: int) -> dict[str, Any]:
         """``slot`` as plain data (NumPy arrays, ints, strings): its buffer, position and any
         pending prompt, to :meth:`load_state_dict` into a pool of the same filters and plan
         (here, in another process or on another machine). Its journal is not included."""
-        row = self._row(slot, whole=True)
+        row = self._slots.row(slot, whole=True)
         ex = self._executor
-        limit = int(self._limit[row])
-        pending = self._pending.get(row)
+        limit = int(self._slots.limit[row])
+        pending = self._slots.pending.get(row)
         return snapshot.slot_state(
             plan_fingerprint=self.plan.fingerprint,
             filters_digest=self._filters_digest,
             dtype=dtype_name(self._dtype),
             channels=self.channels,
             limit=limit,
-            step=int(self._step[row]),
-            prompt=int(self._prompt[row]),
+            step=int(self._slots.step[row]),
+            prompt=int(self._slots.prompt[row]),
             buffer=ex.to_numpy(self._state.buffer[row, :, :limit]).copy(),
             pending=None if pending is None else ex.to_numpy(pending.inputs).copy(),
             pending_lengths=None if pending is None else pending.lengths.copy(),
@@ -501,20 +460,17 @@ class StreamPool:
             length=self.length,
             taps=self._taps,
         )
-        free = np.flatnonzero(~self._active)
-        if free.size == 0:
-            raise RuntimeError(f"all {self.capacity} slots are in use: release() one first")
-        row = int(free[0])
+        row = self._slots.free_row("release() one first")
         ex = self._executor
         limit = checked["limit"]
         buffer = ex.asarray(checked["buffer"], dtype=self._dtype)
         self._claim(row, limit)
         s = self._state
         s.buffer = xpx.at(s.buffer)[row, :, :limit].set(buffer)
-        self._step[row] = checked["step"]
-        self._prompt[row] = checked["prompt"]
+        self._slots.step[row] = checked["step"]
+        self._slots.prompt[row] = checked["prompt"]
         if checked["pending"] is not None:
-            self._pending[row] = _prompt.PromptInputs(
+            self._slots.pending[row] = _prompt.PromptInputs(
                 ex.asarray(checked["pending"], dtype=self._dtype),
                 np.asarray(checked["pending_lengths"], np.int64).copy(),
             )
@@ -522,98 +478,15 @@ class StreamPool:
 
     # ------------------------------------------------------------------ helpers
     def _claim(self, row: int, limit: int) -> None:
-        self._active[row] = True
-        self._step[row] = 0
-        self._limit[row] = limit
-        self._prompt[row] = 0
-        self._emitted[row] = False
-        self._journal.pop(row, None)
-        self._pending.pop(row, None)
+        self._slots.claim(row, limit)
         self._state.buffer = xpx.at(self._state.buffer)[row, ...].set(0)
 
     def _prompt_inputs(self, row: int) -> _prompt.PromptInputs:
-        pending = self._pending.get(row)
+        pending = self._slots.pending.get(row)
         if pending is None:
             ex = self._executor
             pending = _prompt.PromptInputs(
                 ex.zeros((self.channels, 0), self._dtype), np.zeros(self.channels, np.int64)
             )
-            self._pending[row] = pending
+            self._slots.pending[row] = pending
         return pending
-
-    def _pending_length(self, row: int) -> int:
-        pending = self._pending.get(row)
-        return int(pending.lengths.max()) if pending is not None else int(self._prompt[row])
-
-    def _check_taps(self, prompt: int, limit: int) -> None:
-        if prompt + limit > self._taps:
-            raise ValueError(
-                f"filters have {self._taps} taps but a prompt of {prompt} plus {limit} steps "
-                f"needs {prompt + limit}: admit the slot with length={self._taps - prompt} or "
-                "fewer"
-            )
-
-    def _copy(self, x: Array) -> Array:
-        return self._executor.xp.asarray(x, copy=True)
-
-    def _row(self, slot: int, *, whole: bool = False) -> int:
-        if isinstance(slot, bool) or not isinstance(slot, (int, np.integer)):
-            raise TypeError(f"a slot is an int, got {type(slot).__name__}")
-        row = int(slot)
-        if not (0 <= row < self.capacity) or not self._active[row]:
-            raise ValueError(f"slot {slot} is not in use (active: {self.active_slots})")
-        if row in self._poisoned:
-            raise RuntimeError(
-                f"slot {slot} was left inconsistent by an error in an earlier call "
-                f"({self._poisoned[row]}): release() it"
-            )
-        if whole and self._emitted[row].any():
-            raise RuntimeError(f"slot {slot} is inside a step (emitted, not advanced)")
-        return row
-
-    def _rows(self, slots: Sequence[int], *, whole: bool = False) -> np.ndarray:
-        rows = [self._row(s, whole=whole) for s in slots]
-        if not rows:
-            raise ValueError("slots is empty")
-        if len(set(rows)) != len(rows):
-            raise ValueError(f"slots must be distinct, got {list(slots)}")
-        out = np.asarray(rows, np.int64)
-        done = out[self._step[out] >= self._limit[out]]
-        if done.size:
-            raise RuntimeError(
-                f"slots {done.tolist()} took all their steps; release() them or admit with a "
-                "larger length"
-            )
-        return out
-
-    def _channels(self, channels: slice) -> slice:
-        if not isinstance(channels, slice):
-            raise TypeError(f"channels must be a slice, got {type(channels).__name__}")
-        start, stop, stride = channels.indices(self.channels)
-        if stride != 1 or start >= stop:
-            raise ValueError(f"channels must be a non-empty contiguous slice, got {channels}")
-        return slice(start, stop)
-
-    def _input(self, u: Array, shape: tuple[int, ...], what: str, *, finite: bool = False) -> Array:
-        """``u`` as this pool's array of ``shape`` (``-1``: any length); with ``finite``,
-        checked for NaN and infinities (prompts: a step's input is not read back to the
-        host)."""
-        ex = self._executor
-        u = convert_input(ex, u, self._dtype, what)
-        got = tuple(int(n) for n in u.shape)
-        if len(got) != len(shape) or any(w not in (-1, g) for w, g in zip(shape, got, strict=True)):
-            want = tuple("P" if w == -1 else w for w in shape)
-            raise ValueError(f"{what} must have shape {want}, got {got}")
-        if finite and not bool(np.all(np.isfinite(ex.to_numpy(u)))):
-            raise ValueError(f"{what} contains NaN or infinite values")
-        return u
-
-    @contextlib.contextmanager
-    def _guard(self, rows: Sequence[int] | np.ndarray) -> Iterator[None]:
-        """Poison ``rows`` if a kernel raises: their state may be half-updated."""
-        try:
-            yield
-        except BaseException as error:
-            for row in np.asarray(rows).tolist():
-                self._poisoned[int(row)] = f"{type(error).__name__}: {error}"
-            raise

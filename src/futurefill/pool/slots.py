@@ -1,0 +1,152 @@
+"""Which slots of a pool are in use, where each stands, and the checks of slot arguments.
+
+The host-side half of a :class:`futurefill.StreamPool`: small NumPy arrays indexed by slot (in
+use, steps taken, steps allowed, prompt length, channels emitted at the current step), the
+prompts still being given, the undo journals, and the slots left inconsistent by a failed call.
+Nothing here touches the backend's arrays.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from .journal import UndoJournal
+from .prompt import PromptInputs
+
+__all__ = ["PoolStats", "SlotTable", "channel_range", "check_taps"]
+
+
+@dataclass
+class PoolStats:
+    """Counters of the work a pool ran (they only grow; :meth:`StreamPool.stats` resets).
+
+    Attributes
+    ----------
+    calls : int
+        Calls that ran tasks (``step`` and ``advance``).
+    slot_steps : int
+        Steps taken, summed over slots.
+    tasks : int
+        FutureFill tasks run.
+    transforms : int
+        Batched transform pairs (kernel calls) that ran them.
+    """
+
+    calls: int = 0
+    slot_steps: int = 0
+    tasks: int = 0
+    transforms: int = 0
+
+
+class SlotTable:
+    """The cursor of every slot of a pool of ``capacity`` slots and ``channels`` channels."""
+
+    def __init__(self, capacity: int, channels: int) -> None:
+        self.active = np.zeros(capacity, bool)
+        self.step = np.zeros(capacity, np.int64)
+        self.limit = np.zeros(capacity, np.int64)
+        self.prompt = np.zeros(capacity, np.int64)
+        self.emitted = np.zeros((capacity, channels), bool)
+        self.pending: dict[int, PromptInputs] = {}
+        self.journal: dict[int, UndoJournal] = {}
+        self.poisoned: dict[int, str] = {}
+
+    @property
+    def capacity(self) -> int:
+        """Number of slots."""
+        return int(self.active.size)
+
+    def in_use(self) -> list[int]:
+        """Slots in use, ascending."""
+        return np.flatnonzero(self.active).tolist()
+
+    def free_row(self, why: str) -> int:
+        """The lowest free slot; ``RuntimeError`` (saying ``why`` a slot was wanted) if none."""
+        free = np.flatnonzero(~self.active)
+        if free.size == 0:
+            raise RuntimeError(f"all {self.capacity} slots are in use: {why}")
+        return int(free[0])
+
+    def claim(self, row: int, limit: int) -> None:
+        """Mark ``row`` in use at step 0 with nothing pending, journaled or emitted."""
+        self.active[row] = True
+        self.step[row] = 0
+        self.limit[row] = limit
+        self.prompt[row] = 0
+        self.emitted[row] = False
+        self.journal.pop(row, None)
+        self.pending.pop(row, None)
+        self.poisoned.pop(row, None)
+
+    def free(self, row: int) -> None:
+        """Mark ``row`` free."""
+        self.claim(row, 0)
+        self.active[row] = False
+
+    def prompt_length(self, row: int) -> int:
+        """Prompt inputs of ``row``: given so far while pending, else folded in."""
+        pending = self.pending.get(row)
+        return int(pending.lengths.max()) if pending is not None else int(self.prompt[row])
+
+    def row(self, slot: int, *, whole: bool = False) -> int:
+        if isinstance(slot, bool) or not isinstance(slot, (int, np.integer)):
+            raise TypeError(f"a slot is an int, got {type(slot).__name__}")
+        row = int(slot)
+        if not (0 <= row < self.capacity) or not self.active[row]:
+            raise ValueError(f"slot {slot} is not in use (active: {self.in_use()})")
+        if row in self.poisoned:
+            raise RuntimeError(
+                f"slot {slot} was left inconsistent by an error in an earlier call "
+                f"({self.poisoned[row]}): release() it"
+            )
+        if whole and self.emitted[row].any():
+            raise RuntimeError(f"slot {slot} is inside a step (emitted, not advanced)")
+        return row
+
+    def rows(self, slots: Sequence[int], *, whole: bool = False) -> np.ndarray:
+        rows = [self.row(s, whole=whole) for s in slots]
+        if not rows:
+            raise ValueError("slots is empty")
+        if len(set(rows)) != len(rows):
+            raise ValueError(f"slots must be distinct, got {list(slots)}")
+        out = np.asarray(rows, np.int64)
+        done = out[self.step[out] >= self.limit[out]]
+        if done.size:
+            raise RuntimeError(
+                f"slots {done.tolist()} took all their steps; release() them or admit with a "
+                "larger length"
+            )
+        return out
+
+    @contextlib.contextmanager
+    def guard(self, rows: Sequence[int] | np.ndarray) -> Iterator[None]:
+        """Poison ``rows`` if a kernel raises: their state may be half-updated."""
+        try:
+            yield
+        except BaseException as error:
+            for row in np.asarray(rows).tolist():
+                self.poisoned[int(row)] = f"{type(error).__name__}: {error}"
+            raise
+
+
+def channel_range(channels: slice, total: int) -> slice:
+    """``channels`` as a non-empty contiguous ``slice(start, stop)`` of ``total`` channels."""
+    if not isinstance(channels, slice):
+        raise TypeError(f"channels must be a slice, got {type(channels).__name__}")
+    start, stop, stride = channels.indices(total)
+    if stride != 1 or start >= stop:
+        raise ValueError(f"channels must be a non-empty contiguous slice, got {channels}")
+    return slice(start, stop)
+
+
+def check_taps(taps: int, prompt: int, limit: int) -> None:
+    """Raise unless filters of ``taps`` taps cover a prompt of ``prompt`` plus ``limit`` steps."""
+    if prompt + limit > taps:
+        raise ValueError(
+            f"filters have {taps} taps but a prompt of {prompt} plus {limit} steps needs "
+            f"{prompt + limit}: admit the slot with length={taps - prompt} or fewer"
+        )
