@@ -14,6 +14,7 @@ from futurefill.interpreter import check_feedback
 from futurefill.plan import TaskOffsets
 
 from ._deferred import DeferredWork
+from ._pool import StridedGroupedKernels
 from ._worker import WorkerSlot
 
 __all__ = ["SHIPPED", "NumpyExecutor"]
@@ -48,7 +49,7 @@ class _Workspace:
     alone: np.ndarray | None = None
 
 
-class NumpyExecutor(defaults.TunedCrossover, ArrayAPIExecutor):
+class NumpyExecutor(defaults.TunedCrossover, StridedGroupedKernels, ArrayAPIExecutor):
     """Executor for NumPy arrays on the CPU.
 
     * filter spectra per ``(filter slice, FFT size)`` computed once;

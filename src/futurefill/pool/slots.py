@@ -93,34 +93,46 @@ class SlotTable:
         return int(pending.lengths.max()) if pending is not None else int(self.prompt[row])
 
     def row(self, slot: int, *, whole: bool = False) -> int:
+        """``slot`` checked: an int naming a slot in use, not poisoned (``whole``: not inside
+        a step)."""
         if isinstance(slot, bool) or not isinstance(slot, (int, np.integer)):
             raise TypeError(f"a slot is an int, got {type(slot).__name__}")
-        row = int(slot)
-        if not (0 <= row < self.capacity) or not self.active[row]:
-            raise ValueError(f"slot {slot} is not in use (active: {self.in_use()})")
-        if row in self.poisoned:
-            raise RuntimeError(
-                f"slot {slot} was left inconsistent by an error in an earlier call "
-                f"({self.poisoned[row]}): release() it"
-            )
-        if whole and self.emitted[row].any():
-            raise RuntimeError(f"slot {slot} is inside a step (emitted, not advanced)")
-        return row
+        return int(self.rows([slot], whole=whole, finished=True)[0])
 
-    def rows(self, slots: Sequence[int], *, whole: bool = False) -> np.ndarray:
-        rows = [self.row(s, whole=whole) for s in slots]
-        if not rows:
-            raise ValueError("slots is empty")
-        if len(set(rows)) != len(rows):
-            raise ValueError(f"slots must be distinct, got {list(slots)}")
-        out = np.asarray(rows, np.int64)
-        done = out[self.step[out] >= self.limit[out]]
-        if done.size:
+    def rows(
+        self, slots: Sequence[int], *, whole: bool = False, finished: bool = False
+    ) -> np.ndarray:
+        """``slots`` checked as :meth:`row` does, all at once, and distinct; unless
+        ``finished``, each with a step left."""
+        rows = np.asarray(slots)
+        if rows.ndim != 1 or rows.size == 0:
+            raise ValueError(f"slots must be a non-empty sequence of ints, got {slots!r}")
+        if rows.dtype.kind not in "iu":
+            raise TypeError(f"slots must be ints, got {rows.dtype}")
+        rows = rows.astype(np.int64)
+        bad = (rows < 0) | (rows >= self.capacity)
+        bad[~bad] = ~self.active[rows[~bad]]
+        if bad.any():
+            raise ValueError(f"slot {int(rows[bad][0])} is not in use (active: {self.in_use()})")
+        if self.poisoned:
+            for row in rows.tolist():
+                if row in self.poisoned:
+                    raise RuntimeError(
+                        f"slot {row} was left inconsistent by an error in an earlier call "
+                        f"({self.poisoned[row]}): release() it"
+                    )
+        if whole and self.emitted[rows].any():
+            inside = rows[self.emitted[rows].any(axis=1)]
+            raise RuntimeError(f"slot {int(inside[0])} is inside a step (emitted, not advanced)")
+        if np.unique(rows).size != rows.size:
+            raise ValueError(f"slots must be distinct, got {rows.tolist()}")
+        done = rows[self.step[rows] >= self.limit[rows]]
+        if done.size and not finished:
             raise RuntimeError(
                 f"slots {done.tolist()} took all their steps; release() them or admit with a "
                 "larger length"
             )
-        return out
+        return rows
 
     @contextlib.contextmanager
     def guard(self, rows: Sequence[int] | np.ndarray) -> Iterator[None]:

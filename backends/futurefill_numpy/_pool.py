@@ -1,0 +1,91 @@
+"""The stream pool's gathers and scatters on NumPy, through strided window views.
+
+A group of a pool's tasks reads one block of ``k`` inputs per row and adds one block of
+outputs per row. Indexing the ``(S, C, N)`` buffer with three broadcast index arrays makes
+NumPy compute an index per element; a view of every length-``k`` window instead, ``(S, C,
+N - k + 1, k)`` with the last two axes sharing one stride, is indexed with one row and one
+offset per block and copies whole blocks. The rows of a group are distinct, so the blocks an
+addition writes never overlap.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from numpy.lib.stride_tricks import as_strided
+
+from futurefill.grouped_kernels import GroupedKernels
+from futurefill.state import ConvState
+
+__all__ = ["StridedGroupedKernels"]
+
+
+def _windows(buf: np.ndarray, width: int) -> np.ndarray:
+    """Every length-``width`` window of the last axis: a writable ``(S, C, N - width + 1,
+    width)`` view of ``buf``."""
+    S, C, N = buf.shape
+    s0, s1, s2 = buf.strides
+    return as_strided(buf, (S, C, N - width + 1, width), (s0, s1, s2, s2), writeable=True)
+
+
+class StridedGroupedKernels(GroupedKernels):
+    """:class:`~futurefill.grouped_kernels.GroupedKernels` whose block gathers and
+    scatter-adds go through window views (see the module docstring)."""
+
+    def emit_rows(
+        self,
+        state: ConvState,
+        rows: np.ndarray,
+        u: Any,
+        channels: slice,
+        slots: np.ndarray,
+        starts: np.ndarray,
+    ) -> Any:
+        width = int((slots - starts).max()) + 1
+        first = slots - (width - 1)
+        if int(first.min()) < 0:  # windows reaching before the buffer: the general path
+            return super().emit_rows(state, rows, u, channels, slots, starts)
+        buf = state.buffer
+        window = _windows(buf[:, channels, :], width)[rows, :, first]  # (G, c, width)
+        W = state.taps_reversed.shape[-1]
+        taps = state.taps_reversed[channels, W - width :]
+        inside = (first[:, None] + np.arange(width)) >= starts[:, None]
+        window *= inside[:, None, :]  # a copy: the buffer is untouched
+        # the slot holds everything filled ahead of time (weight 1); phi[0] multiplies u
+        y = np.einsum("gcw,cw->gc", window[..., :-1], taps[:, :-1]) + window[..., -1]
+        y += taps[:, -1] * u
+        buf[rows, channels, slots] = u
+        return y
+
+    def fill_group(self, state: ConvState, shape: Any, rows: np.ndarray, src: np.ndarray) -> None:
+        n, r = shape.fft_size, shape.read_start
+        block = self.gather(state, rows, slice(None), src, shape.src_length)
+        spectrum = np.fft.rfft(block, n, axis=-1)
+        spectrum *= state.spectra[shape.spectrum]
+        z = np.fft.irfft(spectrum, n, axis=-1)[..., r : r + shape.dst_length]
+        self.scatter(state, rows, slice(None), src + shape.shift, shape.dst_length, z, add=True)
+
+    def gather(
+        self, state: ConvState, rows: np.ndarray, channels: slice, first: np.ndarray, width: int
+    ) -> Any:
+        if first.size == 0 or int(first.min()) < 0:
+            return super().gather(state, rows, channels, first, width)
+        return _windows(state.buffer[:, channels, :], width)[rows, :, first]
+
+    def scatter(
+        self,
+        state: ConvState,
+        rows: np.ndarray,
+        channels: slice,
+        first: np.ndarray,
+        width: int,
+        values: Any,
+        *,
+        add: bool,
+    ) -> None:
+        view = _windows(state.buffer[:, channels, :], width)
+        if add:
+            view[rows, :, first] += values
+        else:
+            view[rows, :, first] = values
