@@ -85,6 +85,9 @@ class OnlineConvModule(nn.Module):
       (its filters are taken from the state dict); an edited or foreign state dict is refused
       with the module unchanged. Everything in it is a tensor, a string or an int, so
       ``torch.load(..., weights_only=True)`` reads it.
+    * **torch.compile.** The stateful methods (``forward``, ``prefill``, ``emit``,
+      ``advance``, ``reset``) are graph breaks that run eagerly inside compiled code; the
+      module may be built, stepped or loaded under ``torch.inference_mode()``.
 
     Parameters
     ----------
