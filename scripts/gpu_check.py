@@ -1,13 +1,23 @@
-"""The GPU check: the test suite on torch-CUDA, CuPy and JAX-GPU, then a same-run benchmark.
+"""The GPU check: the tests on torch-CUDA, CuPy and JAX-GPU, then a same-run benchmark.
 
-Meant for a machine with a CUDA GPU and torch, cupy, jax, pytest and futurefill installed, and
-no network. Writes ``summary.json`` (environment, test outcome, benchmark rows) and the logs to
-``--out``; exits non-zero when a test fails. ``scripts/gpu-check.sh`` is the usual entry.
+Meant for a machine with one CUDA GPU, the libraries preinstalled and no network (what it needs
+is listed in ``docs/backends.md``, "The GPU check"). It cannot pass by skipping: each part runs
+in its own pytest process with a JUnit report, and fails on a failure, on a skip whose reason
+does not hold on a GPU machine, on a GPU variant no passed test ran on, or when its library
+does not see the GPU (JAX runs with ``JAX_PLATFORMS=cuda`` and must report
+``jax.default_backend() == 'gpu'``); see ``gpu_check_report.py``. The environment (torch and
+its CUDA version, the GPU's name, JAX's backend, the CuPy runtime version) is recorded.
 
-Benchmark: float32, one depthwise layer with feedback ``u[t+1] = tanh(y[t])``, naive vs
-epoched vs continuous vs the offline FFT floor, timed in one process per configuration
+``--quick`` (the default) runs the backend test files and a one-configuration benchmark within
+:data:`QUICK_SECONDS`; ``--full`` runs the whole suite per part and the benchmark at full size.
+Prints one summary line per part, writes ``summary.json``, the reports and the logs to
+``--out``, and exits non-zero unless every part passed. ``--judge REPORT --part NAME`` only
+judges a saved JUnit report (exit status 0 or 1). ``scripts/gpu-check.sh`` is the usual entry.
+
+Benchmark: float32, one depthwise layer with feedback ``u[t+1] = tanh(y[t])``, the schedules
+vs the offline FFT floor, timed in one process per configuration
 (``futurefill.measure.bench.bench_configuration``: a warm-up round reported apart, then best of
-``--repeats`` round-robin rounds), at D=64 L=32768 and D=1024 L=16384.
+``--repeats`` round-robin rounds).
 """
 
 from __future__ import annotations
@@ -17,155 +27,263 @@ import importlib.util
 import json
 import os
 import platform
-import re
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gpu_check_report import Verdict, judge_junit, judge_probe
+
 ROOT = Path(__file__).resolve().parent.parent
-TEST_BACKENDS = "torch_cuda,torch_cuda_graphs,cupy,jax"
-CONFIGS = ((64, 32768), (1024, 16384))
+#: The time ``--quick`` keeps to, tests and benchmark together (under six minutes): the test
+#: parts take at most their ``seconds`` (260 in all), the benchmark what is left.
+QUICK_SECONDS = 320
+BASE_FILES = ("tests/test_online.py", "tests/test_custom_schedules.py")
+
+
+@dataclass(frozen=True)
+class Part:
+    """One pytest run: the GPU variants it selects, its quick files, its environment."""
+
+    name: str
+    variants: tuple[str, ...]
+    files: tuple[str, ...]
+    seconds: int  # its share of the quick budget
+    env: tuple[tuple[str, str], ...] = ()
+
+
+PARTS = (
+    Part(
+        "torch-cuda",
+        ("torch_cuda", "torch_cuda_graphs"),
+        (
+            *BASE_FILES,
+            "tests/test_backend_torch.py",
+            "tests/test_backend_torch_module.py",
+            "tests/test_backend_torch_graphs.py",
+            "tests/test_backend_torch_precision.py",
+            "tests/test_models_stu.py",
+        ),
+        seconds=120,
+    ),
+    Part("cupy", ("cupy",), (*BASE_FILES, "tests/test_backend_cupy.py"), seconds=60),
+    Part(
+        "jax-gpu",
+        ("jax",),
+        (*BASE_FILES, "tests/test_backend_jax.py"),
+        seconds=80,
+        env=(("JAX_PLATFORMS", "cuda"),),
+    ),
+)
+#: What each part's library says about the GPU, printed as one JSON line.
+PROBES = {
+    "torch-cuda": (
+        "import json, torch; ok = torch.cuda.is_available(); print(json.dumps({"
+        "'torch': torch.__version__, 'cuda': torch.version.cuda, 'available': ok, "
+        "'gpu': torch.cuda.get_device_name(0) if ok else None}))"
+    ),
+    "cupy": (
+        "import json, cupy; r = cupy.cuda.runtime; print(json.dumps({"
+        "'cupy': cupy.__version__, 'runtime': r.runtimeGetVersion(), "
+        "'driver': r.driverGetVersion(), 'gpu': r.getDeviceProperties(0)['name'].decode()}))"
+    ),
+    "jax-gpu": (
+        "import json, jax; print(json.dumps({'jax': jax.__version__, "
+        "'backend': jax.default_backend(), 'devices': [str(d) for d in jax.devices()]}))"
+    ),
+}
+#: Benchmark configurations (channels, length) and schedules: quick, full.
+BENCH = {
+    True: (((64, 8192),), ("naive", "continuous")),
+    False: (((64, 32768), (1024, 16384)), ("naive", "epoched", "continuous")),
+}
+
+
+#: The probe's entries in the summary line.
+_SHOWN = ("torch", "cuda", "available", "gpu", "cupy", "runtime", "driver", "jax", "backend")
+
+
+def _env(part: Part) -> dict[str, str]:
+    return dict(
+        os.environ,
+        FUTUREFILL_TEST_BACKENDS=",".join(part.variants),
+        JAX_ENABLE_X64="1",
+        XLA_PYTHON_CLIENT_PREALLOCATE="false",  # several test processes share the GPU
+        **dict(part.env),
+    )
+
+
+def _probe(part: Part) -> dict[str, Any]:
+    """Run the part's probe in its own process, with the part's environment."""
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", PROBES[part.name]],
+            env=_env(part),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        return {"error": repr(exc)}
+    if done.returncode:
+        tail = done.stderr.strip().splitlines()[-20:] or [""]
+        env = " ".join(f"{k}={v}" for k, v in part.env)
+        where = f" with {env}" if env else ""
+        return {"error": f"{tail[-1]} (exit status {done.returncode}{where})", "stderr": tail}
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def _run_tests(part: Part, out: Path, quick: bool, seconds: float) -> Verdict:
+    report = out / f"{part.name}.xml"
+    report.unlink(missing_ok=True)
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:randomly"]
+    cmd += [f"--junitxml={report}"]
+    if importlib.util.find_spec("xdist") is not None:
+        cmd += ["-n", str(min(8, os.cpu_count() or 1))]
+    cmd += list(part.files) if quick else ["tests"]
+    try:
+        done = subprocess.run(
+            cmd, cwd=ROOT, env=_env(part), capture_output=True, text=True, timeout=seconds
+        )
+        log = done.stdout + done.stderr
+    except subprocess.TimeoutExpired as exc:
+        log = f"{exc.stdout or ''}\n{exc.stderr or ''}\ntimed out after {seconds:.0f} s"
+        log = log if isinstance(log, str) else repr(log)
+        (out / f"{part.name}.log").write_text(log)
+        return Verdict(problems=[f"timed out after {seconds:.0f} s"])
+    (out / f"{part.name}.log").write_text(log)
+    return judge_junit(report, part.variants)
+
+
+def _executors() -> list[tuple[str, Any]]:
+    """(label, executor or the reason it is missing) for every GPU backend."""
+    import futurefill
+
+    def graphed() -> Any:
+        from futurefill_torch import TorchExecutor
+
+        return TorchExecutor("cuda", cuda_graphs=True)
+
+    found: list[tuple[str, Any]] = []
+    for label, make in (
+        ("torch-cuda", lambda: futurefill.get_backend("torch", device="cuda")),
+        ("torch-cuda-graphs", graphed),
+        ("cupy", lambda: futurefill.get_backend("cupy")),
+        ("jax-gpu", lambda: futurefill.get_backend("jax", device="gpu")),
+    ):
+        try:
+            found.append((label, make()))
+        except Exception as exc:
+            found.append((label, f"unavailable: {exc!r}"))
+    return found
+
+
+def _bench(out: Path, quick: bool, repeats: int, deadline: float) -> Verdict:
+    os.environ["JAX_PLATFORMS"] = "cuda"  # before JAX is first imported, in this process
+    from futurefill.measure.bench import bench_configuration
+
+    configs, schedules = BENCH[quick]
+    verdict, rows = Verdict(), []
+    for label, executor in _executors():
+        for channels, length in configs:
+            if isinstance(executor, str) or time.monotonic() > deadline:
+                why = executor if isinstance(executor, str) else "not run: out of time"
+                verdict.problems.append(f"{label} D={channels}: {why}")
+                rows.append({"label": label, "channels": channels, "error": why})
+                continue
+            try:
+                results = bench_configuration(
+                    length=length, channels=channels, backend=executor, dtype="float32",
+                    schedules=schedules, repeats=repeats,
+                )  # fmt: skip
+            except Exception as exc:
+                verdict.problems.append(f"{label} D={channels}: {exc!r}")
+                rows.append({"label": label, "channels": channels, "error": repr(exc)})
+                continue
+            for r in results:
+                rows.append({"label": label, **r.as_dict()})
+                print(
+                    f"  {label:18s} D={channels:<5d} L={length:<6d} {r.schedule:11s} "
+                    f"{r.us_per_token:9.2f} us/token  floor {r.ratio_to_floor:8.1f}x  "
+                    f"warm-up {r.warmup_seconds:6.2f} s",
+                    flush=True,
+                )
+            (out / "bench.json").write_text(json.dumps(rows, indent=1))
+    verdict.counts = {"rows": sum("error" not in r for r in rows)}
+    return verdict
 
 
 def _environment() -> dict[str, Any]:
     env: dict[str, Any] = {"python": platform.python_version(), "machine": platform.node()}
     try:
-        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=30)
-        env["gpus"] = out.stdout.strip().splitlines()
+        smi = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=30)
+        env["gpus"] = smi.stdout.strip().splitlines()
     except (OSError, subprocess.SubprocessError) as exc:
         env["gpus"] = f"nvidia-smi failed: {exc}"
-    for name in ("numpy", "torch", "jax", "cupy", "futurefill"):
-        try:
-            env[name] = __import__(name).__version__
-        except Exception as exc:
-            env[name] = f"unavailable: {exc}"
     return env
 
 
-def _run_tests(out: Path, quick: bool, timeout: int) -> dict[str, Any]:
-    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:randomly"]
-    if importlib.util.find_spec("xdist") is not None:
-        cmd += ["-n", str(min(8, os.cpu_count() or 1))]
-    if quick:
-        cmd += [
-            "tests/test_online.py",
-            "tests/test_custom_schedules.py",
-            "tests/test_backend_torch.py",
-            "tests/test_backend_torch_module.py",
-            "tests/test_models_stu.py",
-            "tests/test_backend_cupy.py",
-            "tests/test_backend_jax.py",
-        ]
-    env = dict(
-        os.environ,
-        FUTUREFILL_TEST_BACKENDS=TEST_BACKENDS,
-        JAX_ENABLE_X64="1",
-        XLA_PYTHON_CLIENT_PREALLOCATE="false",  # several test processes share the GPU
-    )
-    start = time.perf_counter()
-    try:
-        done = subprocess.run(
-            cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
-        )
-        log, rc = done.stdout + done.stderr, done.returncode
-    except subprocess.TimeoutExpired as exc:
-        log, rc = f"{exc.stdout or ''}\ntimed out after {timeout} s", 124
-    (out / "tests.log").write_text(log if isinstance(log, str) else log.decode())
-    counts = {
-        key: int(n)
-        for n, key in re.findall(r"(\d+) (passed|failed|skipped|errors?)", str(log)[-3000:])
-    }
-    return {
-        "command": " ".join(cmd),
-        "backends": TEST_BACKENDS,
-        "returncode": rc,
-        "seconds": round(time.perf_counter() - start, 1),
-        **counts,
-    }
-
-
-def _executors() -> list[tuple[str, Any]]:
-    """(label, executor or the reason it is missing) for every GPU backend."""
-    found: list[tuple[str, Any]] = []
-    try:
-        from futurefill_torch import TorchExecutor
-
-        found.append(("torch-cuda", TorchExecutor(device="cuda")))
-        found.append(("torch-cuda-graphs", TorchExecutor(device="cuda", cuda_graphs=True)))
-    except Exception as exc:
-        found.append(("torch-cuda", f"unavailable: {exc}"))
-    for label, name, device in (("cupy", "cupy", None), ("jax-gpu", "jax", "gpu")):
-        try:
-            import futurefill
-
-            found.append((label, futurefill.get_backend(name, device=device)))
-        except Exception as exc:
-            found.append((label, f"unavailable: {exc}"))
-    return found
-
-
-def _bench(out: Path, repeats: int, scale: int) -> list[dict[str, Any]]:
-    from futurefill.measure.bench import bench_configuration
-
-    rows: list[dict[str, Any]] = []
-    for label, executor in _executors():
-        if isinstance(executor, str):
-            rows.append({"label": label, "error": executor})
-            print(f"{label}: {executor}", flush=True)
-            continue
-        for channels, length in CONFIGS:
-            length //= scale
-            try:
-                results = bench_configuration(
-                    length=length,
-                    channels=channels,
-                    backend=executor,
-                    dtype="float32",
-                    repeats=repeats,
-                )
-            except Exception as exc:
-                rows.append({"label": label, "channels": channels, "length": length,
-                             "error": repr(exc)})  # fmt: skip
-                print(f"{label} D={channels} L={length}: {exc!r}", flush=True)
-                continue
-            for r in results:
-                row = {"label": label, **r.as_dict()}
-                rows.append(row)
-                print(
-                    f"{label:18s} D={channels:<5d} L={length:<6d} {r.schedule:11s} "
-                    f"{r.us_per_token:9.2f} us/token  speedup {r.speedup_vs_naive or 0:7.2f}x  "
-                    f"floor {r.ratio_to_floor:8.1f}x  warm-up {r.warmup_seconds:6.2f} s  "
-                    f"dev {r.max_deviation if r.max_deviation is not None else float('nan'):.1e}",
-                    flush=True,
-                )
-            (out / "bench.json").write_text(json.dumps(rows, indent=1))
-    return rows
+def check(args: argparse.Namespace) -> int:
+    """Run the parts, print one line each, write ``summary.json``; 0 if all passed."""
+    start = time.monotonic()
+    budget = QUICK_SECONDS if args.quick else 6 * 3600
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    summary: dict[str, Any] = {"environment": _environment(), "parts": {}}
+    lines = []
+    for part in PARTS:
+        probe = summary["environment"][part.name] = _probe(part)
+        verdict = judge_probe(part.name, probe)
+        if verdict.ok and not args.skip_tests:
+            left = budget - (time.monotonic() - start)
+            seconds = min(part.seconds, left) if args.quick else left
+            verdict = _run_tests(part, out, args.quick, max(seconds, 1))
+        detail = ", ".join(f"{k} {v}" for k, v in probe.items() if k in _SHOWN)
+        lines.append(verdict.line(part.name, detail))
+        print(lines[-1], flush=True)
+        summary["parts"][part.name] = {"ok": verdict.ok, **vars(verdict)}
+    if not args.skip_bench:
+        verdict = _bench(out, args.quick, args.repeats, start + budget)
+        lines.append(verdict.line("benchmark"))
+        print(lines[-1], flush=True)
+        summary["parts"]["benchmark"] = {"ok": verdict.ok, **vars(verdict)}
+    passed = all(p["ok"] for p in summary["parts"].values())
+    seconds = time.monotonic() - start
+    summary.update(passed=passed, seconds=round(seconds, 1), lines=lines)
+    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    print(f"GPU check: {'PASS' if passed else 'FAIL'} in {seconds:.0f} s ({out / 'summary.json'})")
+    return 0 if passed else 1
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=Path("gpu-check"), help="output folder")
-    parser.add_argument("--quick", action="store_true", help="backend tests only, L/4")
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument(
+        "--quick",
+        dest="quick",
+        action="store_true",
+        default=True,
+        help=f"backend tests and a small benchmark, {QUICK_SECONDS} s (default)",
+    )
+    size.add_argument("--full", dest="quick", action="store_false",
+                      help="the whole suite per part and the full benchmark")  # fmt: skip
     parser.add_argument("--skip-tests", action="store_true")
     parser.add_argument("--skip-bench", action="store_true")
-    parser.add_argument("--repeats", type=int, default=2, help="timed rounds after a warm-up")
-    parser.add_argument("--test-timeout", type=int, default=330, help="seconds")
+    parser.add_argument("--repeats", type=int, default=1, help="timed rounds after a warm-up")
+    parser.add_argument("--judge", type=Path, metavar="REPORT",
+                        help="only judge a saved JUnit XML report of --part")  # fmt: skip
+    parser.add_argument("--part", choices=[p.name for p in PARTS], default="torch-cuda")
     args = parser.parse_args(argv)
-    args.out.mkdir(parents=True, exist_ok=True)
-    os.environ.setdefault("JAX_ENABLE_X64", "1")
-    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
-    summary: dict[str, Any] = {"environment": _environment()}
-    print(json.dumps(summary["environment"], indent=1), flush=True)
-    if not args.skip_tests:
-        summary["tests"] = _run_tests(args.out, args.quick, args.test_timeout)
-        print(json.dumps(summary["tests"], indent=1), flush=True)
-    if not args.skip_bench:
-        summary["bench"] = _bench(args.out, args.repeats, 4 if args.quick else 1)
-    (args.out / "summary.json").write_text(json.dumps(summary, indent=1))
-    print(f"wrote {args.out / 'summary.json'}")
-    return 0 if summary.get("tests", {}).get("returncode", 0) == 0 else 1
+    if args.judge is not None:
+        part = next(p for p in PARTS if p.name == args.part)
+        verdict = judge_junit(args.judge, part.variants)
+        print(verdict.line(part.name))
+        print("\n".join(verdict.problems))
+        return 0 if verdict.ok else 1
+    return check(args)
 
 
 if __name__ == "__main__":

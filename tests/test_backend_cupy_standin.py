@@ -6,6 +6,7 @@ that only the CuPy executor has. A real device is tested by ``test_backend_cupy.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -71,3 +72,33 @@ def test_plan_cache_is_enlarged_to_hold_every_fft_size(standin) -> None:
     cache.set_size(-1)  # unlimited stays unlimited
     futurefill.OnlineConv(np.ones((1, L)), L, backend=standin.CupyExecutor(), direct_below=1)
     assert cache.get_size() == -1
+
+
+def test_plan_cache_is_enlarged_in_the_thread_that_steps(standin, monkeypatch) -> None:
+    """CuPy keeps a plan cache per thread (and device): a state built in one thread and
+    stepped in another must enlarge the stepping thread's cache too."""
+    caches = threading.local()
+
+    def per_thread():
+        if not hasattr(caches, "cache"):
+            caches.cache = cupy_standin._PlanCache()
+        return caches.cache
+
+    monkeypatch.setattr(standin.fft.config, "get_plan_cache", per_thread)
+    L = 1 << 8
+    conv = futurefill.OnlineConv(np.ones((1, L)), L, backend=standin.CupyExecutor(), direct_below=1)
+    needed = 2 * len({key[2] for key in conv.plan.spectrum_keys}) + 2
+    assert per_thread().get_size() >= needed > 16
+    seen: list[int] = []
+
+    def decode() -> None:
+        fresh = per_thread().get_size()
+        x = standin.asarray(np.ones((1, 1)))
+        for _ in range(L // 2):
+            conv.step(x)
+        seen.extend((fresh, per_thread().get_size()))
+
+    worker = threading.Thread(target=decode)
+    worker.start()
+    worker.join()
+    assert seen == [16, needed]

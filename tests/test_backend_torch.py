@@ -256,7 +256,7 @@ def test_graph_body_is_exact_without_capture(rng, prompt, direct_below) -> None:
     phi = decaying_filters(rng, C, prompt + L)
     u = rng.standard_normal((B, C, prompt + L))
     conv = make_conv(phi, L, prompt=prompt, batch=B, direct_below=direct_below)
-    graphs = conv._state.workspace = PatternGraphs(conv._state, capture=False)
+    graphs = conv._state.workspace = PatternGraphs(conv._state)
     assert rel_err(run_online(conv, u), oracle(u, phi)) <= REL64
     # one body per step pattern, reused by every step of that pattern
     assert len(graphs.bodies) == len(conv.plan.step_patterns.patterns) - 1
@@ -269,7 +269,7 @@ def test_graph_body_survives_load_state_dict(rng) -> None:
     phi = decaying_filters(rng, 2, L)
     u = rng.standard_normal((1, 2, L))
     conv = make_conv(phi, L, direct_below=1)
-    graphs = conv._state.workspace = PatternGraphs(conv._state, capture=False)
+    graphs = conv._state.workspace = PatternGraphs(conv._state)
     ys = [conv.step(torch.as_tensor(u[..., t])).numpy() for t in range(20)]
     snapshot = conv.state_dict()
     ys += [conv.step(torch.as_tensor(u[..., t])).numpy() for t in range(20, 30)]
@@ -314,20 +314,3 @@ def test_half_precision_filter_tensors_set_the_input_dtype(dtype) -> None:
     conv = make_conv(torch.ones((1, 8), dtype=dtype), 8)
     assert conv.dtype is dtype and conv.compute_dtype is torch.float32
     assert conv.step(torch.ones((1, 1), dtype=dtype)).dtype is dtype
-
-
-def test_graph_capture_warms_up_on_the_step_being_run(rng, monkeypatch) -> None:
-    """Capturing a new pattern's graph runs its body once (the warm-up): it must read the
-    offsets of the step being run, not the previous step's (on CUDA a stale row indexed past
-    the buffer: a device-side assert). Here the warm-up runs on the CPU, the recording is
-    skipped and the bodies then run eagerly."""
-    from futurefill_torch._graphs import _PatternBody
-
-    monkeypatch.setattr(_PatternBody, "record", lambda self: None)
-    B, C, L = 1, 2, 64
-    phi = decaying_filters(rng, C, L)
-    u = rng.standard_normal((B, C, L))
-    for schedule, params in (("continuous", {"direct_below": 1}), ("epoched", {"epoch": 5})):
-        conv = make_conv(phi, L, schedule=schedule, batch=B, **params)
-        conv.state.workspace = PatternGraphs(conv.state, capture=True)
-        assert rel_err(run_online(conv, u), oracle(u, phi)) <= REL64

@@ -29,7 +29,7 @@ torch = pytest.importorskip("torch")
 if not {"torch", "torch_cuda", "torch_cuda_graphs"} & set(selected_backends()):
     pytest.skip("no torch variant among FUTUREFILL_TEST_BACKENDS", allow_module_level=True)
 
-from futurefill_torch import OnlineConvModule  # noqa: E402
+from futurefill_torch import OnlineConvModule, TorchExecutor  # noqa: E402
 
 REL64 = 1e-12  # see the module docstring
 SCHEDULES = ("naive", "epoched", "continuous")
@@ -315,6 +315,46 @@ def test_moving_tensors_rebuilds_and_continues(phi, inputs) -> None:
     assert module.stream is not stream and torch.equal(module.stream, stream)
     assert module.to("cpu") is module and module.cpu().device == torch.device("cpu")
     assert_identical(feed(module, inputs, P + 4, P + L), feed(reference, inputs, P + 4, P + L))
+
+
+def test_moves_and_copies_take_no_snapshot(phi, inputs, monkeypatch) -> None:
+    """The digest seals snapshots (``state_dict``); a move or a copy continues the stream
+    without one, so the stream is not copied back to the host for it (the filters are, once:
+    a new ``OnlineConv`` checks them)."""
+    module, reference = make(phi), make(phi)
+    for m in (module, reference):
+        m.prefill(inputs[..., :P])
+        feed(m, inputs, P, P + 4)
+    read_back: list[tuple[int, ...]] = []
+    to_numpy = TorchExecutor.to_numpy
+
+    def counting(self, x):
+        read_back.append(tuple(x.shape))
+        return to_numpy(self, x)
+
+    monkeypatch.setattr(TorchExecutor, "to_numpy", counting)
+    module._apply(lambda t: t.clone())
+    twin = copy.deepcopy(module)
+    assert read_back and tuple(module.stream.shape) not in read_back
+    monkeypatch.undo()
+    rest = feed(reference, inputs, P + 4, P + L)
+    assert_identical(feed(module, inputs, P + 4, P + L), rest)
+    assert_identical(feed(twin, inputs, P + 4, P + L), rest)
+
+
+def test_dtype_change_is_refused_mid_step(phi, inputs) -> None:
+    """Channels emitted at step 0 hold inputs: converting would drop them."""
+    module = OnlineConvModule(phi, L, batch=B)
+    reference = OnlineConvModule(phi, L, batch=B)
+    u = inputs[..., 0].contiguous()
+    module.emit(u[:, :1], slice(0, 1))
+    with pytest.raises(RuntimeError, match="mid-stream"):
+        module.float()
+    assert module.dtype == torch.float64
+    y = torch.cat([module.emit(u[:, 1:], slice(1, C))], dim=1)
+    module.advance()
+    assert torch.equal(y, reference(u)[:, 1:])
+    assert_identical(feed(module, inputs, 1, 6), feed(reference, inputs, 1, 6))
 
 
 def test_devices_other_than_cpu_and_cuda_are_refused(phi) -> None:

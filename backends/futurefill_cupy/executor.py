@@ -4,11 +4,13 @@ Every offset comes from the plan (host integers), so a step only queues kernels 
 waits for the device. FFTs are 1-D along the last axis (``axis=-1``; multi-axis calls with
 non-ascending axes return wrong shapes in some CuPy versions, cupy#8248). Every FFT size of a
 plan repeats from task to task, so cuFFT plans are created once and served from CuPy's plan
-cache afterwards.
+cache afterwards. CuPy keeps one plan cache per thread and device: each thread that runs a
+state's FFTs has its own cache enlarged, on the executor's device.
 """
 
 from __future__ import annotations
 
+import threading
 from typing import Any, ClassVar
 
 import cupy
@@ -59,7 +61,8 @@ class CupyExecutor(ArrayAPIExecutor):
       place (``buf[..., c:d] += z``);
     * filter spectra per ``(filter slice, FFT size)`` computed once, on the device;
     * the local window is one fused reduction kernel, the output one elementwise kernel;
-    * CuPy's cuFFT plan cache is enlarged (never shrunk) to hold every plan of a state.
+    * CuPy's cuFFT plan cache is enlarged (never shrunk) to hold every plan of a state, in
+      every thread that runs its FFTs.
 
     Parameters
     ----------
@@ -94,6 +97,7 @@ class CupyExecutor(ArrayAPIExecutor):
         if not 0 <= index < count:
             raise RuntimeError(f"no CUDA device {index}: cupy sees {count} device(s)")
         super().__init__(compat_namespace("cupy"), cupy.cuda.Device(index))
+        self._thread = threading.local()  # the plan cache size ensured in each thread
 
     # ------------------------------------------------------------------ arrays
     def is_native(self, x: object) -> bool:
@@ -131,15 +135,29 @@ class CupyExecutor(ArrayAPIExecutor):
     def prepare(self, state: ConvState) -> None:
         with self.device:
             state.taps_reversed = cupy.ascontiguousarray(state.taps_reversed)
-            # One forward and one inverse plan per FFT size (and per batch shape); keep them all.
+        # One forward and one inverse plan per FFT size (and per batch shape); keep them all.
+        state.workspace = 2 * len({key[2] for key in state.plan.spectrum_keys}) + 2
+        self._hold_plans(state.workspace)
+
+    def _hold_plans(self, needed: int) -> None:
+        """Enlarge (never shrink) this thread's cuFFT plan cache on this device to ``needed``
+        plans; a dictionary look-up once it is done in this thread."""
+        if getattr(self._thread, "plans", 0) >= needed:
+            return
+        with self.device:
             cache = cupy.fft.config.get_plan_cache()
-            needed = 2 * len({key[2] for key in state.plan.spectrum_keys}) + 2
             if 0 < cache.get_size() < needed:
                 cache.set_size(needed)
+        self._thread.plans = needed
+
+    def fill(self, state: ConvState, step: int) -> None:
+        self._hold_plans(state.workspace)  # the thread stepping may not be the one that built
+        super().fill(state, step)
 
     def prefill(self, state: ConvState, u: cupy.ndarray, channels: slice) -> cupy.ndarray:
         plan = state.plan
         P = plan.prompt
+        self._hold_plans(state.workspace)
         with self.device:
             z = self.prompt_convolution(state, u, channels)
             if plan.prefill_fills_future:

@@ -1,12 +1,18 @@
 """PyTorch executor: the reference algorithm on torch tensors, in place, on the CPU or a GPU.
 
-Nothing in :meth:`TorchExecutor.emit` or :meth:`TorchExecutor.advance` reads a device value
+Nothing in :meth:`TorchExecutor.emit` or :meth:`TorchExecutor.fill` reads a device value
 back to the host: every offset comes from the plan (host integers), so on CUDA a step only
 queues kernels.
+
+Exactness does not depend on global precision switches: no kernel is a matrix product (the
+window is a multiply and a sum, ``torch.linalg.vecdot``; the tasks are FFTs), so
+``torch.backends.cuda.matmul.allow_tf32`` and ``torch.set_float32_matmul_precision`` change
+nothing (``tests/test_backend_torch_precision.py`` checks the dispatched operators).
 """
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import numpy as np
@@ -16,7 +22,8 @@ from futurefill import defaults
 from futurefill.executor import ArrayAPIExecutor, ConvState, compat_namespace
 from futurefill.plan import TaskOffsets
 
-from ._graphs import PatternGraphs
+from ._graphs import CudaRecorder, PatternGraphs
+from ._opaque import opaque
 
 __all__ = ["SHIPPED", "TorchExecutor"]
 
@@ -61,10 +68,14 @@ class TorchExecutor(defaults.TunedCrossover, ArrayAPIExecutor):
     * filter spectra per ``(filter slice, FFT size)`` computed once, on the device;
     * the local window is one batched ``torch.linalg.vecdot``;
     * no host synchronisation in a step; optionally (``cuda_graphs=True``) the FutureFill
-      tasks after a step replay a CUDA graph captured once per step pattern of the plan
-      (:attr:`futurefill.Plan.step_patterns`).
+      tasks after a step replay a CUDA graph, one per step pattern of the plan
+      (:attr:`futurefill.Plan.step_patterns`), all captured when the state is built, into
+      one memory pool per state (:attr:`workspace_size` reports it);
+    * under ``torch.compile`` every kernel is a graph break and runs eagerly: the cursor is
+      Python state, which compiled code would get wrong (see :mod:`futurefill_torch._opaque`).
 
     Inputs are used as data, never differentiated: tensors that require grad are detached.
+    States are ordinary tensors even when built under ``torch.inference_mode()``.
 
     Parameters
     ----------
@@ -72,7 +83,7 @@ class TorchExecutor(defaults.TunedCrossover, ArrayAPIExecutor):
         ``"cpu"`` (default), ``"cuda"`` (the current CUDA device) or ``"cuda:N"``.
     cuda_graphs : bool
         Capture the FutureFill work after a step as CUDA graphs, one per step pattern (CUDA
-        only). Off by default.
+        only), when a state is built. Off by default.
     tuned : bool
         Consult the stored tuning (``futurefill tune``) for the continuous schedule's
         ``direct_below``; ``False`` keeps to the measured table shipped in this package
@@ -134,39 +145,79 @@ class TorchExecutor(defaults.TunedCrossover, ArrayAPIExecutor):
     def zeros(self, shape: tuple[int, ...], dtype: Any) -> torch.Tensor:
         return torch.zeros(shape, dtype=self.resolve_dtype(dtype), device=self.device)
 
+    def default_dtype(self, host_dtype: Any) -> str:
+        """The working dtype when none is asked for, from the dtype of the host filters.
+
+        On the CPU: float64 for integer or boolean filters, else the filters' own (float32 or
+        float64). On a GPU: float32 whatever the filters' dtype, since float64 runs at a
+        fraction of float32's speed on most GPUs; ask for ``dtype="float64"`` to get it.
+        """
+        kind = np.dtype(host_dtype)
+        if kind.kind in "iub":
+            return "float32" if self.device.type == "cuda" else "float64"
+        if self.device.type == "cuda" and kind.itemsize >= 4:
+            return "float32"  # half-precision filters keep their type for inputs and outputs
+        return kind.name
+
+    def all_finite(self, x: torch.Tensor) -> bool:
+        """Whether ``x`` holds no NaN or infinity, reduced on the device: only the verdict (one
+        boolean, a synchronisation) comes back to the host, not the array."""
+        return bool(torch.isfinite(x).all())
+
     def device_kind(self) -> str:
         """``"cpu"`` or ``"cuda"``: the rows of the shipped table this executor reads."""
         return str(self.device.type)
 
     def synchronize(self) -> None:
+        """Wait for the work queued on this executor's device (not the current device's)."""
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
+
+    def activate(self) -> contextlib.AbstractContextManager[Any]:
+        """The context a state is built in: this executor's device current, and ordinary
+        tensors even under ``torch.inference_mode()`` (inference tensors cannot be updated in
+        place once the mode is left, and a state lives on)."""
+        stack = contextlib.ExitStack()
+        stack.enter_context(torch.inference_mode(False))
+        if self.device.type == "cuda":
+            stack.enter_context(torch.cuda.device(self.device))
+        return stack
+
+    def workspace_size(self, state: ConvState) -> dict[str, int]:
+        """What the executor holds for ``state`` beyond its arrays, in bytes: the memory pool
+        and offset tables of its CUDA graphs (``cuda_graphs_bytes``, 0 without graphs),
+        measured once after the captures."""
+        graphs: PatternGraphs | None = state.workspace
+        return {"cuda_graphs_bytes": 0 if graphs is None else graphs.pool_bytes}
 
     # ------------------------------------------------------------------ kernels
     def prepare(self, state: ConvState) -> None:
         state.taps_reversed = state.taps_reversed.contiguous()
         if self.cuda_graphs and state.plan.num_tasks:
-            state.workspace = PatternGraphs(state, capture=True)
+            # every pattern's graph captured now, before the first step
+            state.workspace = PatternGraphs(state, CudaRecorder(state.buffer.device))
 
+    @opaque
     def prefill(self, state: ConvState, u: torch.Tensor, channels: slice) -> torch.Tensor:
         plan = state.plan
         P = plan.prompt
         u = u.detach()
         z = self.prompt_convolution(state, u, channels)
-        buf = state.buffer[:, channels]  # a view: the buffer keeps its storage (CUDA graphs)
+        buf = _writable(state)[:, channels]  # a view: the buffer keeps its storage (CUDA graphs)
         if plan.prefill_fills_future:
             buf.copy_(z[..., P:])
         else:
             buf[..., :P] = u
         return z[..., :P].contiguous()
 
+    @opaque
     def emit(
         self, state: ConvState, u: torch.Tensor, channels: slice, slot: int, start: int
     ) -> torch.Tensor:
         width = slot - start  # older inputs in the window
         if u.requires_grad:
             u = u.detach()
-        buf = state.buffer
+        buf = _writable(state)
         taps = state.taps_reversed
         if channels.start is not None or channels.stop is not None:
             c0, c1, _ = channels.indices(buf.shape[1])
@@ -184,7 +235,9 @@ class TorchExecutor(defaults.TunedCrossover, ArrayAPIExecutor):
         current.copy_(u)
         return y
 
+    @opaque
     def fill(self, state: ConvState, step: int) -> None:
+        _writable(state)
         graphs: PatternGraphs | None = state.workspace
         if graphs is None:
             super().fill(state, step)
@@ -199,5 +252,15 @@ class TorchExecutor(defaults.TunedCrossover, ArrayAPIExecutor):
         z = torch.fft.irfft(spectrum, n=n, dim=-1)
         buf.narrow(2, c, d - c).add_(z.narrow(2, r, d - c))
 
+    @opaque
     def clear(self, state: ConvState) -> None:
-        state.buffer.zero_()
+        _writable(state).zero_()
+
+
+def _writable(state: ConvState) -> torch.Tensor:
+    """``state.buffer``, first replaced by an ordinary copy if it is an inference tensor and
+    the inference mode was left (a state restored under ``torch.inference_mode()``)."""
+    buf = state.buffer
+    if buf.is_inference() and not torch.is_inference_mode_enabled():
+        buf = state.buffer = buf.clone()
+    return buf

@@ -19,6 +19,7 @@ from torch import nn
 from futurefill import OnlineConv, Plan, PlanSpec
 from futurefill.executor import ConvState
 
+from ._opaque import opaque
 from .executor import TorchExecutor
 
 __all__ = ["OnlineConvModule"]
@@ -36,6 +37,21 @@ def _live_state(conv: OnlineConv) -> ConvState:
     after any call that may replace them.
     """
     return conv.state
+
+
+def _carry_cursor(old: ConvState, new: ConvState, buffer: torch.Tensor) -> None:
+    """Continue ``old``'s stream in ``new`` (the same plan and filters, another device or a
+    copy): its cursor, and ``buffer``, the module's own copy of ``old.buffer``.
+
+    What ``load_state_dict`` would do, without the digest: that seals snapshots leaving the
+    module, and hashing the stream on the host at every ``.to()`` would copy it back each time.
+    """
+    new.buffer = buffer
+    new.step = old.step
+    new.num_emitted = old.num_emitted
+    new.prefilled[:] = old.prefilled
+    new.emitted[:] = old.emitted
+    new.revision += 1
 
 
 def _executor(device: Any, cuda_graphs: bool) -> TorchExecutor:
@@ -69,6 +85,9 @@ class OnlineConvModule(nn.Module):
       (its filters are taken from the state dict); an edited or foreign state dict is refused
       with the module unchanged. Everything in it is a tensor, a string or an int, so
       ``torch.load(..., weights_only=True)`` reads it.
+    * **torch.compile.** The stateful methods (``forward``, ``prefill``, ``emit``,
+      ``advance``, ``reset``) are graph breaks that run eagerly inside compiled code; the
+      module may be built, stepped or loaded under ``torch.inference_mode()``.
 
     Parameters
     ----------
@@ -199,10 +218,12 @@ class OnlineConvModule(nn.Module):
         finally:
             self._sync()
 
+    @opaque
     def forward(self, u: torch.Tensor) -> torch.Tensor:
         """One online step for all channels: ``u`` ``(B, C)`` -> ``y_t`` ``(B, C)``."""
         return self._run(lambda: self._conv.step(u))
 
+    @opaque
     def prefill(self, u: torch.Tensor, channels: slice = _ALL) -> torch.Tensor:
         """Consume the prompt ``(B, c, prompt)`` of ``channels``; return its outputs.
 
@@ -210,6 +231,7 @@ class OnlineConvModule(nn.Module):
         """
         return self._run(lambda: self._conv.prefill(u, channels))
 
+    @opaque
     def emit(self, u: torch.Tensor, channels: slice = _ALL) -> torch.Tensor:
         """``y_t`` ``(B, c)`` of a channel range, the future filled later by :meth:`advance`.
 
@@ -217,10 +239,12 @@ class OnlineConvModule(nn.Module):
         """
         return self._run(lambda: self._conv.emit(u, channels))
 
+    @opaque
     def advance(self) -> None:
         """Fill the future once every channel was emitted at this step."""
         self._run(self._conv.advance)
 
+    @opaque
     def reset(self) -> None:
         """Forget all inputs and return to step 0 (filters and spectra stay)."""
         self._run(self._conv.reset)
@@ -237,26 +261,27 @@ class OnlineConvModule(nn.Module):
                 f"float32 and cast at its boundary (conv(u.float()).to({probe.dtype}))"
             )
         executor = _executor(probe.device, self._cuda_graphs)
-        snapshot = self._conv.state_dict()
+        old = _live_state(self._conv)
+        self._conv.backend.settle(old)
         converts = probe.dtype != self.dtype
-        if converts and (snapshot["position"] or snapshot["prefilled"].any()):
+        if converts and (old.step or old.num_emitted or old.prefilled.any()):
             raise RuntimeError(
                 f"OnlineConvModule cannot change its dtype from {self.dtype} to {probe.dtype} "
-                f"mid-stream (position {snapshot['position']}); call reset() first or build "
-                f"it with dtype={probe.dtype}"
+                f"mid-stream (position {self.position}); call reset() first or build it with "
+                f"dtype={probe.dtype}"
             )
         before = dict(self._buffers)
         super()._apply(fn, recurse)
-        state = _live_state(self._conv)
-        if self.filters is state.filters and self.stream is state.buffer:
+        if self.filters is old.filters and self.stream is old.buffer:
             return self  # nothing moved
         try:
             conv = OnlineConv.from_plan(self.filters, self.plan, batch=self.batch, backend=executor)
-            if not converts:
-                conv.load_state_dict({**snapshot, "buffer": self.stream})
         except BaseException:
             self._buffers.update(before)
             raise
+        if not converts:
+            stream = self.stream if self.stream is not old.buffer else self.stream.clone()
+            _carry_cursor(old, conv.state, stream)
         self._conv = conv
         self._sync()
         return self
@@ -264,7 +289,8 @@ class OnlineConvModule(nn.Module):
     # ------------------------------------------------------------------ copies
     def __deepcopy__(self, memo: dict[int, Any]) -> OnlineConvModule:
         """An independent module at the same point of the same stream (the plan is shared)."""
-        snapshot = self._conv.state_dict()
+        old = _live_state(self._conv)
+        self._conv.backend.settle(old)
         new = self.__class__.__new__(self.__class__)
         memo[id(self)] = new
         for name, value in self.__dict__.items():
@@ -272,7 +298,7 @@ class OnlineConvModule(nn.Module):
                 new.__dict__[name] = copy.deepcopy(value, memo)
         executor = _executor(new.device, new._cuda_graphs)
         new._conv = OnlineConv.from_plan(new.filters, self.plan, batch=self.batch, backend=executor)
-        new._conv.load_state_dict({**snapshot, "buffer": new.stream})
+        _carry_cursor(old, new._conv.state, new.stream)
         new._sync()
         return new
 
