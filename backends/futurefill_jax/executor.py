@@ -14,6 +14,7 @@ import numpy as np
 from futurefill.executor import ArrayAPIExecutor, ConvState, Program
 
 from . import functional
+from ._pool import JittedGroupedKernels
 from ._program import build_program
 
 __all__ = ["JaxExecutor"]
@@ -41,7 +42,7 @@ class _Workspace:
     rollout_consts: tuple | None = None
 
 
-class JaxExecutor(ArrayAPIExecutor):
+class JaxExecutor(JittedGroupedKernels, ArrayAPIExecutor):
     """Executor for JAX arrays (any JAX device).
 
     * the state buffer is a JAX array rebound after every update (``state.buffer``);

@@ -86,7 +86,7 @@ class Executor(Protocol):
     name: str
     xp: Any
     device: Any
-    fancy_indexing: bool
+    fancy_indexing: ClassVar[bool]
 
     def is_native(self, x: object) -> bool:
         """Whether ``x`` is a concrete array of this backend (and device)."""

@@ -98,9 +98,12 @@ def measure_pool(
     ticks = length // capacity
     rng = np.random.default_rng(seed)
     phi = decaying_random_filters(channels, length, seed=seed, decay=length / 64)
-    options = {"backend": executor, "dtype": dtype}
-    pool = StreamPool(phi, length, capacity=capacity, schedule=schedule, **options)
-    conv = OnlineConv(phi, length, batch=capacity, schedule=pool.plan, **options)
+    pool = StreamPool(
+        phi, length, capacity=capacity, schedule=schedule, backend=executor, dtype=dtype
+    )
+    conv = OnlineConv(
+        phi, length, batch=capacity, schedule=pool.plan, backend=executor, dtype=dtype
+    )
     blank = pool.state_dict(pool.admit())
     pool.release(0)
     u = executor.asarray(rng.standard_normal((capacity, channels)), dtype=dtype)
