@@ -43,17 +43,23 @@ class StridedGroupedKernels(GroupedKernels):
         starts: np.ndarray,
     ) -> Any:
         width = int((slots - starts).max()) + 1
-        first = slots - (width - 1)
-        if int(first.min()) < 0:  # windows reaching before the buffer: the general path
-            return super().emit_rows(state, rows, u, channels, slots, starts)
+        first = np.maximum(slots - (width - 1), 0)  # windows clipped at the buffer's start
         buf = state.buffer
         window = _windows(buf[:, channels, :], width)[rows, :, first]  # (G, c, width)
+        # Column j of row g is position first + j, at distance d = end - j from the slot
+        # (end = slot - first): its weight is phi[d] for 0 < d, 1 at d = 0 (the slot holds
+        # everything filled ahead of time), 0 beyond the slot or before the window's start.
+        # Row g's weights are one contiguous slice of ``ramp`` = (phi[width-1] .. phi[1], 1,
+        # 0 ... 0), starting at width - 1 - end.
         W = state.taps_reversed.shape[-1]
         taps = state.taps_reversed[channels, W - width :]
-        inside = (first[:, None] + np.arange(width)) >= starts[:, None]
-        window *= inside[:, None, :]  # a copy: the buffer is untouched
-        # the slot holds everything filled ahead of time (weight 1); phi[0] multiplies u
-        y = np.einsum("gcw,cw->gc", window[..., :-1], taps[:, :-1]) + window[..., -1]
+        ramp = np.zeros((taps.shape[0], 2 * width - 1), buf.dtype)
+        ramp[:, : width - 1] = taps[:, :-1]
+        ramp[:, width - 1] = 1
+        end = slots - first
+        weights = _windows(ramp[None], width)[0][:, width - 1 - end].transpose(1, 0, 2)
+        weights = weights * ((first[:, None] + np.arange(width)) >= starts[:, None])[:, None, :]
+        y = np.einsum("gcw,gcw->gc", window, weights)
         y += taps[:, -1] * u
         buf[rows, channels, slots] = u
         return y

@@ -15,13 +15,13 @@ from collections.abc import Sequence
 from types import ModuleType
 
 from .. import __version__
-from . import bench, bench_model, demo, plan, tune
+from . import bench, bench_model, bench_pool, demo, plan, tune
 from ._args import CommandParser, UsageError
 
 __all__ = ["COMMANDS", "UsageError", "build_parser", "main"]
 
 #: The subcommands, in the order of ``futurefill --help``.
-COMMANDS = (demo, bench, plan, bench_model, tune)
+COMMANDS = (demo, bench, plan, bench_model, bench_pool, tune)
 
 DESCRIPTION = (
     "Exact, fast autoregressive generation from long-convolution sequence models (FutureFill): "
