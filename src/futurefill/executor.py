@@ -13,7 +13,9 @@ overrides only what its library does its own way:
   native is refused, when the generic message would not say it; default ``None``),
   :meth:`~Executor.asarray`, :meth:`~Executor.to_numpy`, :meth:`~Executor.resolve_dtype`,
   :meth:`~Executor.half_dtype` (default: the namespace's ``bfloat16``/``float16``, else
-  ``None``), :meth:`~Executor.zeros`, :meth:`~Executor.activate` (default: no context),
+  ``None``), :meth:`~Executor.default_dtype` (the working dtype when none is asked; default:
+  float64 for integer filters, else the filters' own), :meth:`~Executor.all_finite` (NaN
+  check where the array lives), :meth:`~Executor.zeros`, :meth:`~Executor.activate` (default: no context),
   :meth:`~Executor.synchronize` (default: nothing to wait for);
 * measured defaults of schedule parameters: :meth:`~Executor.default_direct_below` (default:
   the class attribute :attr:`ArrayAPIExecutor.direct_below`), :meth:`~Executor.default_radix`
@@ -22,7 +24,8 @@ overrides only what its library does its own way:
   the window dot of one step, storing the step's input; :meth:`~Executor.fill` — the
   FutureFill tasks planned after a step, added into the buffer; :meth:`~Executor.prefill` —
   the prompt's outputs (and its future) by one FFT convolution; :meth:`~Executor.clear` —
-  zero the buffer; :meth:`~Executor.settle` — finish deferred work (default: nothing, for an
+  zero the buffer; :meth:`~Executor.workspace_size` — bytes held beyond the state's arrays
+  (default: none); :meth:`~Executor.settle` — finish deferred work (default: nothing, for an
   executor that defers none);
 * optional whole programs: :meth:`~Executor.compile` — a whole-rollout program generated
   from the plan (:attr:`futurefill.Plan.step_patterns`), for backends with a compiler
@@ -108,6 +111,14 @@ class Executor(Protocol):
         """This backend's bfloat16 or float16 dtype for ``dtype``, or ``None``: inputs and
         outputs of that dtype are accepted, the convolution computed in float32."""
 
+    def default_dtype(self, host_dtype: Any) -> str:
+        """The working dtype (``"float32"`` or ``"float64"``, or a half dtype's name) when a
+        stream is built without one, from the dtype of its host filters."""
+
+    def all_finite(self, x: Array) -> bool:
+        """Whether ``x`` holds no NaN or infinity (reduced where ``x`` lives: one boolean
+        comes back, not the array)."""
+
     def zeros(self, shape: tuple[int, ...], dtype: Any) -> Array:
         """A new zero-filled array on this backend's device."""
 
@@ -136,6 +147,10 @@ class Executor(Protocol):
 
     def clear(self, state: ConvState) -> None:
         """Zero the buffer."""
+
+    def workspace_size(self, state: ConvState) -> dict[str, int]:
+        """Bytes the executor holds for ``state`` beyond its arrays, by name (e.g. the
+        memory of captured CUDA graphs), for :meth:`futurefill.OnlineConv.state_size`."""
 
     def settle(self, state: ConvState) -> None:
         """Finish the work this executor deferred (tasks run in the background) and put it
@@ -261,6 +276,13 @@ class ArrayAPIExecutor(GroupedKernels):
             if native is not None and _same_dtype(dtype, native, name):
                 return native
         return None
+
+    def default_dtype(self, host_dtype: Any) -> str:
+        kind = np.dtype(host_dtype)
+        return "float64" if kind.kind in "iub" else kind.name
+
+    def all_finite(self, x: Array) -> bool:
+        return bool(self.xp.all(self.xp.isfinite(x)))
 
     def zeros(self, shape: tuple[int, ...], dtype: Any) -> Array:
         kwargs = {} if self.device is None else {"device": self.device}
@@ -389,6 +411,9 @@ class ArrayAPIExecutor(GroupedKernels):
 
     def generate_greedy(self, model: Any, prompt: Any, new_tokens: int, **options: Any) -> Any:
         return None
+
+    def workspace_size(self, state: ConvState) -> dict[str, int]:
+        return {}
 
     def settle(self, state: ConvState) -> None:
         return None
