@@ -15,7 +15,8 @@ overrides only what its library does its own way:
   :meth:`~Executor.half_dtype` (default: the namespace's ``bfloat16``/``float16``, else
   ``None``), :meth:`~Executor.default_dtype` (the working dtype when none is asked; default:
   float64 for integer filters, else the filters' own), :meth:`~Executor.all_finite` (NaN
-  check where the array lives), :meth:`~Executor.zeros`, :meth:`~Executor.activate` (default: no context),
+  check where the array lives), :meth:`~Executor.zeros`, :meth:`~Executor.activate`
+  (default: no context),
   :meth:`~Executor.synchronize` (default: nothing to wait for);
 * measured defaults of schedule parameters: :meth:`~Executor.default_direct_below` (default:
   the class attribute :attr:`ArrayAPIExecutor.direct_below`), :meth:`~Executor.default_radix`
