@@ -378,3 +378,14 @@ def test_one_transform_per_fft_size_due_however_many_slots():
         sizes = {int(plan.fft_size[i]) for t in steps for i in range(*plan.task_ptr[t : t + 2])}
         pool.step(slots, np.zeros((64, 2)))
         assert pool.stats.transforms - before == len(sizes)
+
+
+def test_the_serving_guide_example_runs():
+    from pathlib import Path
+
+    text = (Path(__file__).parents[1] / "docs" / "serving.md").read_text(encoding="utf-8")
+    code = text.split("```python\n", 1)[1].split("```", 1)[0]
+    scope: dict[str, Any] = {}
+    exec(compile(code, "docs/serving.md", "exec"), scope)
+    pool = scope["pool"]
+    assert pool.position(scope["c"]) == 103 and pool.position(scope["d"]) == 101
