@@ -64,14 +64,6 @@ class StridedGroupedKernels(GroupedKernels):
         buf[rows, channels, slots] = u
         return y
 
-    def fill_group(self, state: ConvState, shape: Any, rows: np.ndarray, src: np.ndarray) -> None:
-        n, r = shape.fft_size, shape.read_start
-        block = self.gather(state, rows, slice(None), src, shape.src_length)
-        spectrum = np.fft.rfft(block, n, axis=-1)
-        spectrum *= state.spectra[shape.spectrum]
-        z = np.fft.irfft(spectrum, n, axis=-1)[..., r : r + shape.dst_length]
-        self.scatter(state, rows, slice(None), src + shape.shift, shape.dst_length, z, add=True)
-
     def gather(
         self, state: ConvState, rows: np.ndarray, channels: slice, first: np.ndarray, width: int
     ) -> Any:
