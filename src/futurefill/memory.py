@@ -21,11 +21,15 @@ __all__ = [
 
 _limit: int | None = None
 
-#: Bytes per task while a plan is built: int64 columns, their sorted copies, the stored int32
-#: columns and the derived tables (measured peak at 2**20 steps: ~190 bytes per task).
+#: Bytes per task while a plan is built, proved (:meth:`futurefill.Plan.validate`) and its
+#: transform program derived: the builder's int64 columns, the stored int32 columns, the
+#: corner keys of the proof, the program's ops (measured peaks, ``tracemalloc``, 2**12 to 2**20
+#: steps: at most 185 bytes per task, the deadline schedule with ``slack_from=1``).
 BYTES_PER_TASK = 200
-#: Bytes per step: window starts, task pointers and per-step tables.
-BYTES_PER_STEP = 48
+#: Bytes per step: window starts, task pointers, per-step tables, the proof's window corners.
+BYTES_PER_STEP = 64
+#: Bytes of any plan, however small (Python objects, NumPy's small allocations).
+PLAN_OVERHEAD = 4 << 20
 
 
 def format_bytes(n: float) -> str:
@@ -74,8 +78,9 @@ def check_memory(what: str, need: float) -> None:
 
 
 def plan_bytes(length: int, max_tasks: int) -> int:
-    """Estimated peak memory of building a plan of ``length`` steps and ``max_tasks`` tasks."""
-    return BYTES_PER_STEP * length + BYTES_PER_TASK * max_tasks
+    """Estimated peak memory of building a plan of ``length`` steps and ``max_tasks`` tasks
+    (its proof and its transform program included)."""
+    return PLAN_OVERHEAD + BYTES_PER_STEP * length + BYTES_PER_TASK * max_tasks
 
 
 def check_plan_memory(length: int, max_tasks: int) -> None:
