@@ -173,9 +173,7 @@ def prefill_bytes(plan: Plan, *, batch: int, channels: int, itemsize: int) -> in
     return convolution + 2 * rows * itemsize * plan.prompt + rows * plan.prompt  # + NaN mask
 
 
-def state_memory(
-    plan: Plan, *, batch: int, channels: int, taps: int, itemsize: int
-) -> StateMemory:
+def state_memory(plan: Plan, *, batch: int, channels: int, taps: int, itemsize: int) -> StateMemory:
     """The :class:`StateMemory` of a state of ``plan`` for ``batch x channels`` rows, filters
     of ``taps`` taps and real values of ``itemsize`` bytes (complex ones take twice that)."""
     rows, real, cplx = batch * channels, itemsize, 2 * itemsize
