@@ -18,8 +18,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from futurefill import memory
 from futurefill.models import ConvLM, ModelConfig
-from futurefill.models.params import init_params
+from futurefill.models.params import init_params, model_bytes
 
 
 def tiny(mixer: str = "stu", **kw: object) -> ConvLM:
@@ -292,3 +293,30 @@ def test_a_deeply_nested_configuration_is_a_clear_error(tmp_path: Path) -> None:
     path = write_file(tmp_path / "m.npz", np.array(deep), {})
     with pytest.raises(ValueError, match=r"m\.npz.*nested too deeply"):
         ConvLM.load(path)
+
+
+# ---------------------------------------------------------------------- building
+def test_a_model_too_large_to_build_is_refused_first() -> None:
+    """Its weights and long filters are estimated before anything is drawn."""
+    memory.set_memory_limit(64 << 20)
+    try:
+        with pytest.raises(MemoryError, match=r"hyena model of 4 layers x 256 wide over 2000000"):
+            ConvLM(mixer="hyena", dim=256, layers=4, max_len=2_000_000)
+        with pytest.raises(MemoryError, match="stu model"):
+            ConvLM(mixer="stu", dim=8, layers=1, stu_k=24, max_len=4_000_000)
+        assert ConvLM(mixer="hyena", dim=8, layers=1, max_len=256).config.max_len == 256
+    finally:
+        memory.set_memory_limit(None)
+
+
+@pytest.mark.parametrize(
+    ("mixer", "max_len"),
+    [("stu", 999), ("stu", 3001), ("stu_full", 1500), ("hyena", 5000)],  # lengths no other
+)  # test uses: the STU basis is computed here (dense up to 1024 taps), not found cached
+def test_building_a_model_stays_within_its_estimate(mixer: str, max_len: int) -> None:
+    cfg = ModelConfig(mixer=mixer, dim=6, layers=2, vocab_size=16, stu_k=5, max_len=max_len)
+
+    def build() -> None:
+        ConvLM(cfg).host_filters()
+
+    assert _peak_while(build) <= model_bytes(cfg)

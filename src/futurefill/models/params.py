@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 
 from .._checks import check_int
-from .config import ModelConfig
+from ..filters import DENSE_MAX_LENGTH
+from .config import STU_MIXERS, ModelConfig
 from .mixers import get_mixer
 from .npz import NpzArchive
 
@@ -29,6 +30,7 @@ __all__ = [
     "check_params",
     "init_params",
     "load_params",
+    "model_bytes",
     "save_params",
 ]
 
@@ -239,3 +241,25 @@ def init_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
         shapes.update({f"layers.{i}.{k}": s for k, s in layer.items()})
     shapes.update({"norm": (D,), "head": (D, V)})
     return shapes
+
+
+def model_bytes(cfg: ModelConfig) -> int:
+    """Estimated peak bytes of building a model of configuration ``cfg`` (nothing computed).
+
+    The weights (drawn in float64, then converted to ``cfg.dtype``), the long filters of
+    every layer (float64, ``long_channels x max_len`` each), for STU mixers the spectral
+    basis and what computes it (a dense ``max_len x max_len`` eigenproblem up to
+    :data:`~futurefill.filters.DENSE_MAX_LENGTH` taps, else a subspace iteration of ``stu_k``
+    plus oversampling columns of spectra), and the temporaries of one layer's filters (four
+    filter-sized arrays and the positional features). Measured peaks (``tracemalloc``) stay
+    within it.
+    """
+    mixer = get_mixer(cfg.mixer)
+    N = cfg.max_len
+    weights = sum(math.prod(shape) for shape in init_shapes(cfg).values())
+    filters = mixer.long_channels(cfg) * N
+    basis = 0
+    if cfg.mixer in STU_MIXERS:
+        basis = 4 * N * N if N <= DENSE_MAX_LENGTH else 8 * (cfg.stu_k + 24) * N
+    temporaries = 4 * filters + 100 * N
+    return 8 * (2 * weights + cfg.layers * filters + basis + temporaries)
