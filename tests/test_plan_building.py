@@ -176,3 +176,17 @@ def test_a_builder_that_returns_no_tiling_is_named(registry, result) -> None:
     register_schedule("forgetful")(lambda length, prompt: result)
     with pytest.raises(PlanError, match=r"builder of schedule 'forgetful' returned \w+, not"):
         make_plan(4, "forgetful")
+
+
+# ---------------------------------------------------------------------- the cost table
+def test_the_cost_table_says_whose_figures_it_gives() -> None:
+    """A printed plan counts one channel and batch row and says so; a stream's width, given,
+    is named and multiplies the figures."""
+    plan = make_plan(64)
+    table = str(plan).splitlines()
+    assert table[1].split(":", 1)[1].strip().startswith("per channel and batch row")
+    assert not any("1 x 1" in line for line in table)
+    stream = plan.cost(channels=64, batch=2)
+    assert "channels x batch = 64 x 2" in str(stream).splitlines()[1]
+    assert stream.online_flops == pytest.approx(128 * plan.cost().online_flops, rel=1e-12)
+    assert str(plan.cost(channels=1, batch=1)).splitlines()[1].endswith("= 1 x 1")

@@ -63,11 +63,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--channels",
         "-C",
         type=count(1),
-        default=1,
-        help="channels for the cost table (default: 1)",
+        default=None,
+        help="channels for the cost table (default: figures per channel and batch row)",
     )
     parser.add_argument(
-        "--batch", "-B", type=count(1), default=1, help="batch size for the cost table (default: 1)"
+        "--batch",
+        "-B",
+        type=count(1),
+        default=None,
+        help="batch size for the cost table (default: figures per channel and batch row)",
     )
     parser.add_argument(
         "--validate",

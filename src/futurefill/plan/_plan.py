@@ -419,13 +419,14 @@ class Plan(PlanTables):
         if self.transforms.shares:
             check_program(self, self.transforms)
 
-    def cost(self, channels: int = 1, batch: int = 1) -> PlanCost:
+    def cost(self, channels: int | None = None, batch: int | None = None) -> PlanCost:
         """Estimated work and memory of running this plan (see :class:`PlanCost`).
 
         Parameters
         ----------
-        channels, batch : int
-            Multiply the per-channel work.
+        channels, batch : int, optional
+            Multiply the per-channel work; without either, the figures are per channel and
+            batch row (and the table says so).
         """
         return plan_cost(self, channels=channels, batch=batch)
 
