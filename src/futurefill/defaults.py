@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from ._labels import device_name, dtype_name
+from ._registry import BACKEND_LIBRARIES
 from .executor import Executor
 
 __all__ = [
@@ -57,13 +58,6 @@ FORMAT = 1
 DIRECT_BELOW_CANDIDATES = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 #: Radices of the ``reuse`` schedule that ``futurefill tune --radices`` times by default.
 DEFAULT_RADICES = (2, 4, 8, 16)
-#: Array libraries whose versions key a backend's tuning (besides futurefill and NumPy).
-_LIBRARIES = {
-    "torch": ("torch",),
-    "jax": ("jax", "jaxlib"),
-    "cupy": ("cupy",),
-    "array_api_strict": ("array_api_strict",),
-}
 
 
 #: What a stored value must be, per parameter (others are ignored with a warning).
@@ -98,7 +92,7 @@ def library_versions(executor: Executor) -> dict[str, str]:
         "futurefill": __version__,
         "numpy": numpy.__version__,
     }
-    for name in _LIBRARIES.get(executor.name, ()):
+    for name in BACKEND_LIBRARIES.get(executor.name, ()):  # the backend's array library
         module = sys.modules.get(name)
         versions[name] = str(getattr(module, "__version__", "unknown"))
     return versions
