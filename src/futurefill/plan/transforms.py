@@ -286,7 +286,10 @@ def check_program(plan: PlanTables, program: TransformProgram) -> None:
 def _last_written(register: np.ndarray, write: np.ndarray) -> np.ndarray:
     """For every op, the last op at or before it with ``write`` on the same ``register``
     (-1 for none)."""
-    by_register = np.lexsort((np.arange(register.shape[0]), register))
+    small = register.size == 0 or (register.min() >= -1 and register.max() < 2**15 - 1)
+    keys = register.astype(np.int16) if small else register  # a radix sort: O(n)
+    by_register = np.argsort(keys, kind="stable")  # by register, then in op order
+    del keys
     position = np.arange(register.shape[0])
     ordered = register[by_register]
     starts = np.empty(ordered.shape, bool)
