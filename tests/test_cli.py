@@ -10,6 +10,7 @@ import sys
 import pytest
 
 import futurefill
+import futurefill.memory
 from futurefill.cli import main
 
 matplotlib = pytest.importorskip("matplotlib")
@@ -218,6 +219,33 @@ BAD_ARGUMENTS = [
     (["bench-model", "--schedules", ","], "--schedules"),
     (["bench-model", "--stu-k", "0"], "--stu-k"),
     (["bench-model", "--vocab", "0"], "--vocab"),
+    # sizes: beyond the 2**30 positions a plan holds, below what the calibration times
+    (["demo", "--length", "99999999999999999999"], "--length: must be <= 1073741824"),
+    (["bench", "--length", "1073741825"], "--length: must be <= 1073741824"),
+    (["bench", "--lengths", "8,1073741825"], "--lengths: must be <= 1073741824"),
+    (["plan", "--length", "1073741825"], "--length/-L: must be <= 1073741824"),
+    (["plan", "--length", "8", "--prompt", "100000000000"], "--prompt/-P: must be <="),
+    (["tune", "--length", "1073741825"], "--length: must be <= 1073741824"),
+    (["bench-model", "--prompt", "100000000000"], "--prompt: must be <= 1073741824"),
+    (["bench-model", "--tokens", "1073741825"], "--tokens: must be <= 1073741824"),
+    (["bench-model", "--prompt", "1073741000", "--tokens", "1000"], "--prompt 1073741000 +"),
+    (["demo", "--model-prompt", "1073741000", "--model-tokens", "1000"], "(2**30) positions"),
+    (["bench", "--length", "1"], "--length must be >= 3 for the cost model's calibration"),
+    (["bench", "--length", "2"], "(or pass --no-predict)"),
+    (["bench", "--lengths", "1,2"], "--lengths must be >= 3"),
+    # options the command does not take: named by the command, the closest one suggested
+    (["bench", "--lenght", "5"], "unrecognized arguments: --lenght 5 (--lenght: did you mean"),
+    (["plan", "--length", "8", "--chanels=2"], "--chanels=2: did you mean --channels?"),
+    (["tune", "--zzz"], "unrecognized arguments: --zzz"),
+]
+
+#: Sizes that do not fit in 1 GiB: refused before any work (see ``one_gib``).
+TOO_LARGE = [
+    (["bench", "--channels", "100000000000"], "the filters and 5 states need at least"),
+    (["bench", "--channels", "4096", "--length", "65536"], "--channels 4096 x --length 65536"),
+    (["demo", "--channels", "100000000000"], "the filters and 5 states"),
+    (["tune", "--channels", "100000", "--batch", "8"], "x --batch 8: the filters and 9 states"),
+    (["bench-model", "--tokens", "200000000"], "over 200004096 positions (--prompt + --tokens)"),
 ]
 
 
@@ -225,6 +253,35 @@ BAD_ARGUMENTS = [
 def test_bad_arguments_are_one_line_and_status_2(argv, fragment, capsys, no_long_work):
     assert cli(argv) == 2
     assert fragment in _one_line_error(capsys, argv[0])
+
+
+@pytest.fixture
+def one_gib():
+    """A memory limit of 1 GiB, whatever the machine has."""
+    futurefill.memory.set_memory_limit(1 << 30)
+    yield
+    futurefill.memory.set_memory_limit(None)
+
+
+@pytest.mark.parametrize(("argv", "fragment"), TOO_LARGE)
+def test_sizes_that_do_not_fit_are_refused_first(argv, fragment, capsys, one_gib, no_long_work):
+    assert cli(argv) == 2
+    err = _one_line_error(capsys, argv[0])
+    assert fragment in err and "1.0 GiB is available" in err
+
+
+def test_a_plan_that_does_not_fit_is_one_line(capsys, one_gib):
+    assert cli(["plan", "--length", "1073741824"]) == 2
+    assert "a plan of 1073741824 steps" in _one_line_error(capsys, "plan")
+
+
+def test_a_size_the_library_refuses_while_running_is_one_line(monkeypatch, capsys):
+    def refuse(**kwargs):
+        raise MemoryError("the state of 1x64 channels needs about 9.0 GiB but only 1.0 GiB is")
+
+    monkeypatch.setattr("futurefill.cli.demo.bench_configuration", refuse)
+    assert cli(["demo", "--length", "8"]) == 2
+    assert "needs about 9.0 GiB" in _one_line_error(capsys, "demo")
 
 
 def test_plot_to_a_directory_is_refused_before_the_work(tmp_path, capsys, no_long_work):

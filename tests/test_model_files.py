@@ -7,16 +7,20 @@ file alone decides (a huge ``max_len`` in a tiny file).
 
 from __future__ import annotations
 
+import io
 import json
 import time
+import tracemalloc
 import warnings
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from futurefill import memory
 from futurefill.models import ConvLM, ModelConfig
-from futurefill.models.params import init_params
+from futurefill.models.params import init_params, model_bytes
 
 
 def tiny(mixer: str = "stu", **kw: object) -> ConvLM:
@@ -197,3 +201,122 @@ def test_save_and_load_agree_on_the_path(tmp_path: Path, name: str) -> None:
     loaded = ConvLM.load(str(path))
     assert loaded.config == model.config
     np.testing.assert_array_equal(loaded.generate([1], 4), model.generate([1], 4))
+
+
+# ---------------------------------------------------------------------- what is read
+def _peak_while(work) -> int:
+    """Peak bytes NumPy and the zip reader allocate while ``work()`` runs."""
+    tracemalloc.start()
+    try:
+        work()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def _append_entry(path: Path, name: str, data: bytes) -> None:
+    with zipfile.ZipFile(path, "a", compression=zipfile.ZIP_DEFLATED) as z:
+        z.writestr(name, data)
+
+
+BIG = 48 << 20  # deflates to about 50 KB
+
+
+def test_an_extra_entry_is_refused_before_anything_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "m.npz"
+    tiny().save(path)
+    _append_entry(path, "junk.npy", b"\0" * BIG)
+    assert path.stat().st_size < BIG // 100
+
+    def load() -> None:
+        with pytest.raises(ValueError, match=r"m\.npz.*unexpected \['junk'\]") as info:
+            ConvLM.load(path)
+        assert "\n" not in str(info.value)
+
+    assert _peak_while(load) < BIG // 8
+
+
+def test_a_weight_larger_than_its_header_says_is_refused_unread(tmp_path: Path) -> None:
+    """An entry named like a weight, with the right header, declaring more bytes."""
+    model = tiny()
+    path = tmp_path / "m.npz"
+    weights = {k: v for k, v in model.params.items() if k != "norm"}
+    write_file(path, json.loads(model.config.to_json()), weights)
+    header = io.BytesIO()
+    np.save(header, np.ones(4))
+    _append_entry(path, "norm.npy", header.getvalue() + b"\0" * BIG)
+
+    def load() -> None:
+        with pytest.raises(ValueError, match=r"'norm' declares \d+ bytes, but a float64 array"):
+            ConvLM.load(path)
+
+    assert _peak_while(load) < BIG // 8
+
+
+@pytest.mark.parametrize(
+    ("entry", "match"),
+    [
+        ("notes.txt", "'notes.txt' is not an .npy array"),
+        ("embed.npy", "appears twice"),
+    ],
+)
+def test_entries_that_are_not_weights(tmp_path: Path, entry: str, match: str) -> None:
+    path = tmp_path / "m.npz"
+    tiny().save(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # zipfile: duplicate name
+        _append_entry(path, entry, b"text")
+    with pytest.raises(ValueError, match=match):
+        ConvLM.load(path)
+
+
+def test_a_pickled_weight_is_not_read(tmp_path: Path) -> None:
+    model = tiny()
+    path = doctored(tmp_path, model, params={"norm": np.array([1, 2, 3, 4], dtype=object)})
+    with pytest.raises(ValueError, match="'norm' holds Python objects"):
+        ConvLM.load(path)
+
+
+def test_a_configuration_entry_of_megabytes_is_not_read(tmp_path: Path) -> None:
+    cfg = json.loads(tiny().config.to_json())
+    path = write_file(tmp_path / "m.npz", np.array(json.dumps(cfg) + " " * (1 << 20)), {})
+    with pytest.raises(ValueError, match=r"'__config__' declares \d+ bytes"):
+        ConvLM.load(path)
+
+
+def test_a_deeply_nested_configuration_is_a_clear_error(tmp_path: Path) -> None:
+    text = '{"dim": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    with pytest.raises(ValueError, match="nested too deeply") as info:
+        ModelConfig.from_json(text)
+    assert "\n" not in str(info.value)
+    deep = '{"dim": ' + "[" * 3000 + "]" * 3000 + "}"  # 24 KB as .npy text: under the cap
+    path = write_file(tmp_path / "m.npz", np.array(deep), {})
+    with pytest.raises(ValueError, match=r"m\.npz.*nested too deeply"):
+        ConvLM.load(path)
+
+
+# ---------------------------------------------------------------------- building
+def test_a_model_too_large_to_build_is_refused_first() -> None:
+    """Its weights and long filters are estimated before anything is drawn."""
+    memory.set_memory_limit(64 << 20)
+    try:
+        with pytest.raises(MemoryError, match=r"hyena model of 4 layers x 256 wide over 2000000"):
+            ConvLM(mixer="hyena", dim=256, layers=4, max_len=2_000_000)
+        with pytest.raises(MemoryError, match="stu model"):
+            ConvLM(mixer="stu", dim=8, layers=1, stu_k=24, max_len=4_000_000)
+        assert ConvLM(mixer="hyena", dim=8, layers=1, max_len=256).config.max_len == 256
+    finally:
+        memory.set_memory_limit(None)
+
+
+@pytest.mark.parametrize(
+    ("mixer", "max_len"),
+    [("stu", 999), ("stu", 3001), ("stu_full", 1500), ("hyena", 5000)],  # lengths no other
+)  # test uses: the STU basis is computed here (dense up to 1024 taps), not found cached
+def test_building_a_model_stays_within_its_estimate(mixer: str, max_len: int) -> None:
+    cfg = ModelConfig(mixer=mixer, dim=6, layers=2, vocab_size=16, stu_k=5, max_len=max_len)
+
+    def build() -> None:
+        ConvLM(cfg).host_filters()
+
+    assert _peak_while(build) <= model_bytes(cfg)

@@ -161,3 +161,31 @@ def test_importing_futurefill_imports_no_backend_library() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_only_backends_that_load_are_listed(tmp_path, monkeypatch) -> None:
+    """A plug-in whose library is missing, or a built-in backend whose array library cannot
+    be found, is registered but not listed, nor offered as installed."""
+    _install_fake_distribution(
+        tmp_path, "ff_broken", "broken = ff_broken:Executor", module="import not_installed_lib\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setitem(_registry.BACKEND_LIBRARIES, "array_api_strict", ("no_such_library",))
+    _registry.refresh_backends()
+    names = futurefill.list_backends()
+    assert "numpy" in names and "broken" not in names and "array_api_strict" not in names
+    with pytest.raises(futurefill.BackendError, match="installed: ") as info:
+        futurefill.set_backend("tensorflow")
+    offered = str(info.value).split("installed: ")[1].split(", ")
+    assert offered == names
+    with pytest.raises(ImportError, match=r"pip install 'futurefill\[broken\]'"):
+        futurefill.set_backend("broken")  # named, it still says what to install
+
+
+def test_listing_the_backends_imports_no_array_library() -> None:
+    code = (
+        "import sys, futurefill; names = futurefill.list_backends();"
+        "print(sorted(m for m in ('torch', 'jax', 'cupy', 'array_api_strict') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -171,12 +171,28 @@ def test_a_broken_file_falls_back_to_the_shipped_table(cache, content):
     assert ex.default_direct_below(1, 64, np.float64) == 4
 
 
-@pytest.mark.parametrize("value", [0, -4, "16", 2.0, True, None])
-def test_odd_stored_values_are_ignored(cache, value):
+@pytest.mark.parametrize("value", [0, -4, "16", 2.0, True, None, 3, 48])
+def test_odd_stored_values_are_ignored_with_a_warning(cache, value):
+    """A value direct_below cannot take (3 is no power of two) would break every stream:
+    it is ignored, and the warning names the file and the entry."""
     _store(value, width=64)
-    assert NumpyExecutor().default_direct_below(1, 64, np.float64) == SHIPPED.lookup(
-        "cpu", "float64", 64
-    )
+    with pytest.warns(RuntimeWarning, match=r"ignoring direct_below = .* for width 64") as info:
+        found = NumpyExecutor().default_direct_below(1, 64, np.float64)
+    assert found == SHIPPED.lookup("cpu", "float64", 64)
+    key = defaults.cache_key(NumpyExecutor(), "float64")
+    assert str(cache) in str(info[0].message) and repr(key) in str(info[0].message)
+    with pytest.warns(RuntimeWarning, match="power of two"):
+        conv = futurefill.OnlineConv(np.ones((64, 32)), 32)  # the shipped value: it runs
+    assert conv.plan.spec.get("direct_below") == found
+
+
+def test_a_stored_radix_below_2_is_ignored_with_a_warning(cache):
+    ex = NumpyExecutor()
+    entry = {"radix": {"8": {"value": 1}}}
+    defaults._write_entry(defaults.cache_key(ex, "float64"), entry, defaults.cache_path())
+    with pytest.warns(RuntimeWarning, match=r"ignoring radix = 1 .* must be an int >= 2"):
+        conv = futurefill.OnlineConv(np.ones((8, 64)), 64, schedule="reuse", backend=ex)
+    assert conv.plan.spec.get("radix") >= 2
 
 
 def test_tuned_and_untuned_give_the_same_outputs(cache, rng):

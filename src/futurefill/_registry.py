@@ -10,7 +10,9 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import functools
+import importlib.util
 import os
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from importlib.metadata import EntryPoint, entry_points
@@ -19,6 +21,7 @@ from typing import Any
 from .executor import Executor
 
 __all__ = [
+    "BACKEND_LIBRARIES",
     "ENTRY_POINT_GROUP",
     "BackendError",
     "get_backend",
@@ -31,6 +34,14 @@ __all__ = [
 ENTRY_POINT_GROUP = "futurefill.executors"
 ENV_VAR = "FUTUREFILL_BACKEND"
 DEFAULT_BACKEND = "numpy"
+#: The array libraries of the built-in backends besides NumPy: a built-in backend is listed
+#: when they can be found (without importing them).
+BACKEND_LIBRARIES: dict[str, tuple[str, ...]] = {
+    "torch": ("torch",),
+    "jax": ("jax", "jaxlib"),
+    "cupy": ("cupy",),
+    "array_api_strict": ("array_api_strict",),
+}
 
 BackendSpec = tuple[str, Any]  # (name, device)
 
@@ -54,19 +65,48 @@ def _entry_points() -> dict[str, EntryPoint]:
 def refresh_backends() -> None:
     """Forget discovered plug-ins and cached executors (after installing a new backend)."""
     _entry_points.cache_clear()
+    _loadable.cache_clear()
     with _lock:
         _executors.clear()
 
 
 def list_backends() -> list[str]:
-    """Names of the installed backends (their libraries are not imported).
+    """Names of the backends that load here.
+
+    A built-in backend is listed when its module and its array library can be found (they
+    are not imported: listing imports neither torch nor JAX); a third-party plug-in is
+    imported to see whether it loads. Registered backends that do not load (their library
+    missing) are left out; naming one still says what to install.
 
     Returns
     -------
     list of str
         Sorted names registered under the ``futurefill.executors`` entry-point group.
     """
-    return sorted(_entry_points())
+    return sorted(name for name, ep in _entry_points().items() if _loadable(name, ep.value))
+
+
+def _found(module: str) -> bool:
+    """Whether ``module`` is imported or can be (it is not imported here)."""
+    if module in sys.modules:
+        return True
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+@functools.cache
+def _loadable(name: str, target: str) -> bool:
+    """Whether the plug-in ``target`` (``module:attribute``) of backend ``name`` loads."""
+    module = target.split(":")[0].strip()
+    if name in (DEFAULT_BACKEND, *BACKEND_LIBRARIES) and module == f"futurefill_{name}":
+        return all(map(_found, (module, *BACKEND_LIBRARIES.get(name, ()))))  # built in
+    try:
+        _entry_points()[name].load()
+    except Exception:  # whatever a plug-in raises on import: it does not load
+        return False
+    return True
 
 
 def _load_factory(name: str) -> Callable[..., Executor]:

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from ._labels import device_name, dtype_name
+from ._registry import BACKEND_LIBRARIES
 from .executor import Executor
 
 __all__ = [
@@ -57,12 +58,13 @@ FORMAT = 1
 DIRECT_BELOW_CANDIDATES = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 #: Radices of the ``reuse`` schedule that ``futurefill tune --radices`` times by default.
 DEFAULT_RADICES = (2, 4, 8, 16)
-#: Array libraries whose versions key a backend's tuning (besides futurefill and NumPy).
-_LIBRARIES = {
-    "torch": ("torch",),
-    "jax": ("jax", "jaxlib"),
-    "cupy": ("cupy",),
-    "array_api_strict": ("array_api_strict",),
+
+
+#: What a stored value must be, per parameter (others are ignored with a warning).
+_STORED: dict[str, tuple[str, Any]] = {
+    "direct_below": ("a power of two >= 1", lambda v: v & (v - 1) == 0),
+    "radix": ("an int >= 2", lambda v: v >= 2),
+    "epoch": ("an int >= 1", lambda v: True),
 }
 
 
@@ -90,7 +92,7 @@ def library_versions(executor: Executor) -> dict[str, str]:
         "futurefill": __version__,
         "numpy": numpy.__version__,
     }
-    for name in _LIBRARIES.get(executor.name, ()):
+    for name in BACKEND_LIBRARIES.get(executor.name, ()):  # the backend's array library
         module = sys.modules.get(name)
         versions[name] = str(getattr(module, "__version__", "unknown"))
     return versions
@@ -186,15 +188,30 @@ def stored_value(
     int or None
         ``None`` when tuning is off (``tuned=False`` or ``FUTUREFILL_NO_TUNING``) or nothing was
         stored for exactly this backend, device, dtype, library versions, width (and length).
+        A stored value the parameter cannot take (``direct_below: 3``, ``radix: 1``, ``0``,
+        text) is ignored too, with a ``RuntimeWarning`` that names the file and the entry.
     """
     if not tuning_enabled(tuned):
         return None
-    entry = read_cache().get(cache_key(executor, dtype), {})
+    key = cache_key(executor, dtype)
+    entry = read_cache().get(key, {})
     table = entry.get(name, {}) if isinstance(entry, dict) else {}
     where = str(width) if length is None else f"{width}/{length}"
     found = table.get(where) if isinstance(table, dict) else None
-    value = found.get("value") if isinstance(found, dict) else None
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+    if not isinstance(found, dict) or "value" not in found:
+        return None
+    value = found["value"]
+    rule, check = _STORED.get(name, ("a positive int", lambda v: True))
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0 and check(value):
+        return value
+    warnings.warn(
+        f"futurefill: ignoring {name} = {value!r} stored for width {where} under "
+        f"{key!r} in the tuning file {cache_path()}: it must be {rule}; run 'futurefill "
+        "tune' again or delete the file",
+        RuntimeWarning,
+        stacklevel=3,
+    )
+    return None
 
 
 # ---------------------------------------------------------------------- shipped tables

@@ -15,7 +15,7 @@ import numpy as np
 
 from . import ops
 from .executor import Executor
-from .memory import check_memory
+from .memory import check_memory, prefill_bytes, state_memory
 from .plan import Plan
 from .state import ConvState
 
@@ -23,6 +23,7 @@ __all__ = [
     "advance",
     "check_can_step",
     "check_feedback",
+    "check_prefill_memory",
     "emit",
     "new_state",
     "prefill",
@@ -38,12 +39,11 @@ _ALL = slice(None)
 
 
 def state_bytes(plan: Plan, *, batch: int, channels: int, taps: int, itemsize: int) -> int:
-    """Bytes of a state: buffer, filters, reversed window taps, complex filter spectra and the
-    spectrum registers of shared transforms (:attr:`futurefill.Plan.transforms`)."""
-    spectra = sum(n // 2 + 1 for _, _, n in plan.spectrum_keys)
-    registers = int((plan.transforms.register_fft_size.astype(np.int64) // 2 + 1).sum())
-    reals = batch * channels * plan.buffer_length + channels * (taps + plan.window_length)
-    return itemsize * (reals + 2 * channels * spectra + 2 * batch * channels * registers)
+    """Bytes a state needs at its peak: its arrays (buffer, filters, reversed window taps,
+    filter spectra, spectrum registers), the executors' work arrays and the largest
+    temporaries of its calls (construction, prefill, a rollout of every step); see
+    :class:`futurefill.memory.StateMemory`."""
+    return state_memory(plan, batch=batch, channels=channels, taps=taps, itemsize=itemsize).peak
 
 
 def new_state(
@@ -122,9 +122,23 @@ def prefill(executor: Executor, state: ConvState, u: Array, channels: slice) -> 
         raise RuntimeError(
             "the prompt was already given for these channels; call reset() to start over"
         )
+    check_prefill_memory(executor, state, channels)
     y = executor.prefill(state, u, channels)
     state.prefilled[channels] = True
     return y
+
+
+def check_prefill_memory(executor: Executor, state: ConvState, channels: slice) -> None:
+    """Refuse (:class:`MemoryError`) a prefill of ``channels`` whose FFT convolution would not
+    fit: its temporaries are estimated by :func:`futurefill.memory.prefill_bytes`."""
+    count = len(range(state.channels)[channels])
+    itemsize = executor.xp.finfo(state.buffer.dtype).bits // 8
+    need = prefill_bytes(state.plan, batch=state.batch, channels=count, itemsize=itemsize)
+    check_memory(
+        f"the prefill of {state.batch}x{count} channels over {state.plan.prompt} prompt "
+        f"inputs (an FFT of size {state.plan.prefill_fft_size})",
+        need,
+    )
 
 
 def emit(executor: Executor, state: ConvState, u: Array, channels: slice) -> Array:

@@ -5,7 +5,9 @@ Every subcommand module (``demo``, ``bench``, ``plan``, ``bench_model`` for ``be
 the first line in ``futurefill --help``, the rest as the description of ``futurefill COMMAND
 --help`` (plain text, no markup). A bad argument, whether argparse or ``run`` finds it
 (:class:`UsageError`), is one line on stderr, ``futurefill COMMAND: error: ...``, and exit
-status 2.
+status 2; so is an unrecognized option (with the closest one the command takes) and a size
+the library refuses (``MemoryError``: the estimates of :mod:`futurefill.memory` come before
+any allocation).
 """
 
 from __future__ import annotations
@@ -68,9 +70,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         Exit status: 0 on success, 1 when a check the command makes fails (``plan
         --validate``, ``bench-model`` tokens that differ), 2 for bad arguments.
     """
-    args = build_parser().parse_args(None if argv is None else list(argv))
+    parser = build_parser()
+    args, extras = parser.parse_known_args(None if argv is None else list(argv))
+    command: CommandParser = args._parser
+    if extras:  # reported by the subcommand's parser, which names the closest option
+        command.unrecognized(extras)
     try:
         return int(args._run(args))
     except UsageError as exc:
-        parser: CommandParser = args._parser
-        parser.error(str(exc))
+        command.error(str(exc))
+    except MemoryError as exc:  # a size the library refused before allocating it
+        command.error(str(exc) or "out of memory")

@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import difflib
 import math
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
 from .._registry import get_backend
 from ..executor import Executor
-from ..plan import PlanSpec, list_schedules, schedule_info
+from ..memory import available_memory, format_bytes
+from ..plan import MAX_POSITIONS, PlanSpec, list_schedules, schedule_info
 
 __all__ = [
     "CommandParser",
@@ -25,9 +27,12 @@ __all__ = [
     "add_choice",
     "add_options",
     "as_usage_error",
+    "check_positions",
+    "check_streams",
     "count",
     "lengths",
     "plot_path",
+    "positions",
     "positive_real",
     "resolve_backend",
     "schedule_names",
@@ -47,7 +52,19 @@ class CommandParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         """Print ``prog: error: message`` to stderr and exit with status 2."""
-        self.exit(2, f"{self.prog}: error: {message}\n")
+        self.exit(2, f"{self.prog}: error: {_one_line(message)}\n")
+
+    def unrecognized(self, extras: Sequence[str]) -> NoReturn:
+        """Report arguments this parser does not take, suggesting the closest option."""
+        options = [o for action in self._actions for o in action.option_strings]
+        hints = []
+        for arg in extras:
+            if arg.startswith("-"):
+                close = difflib.get_close_matches(arg.split("=", 1)[0], options, n=1, cutoff=0.6)
+                if close:
+                    hints.append(f"{arg}: did you mean {close[0]}?")
+        hint = f" ({'; '.join(hints)})" if hints else ""
+        self.error(f"unrecognized arguments: {' '.join(extras)}{hint}")
 
 
 def add_options(
@@ -69,12 +86,39 @@ def add_choice(
 
 @contextlib.contextmanager
 def as_usage_error() -> Iterator[None]:
-    """Turn a ``TypeError`` or ``ValueError`` raised inside into a :class:`UsageError`: for
-    library calls that check a combination of arguments before any long work."""
+    """Turn a ``TypeError``, ``ValueError`` or ``MemoryError`` raised inside into a
+    :class:`UsageError`: for library calls that check a combination of arguments (or the
+    memory it would take) before any long work."""
     try:
         yield
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, MemoryError) as exc:
         raise UsageError(_one_line(exc)) from None
+
+
+def check_positions(**sizes: int) -> None:
+    """Refuse options whose positions add up beyond what a plan holds (2**30); the keywords
+    are option names without their dashes (``model_prompt`` is ``--model-prompt``)."""
+    if sum(sizes.values()) > MAX_POSITIONS:
+        given = " + ".join(f"--{name.replace('_', '-')} {n}" for name, n in sizes.items())
+        raise UsageError(f"{given} is above the {MAX_POSITIONS} (2**30) positions a plan holds")
+
+
+def check_streams(length: int, channels: int, *, streams: int, batch: int = 1) -> None:
+    """Refuse a run whose filters and states would not fit, before any work.
+
+    A lower bound: the host filters (float64), their copy on the backend and, per stream
+    (``OnlineConv``), its own copy and a buffer of as many values; the library checks the
+    rest when it allocates.
+    """
+    need = 8 * channels * length * (2 + streams * (1 + batch))
+    available = available_memory()
+    if available is not None and need > available:
+        raise UsageError(
+            f"--channels {channels} x --length {length}"
+            + (f" x --batch {batch}" if batch > 1 else "")
+            + f": the filters and {streams} states need at least {format_bytes(need)}, but only "
+            f"{format_bytes(available)} is available"
+        )
 
 
 def _int(text: str) -> int:
@@ -84,27 +128,35 @@ def _int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
 
 
-def count(minimum: int) -> Callable[[str], int]:
-    """An argparse ``type``: an integer ``>= minimum``."""
+def count(minimum: int, maximum: int | None = None) -> Callable[[str], int]:
+    """An argparse ``type``: an integer ``>= minimum`` (and ``<= maximum``)."""
 
     def parse(text: str) -> int:
         value = _int(text)
         if value < minimum:
             raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        if maximum is not None and value > maximum:
+            raise argparse.ArgumentTypeError(f"must be <= {maximum}, got {value}")
         return value
 
     parse.__name__ = f"integer >= {minimum}"
     return parse
 
 
+#: An argparse ``type`` for numbers of positions (steps, prompts, tokens): ``1 .. 2**30``.
+positions = count(1, MAX_POSITIONS)
+
+
 def lengths(text: str) -> list[int]:
-    """An argparse ``type``: comma-separated positive integers, e.g. ``1024,4096``."""
+    """An argparse ``type``: comma-separated integers in ``1 .. 2**30``, e.g. ``1024,4096``."""
     items = [item.strip() for item in text.split(",")]
     values = [_int(item) for item in items if item]
     if not values or len(values) != len(items) or min(values) < 1:
         raise argparse.ArgumentTypeError(
             f"expected comma-separated positive integers such as 1024,4096, got {text!r}"
         )
+    if max(values) > MAX_POSITIONS:
+        raise argparse.ArgumentTypeError(f"must be <= {MAX_POSITIONS}, got {max(values)}")
     return values
 
 
@@ -188,7 +240,7 @@ def plot_path(text: str) -> str:
     return str(path)
 
 
-def _one_line(exc: Exception) -> str:
+def _one_line(exc: Exception | str) -> str:
     return " ".join(str(exc).split())
 
 

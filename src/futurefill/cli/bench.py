@@ -38,9 +38,11 @@ from ._args import (
     UsageError,
     add_choice,
     add_options,
+    check_streams,
     count,
     lengths,
     plot_path,
+    positions,
     resolve_backend,
     schedule_names,
 )
@@ -62,6 +64,10 @@ _MODEL_CAPTION = (
     "processor time of the same round, which other tenants of a shared machine do not "
     "inflate (on a CPU backend the prediction aims at it)"
 )
+
+
+#: Shortest generation the calibration of the cost model can time (its plans need FFT tasks).
+_CALIBRATED = 3
 
 
 def _fmt(value: float | None, spec: str) -> str:
@@ -139,7 +145,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_options(
         parser,
         [
-            ("--length", count(1), 32768, "tokens generated, L"),
+            ("--length", positions, 32768, "tokens generated, L"),
             ("--channels", count(1), 64, "depthwise channels D"),
             (
                 "--repeats",
@@ -264,6 +270,16 @@ def _check(args: argparse.Namespace) -> None:
         raise UsageError("--warmup-steps goes with --latency")
     if args.warmup_steps is not None and args.warmup_steps > args.length:
         raise UsageError(f"--warmup-steps must be at most --length {args.length}")
+    sizes = args.lengths or [args.length]
+    calibrated = not (args.no_predict or args.latency or args.crossover or args.open_ended)
+    if calibrated and min(sizes) < _CALIBRATED:
+        option = "--lengths" if args.lengths else "--length"
+        raise UsageError(
+            f"{option} must be >= {_CALIBRATED} for the cost model's calibration, got "
+            f"{min(sizes)} (or pass --no-predict)"
+        )
+    streams = 1 if args.crossover else len(args.schedules or SCHEDULES)
+    check_streams(max(sizes), args.channels, streams=streams)
 
 
 def run(args: argparse.Namespace) -> int:

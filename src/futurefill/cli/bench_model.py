@@ -17,12 +17,17 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..measure.bench_model import RunResult, compare_schedules
+from ..memory import check_memory
 from ..models import ConvLM, ModelConfig
+from ..models.params import model_bytes
+from ..plan import MAX_POSITIONS
 from ._args import (
     add_choice,
     add_options,
     as_usage_error,
+    check_positions,
     count,
+    positions,
     positive_real,
     resolve_backend,
     schedule_names,
@@ -85,7 +90,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             ("--mlp-ratio", positive_real, 4.0, "MLP hidden width as a multiple of --dim"),
             ("--vocab", count(1), 256, "vocabulary size"),
             ("--stu-k", count(1), 24, "spectral filters of the stu mixer"),
-            ("--tokens", count(1), 16384, "new tokens per run"),
+            ("--tokens", positions, 16384, "new tokens per run"),
             ("--batch", count(1), 1, "sequences generated together"),
             ("--seed", count(0), 0, "seed of the weights and the prompts"),
             ("--repeats", count(1), 3, "runs of each compiled program, best kept (JAX)"),
@@ -93,7 +98,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--prompt",
-        type=count(0),
+        type=count(0, MAX_POSITIONS),
         nargs="+",
         default=[0, 4096],
         help="prompt lengths, one run each, 0 for none (default: 0 4096)",
@@ -111,6 +116,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run ``futurefill bench-model``; 0 when every schedule produced the baseline's tokens."""
     executor = resolve_backend(args.backend, args.dtype)
+    check_positions(prompt=max(args.prompt), tokens=args.tokens)
     with as_usage_error():
         cfg = ModelConfig(
             mixer=args.mixer,
@@ -122,6 +128,11 @@ def run(args: argparse.Namespace) -> int:
             stu_k=args.stu_k,
             seed=args.seed,
             dtype=args.dtype,
+        )
+        check_memory(
+            f"a model of --layers {args.layers} x --dim {args.dim} over "
+            f"{cfg.max_len} positions (--prompt + --tokens)",
+            model_bytes(cfg),
         )
     start = time.perf_counter()
     model = ConvLM(cfg)

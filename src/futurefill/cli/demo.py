@@ -11,11 +11,15 @@ import argparse
 
 from ..measure.bench import bench_configuration
 from ..measure.bench_model import demo_models
-from ._args import add_options, count
+from ..plan import MAX_POSITIONS, SCHEDULES
+from ._args import add_options, check_positions, check_streams, count, positions
 from ._table import console, print_table
 from .bench import print_results
 
 __all__ = ["add_arguments", "run"]
+
+
+_prompt = count(0, MAX_POSITIONS)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -23,16 +27,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_options(
         parser,
         [
-            ("--length", count(1), 16384, "tokens to generate"),
+            ("--length", positions, 16384, "tokens to generate"),
             ("--channels", count(1), 64, "depthwise channels D"),
-            ("--model-prompt", count(0), 1024, "prompt length of the reference models, 0: none"),
-            ("--model-tokens", count(1), 8192, "tokens the reference models generate"),
+            ("--model-prompt", _prompt, 1024, "prompt length of the reference models, 0: none"),
+            ("--model-tokens", positions, 8192, "tokens the reference models generate"),
         ],
     )
 
 
 def run(args: argparse.Namespace) -> int:
     """Run ``futurefill demo`` with parsed arguments; return the exit status."""
+    check_positions(model_prompt=args.model_prompt, model_tokens=args.model_tokens)
+    check_streams(args.length, args.channels, streams=len(SCHEDULES))
     console().print(
         f"[bold]futurefill demo[/]: one depthwise layer, D={args.channels} channels, "
         f"L={args.length} tokens generated with feedback u(t+1) = tanh(y(t)), NumPy float64"

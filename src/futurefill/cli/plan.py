@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import argparse
 
-from ..plan import SCHEDULES, PlanError, make_plan
-from ._args import UsageError, add_choice, as_usage_error, count, plot_path
+from ..plan import MAX_POSITIONS, SCHEDULES, PlanError, make_plan
+from ._args import UsageError, add_choice, as_usage_error, count, plot_path, positions
 
 __all__ = ["add_arguments", "run"]
 
@@ -18,7 +18,7 @@ __all__ = ["add_arguments", "run"]
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the options of ``futurefill plan`` to ``parser``."""
     parser.add_argument(
-        "--length", "-L", type=count(1), required=True, help="number of online steps (tokens)"
+        "--length", "-L", type=positions, required=True, help="number of online steps (tokens)"
     )
     parser.add_argument(
         "--schedule",
@@ -30,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--prompt",
         "-P",
-        type=count(0),
+        type=count(0, MAX_POSITIONS),
         default=0,
         help="prompt length given by prefill (default: 0)",
     )
@@ -63,11 +63,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--channels",
         "-C",
         type=count(1),
-        default=1,
-        help="channels for the cost table (default: 1)",
+        default=None,
+        help="channels for the cost table (default: figures per channel and batch row)",
     )
     parser.add_argument(
-        "--batch", "-B", type=count(1), default=1, help="batch size for the cost table (default: 1)"
+        "--batch",
+        "-B",
+        type=count(1),
+        default=None,
+        help="batch size for the cost table (default: figures per channel and batch row)",
     )
     parser.add_argument(
         "--validate",

@@ -21,10 +21,12 @@ import sys
 
 from ..defaults import DEFAULT_RADICES, DIRECT_BELOW_CANDIDATES, cache_path, read_cache
 from ..measure.tuning import TuningResult, tune
+from ..plan import MAX_POSITIONS
 from ._args import (
     UsageError,
     add_choice,
     add_options,
+    check_streams,
     count,
     lengths,
     resolve_backend,
@@ -47,7 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         [
             ("--channels", count(1), 64, "depthwise channels D"),
             ("--batch", count(1), 1, "batch size B (the width tuned is B x D)"),
-            ("--length", count(2), 16384, "steps of each timed generation, L"),
+            ("--length", count(2, MAX_POSITIONS), 16384, "steps of each timed generation, L"),
             ("--repeats", count(1), 3, "timed rounds after the warm-up; each keeps its best"),
         ],
     )
@@ -96,6 +98,7 @@ def _check(args: argparse.Namespace) -> None:
         raise UsageError(f"--radices must be at least 2, got {args.radices}")
     if args.epochs and max(args.epochs) > args.length:
         raise UsageError(f"--epochs must be at most --length {args.length}, got {args.epochs}")
+    check_streams(args.length, args.channels, streams=len(args.candidates), batch=args.batch)
 
 
 def _show(as_json: bool) -> int:

@@ -123,7 +123,8 @@ class ModelConfig:
         Raises
         ------
         ValueError
-            Text that is not a JSON object, unknown keys, or a bad value (see the class).
+            Text that is not a JSON object (nested too deeply to be read included), unknown
+            keys, or a bad value (see the class).
         TypeError
             A value of the wrong type.
         """
@@ -131,6 +132,11 @@ class ModelConfig:
             data: Any = json.loads(text)
         except json.JSONDecodeError as exc:
             raise ValueError(f"model configuration is not valid JSON: {exc}") from None
+        except RecursionError:  # the decoder recurses once per level of nesting
+            raise ValueError(
+                "model configuration is not a flat JSON object: its values are nested too "
+                "deeply to be read"
+            ) from None
         if not isinstance(data, dict):
             raise ValueError(
                 f"model configuration must be a JSON object, got {type(data).__name__}"

@@ -13,12 +13,20 @@ import numpy as np
 
 from .._registry import get_backend
 from ..executor import Executor
+from ..memory import check_memory
 from .config import ModelConfig
 from .decode import generate as _generate
 from .mixers import Mixer, get_mixer
 from .network import BackendWeights, convert_weights, layer_params, sequence_pass
 from .options import GenerationOptions
-from .params import MAX_LEN_LIMIT, check_params, init_params, load_params, save_params
+from .params import (
+    MAX_LEN_LIMIT,
+    check_params,
+    init_params,
+    load_params,
+    model_bytes,
+    save_params,
+)
 from .state_size import DecodeStateSize, decode_state_size
 from .tokens import token_array
 
@@ -48,6 +56,13 @@ class ConvLM:
     **overrides
         Fields of :class:`ModelConfig`.
 
+    Raises
+    ------
+    MemoryError
+        When building the weights and long filters (estimated by
+        :func:`~futurefill.models.params.model_bytes`) would not fit, before anything is
+        computed (see :mod:`futurefill.memory`).
+
     Examples
     --------
     >>> from futurefill.models import ConvLM
@@ -66,6 +81,11 @@ class ConvLM:
         cfg = config if config is not None else ModelConfig()
         if overrides:
             cfg = dataclasses.replace(cfg, **overrides)
+        check_memory(
+            f"a {cfg.mixer} model of {cfg.layers} layers x {cfg.dim} wide over "
+            f"{cfg.max_len} positions (its weights and long filters)",
+            model_bytes(cfg),
+        )
         params = check_params(cfg, init_params(cfg) if params is None else params)
         self._config = cfg
         self._params = dict(params)

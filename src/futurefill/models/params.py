@@ -2,8 +2,10 @@
 
 A model file is data from elsewhere: :func:`load_params` reads no pickle, checks the
 configuration before any weight is read (``max_len`` included, against a limit the caller
-sets: the file alone must not decide how much work the model will take), and checks every
-weight (name, shape, real and finite) with one clear error per problem.
+sets: the file alone must not decide how much work the model will take), checks the names,
+dtypes, shapes and declared sizes of the weights before reading any of them (an extra entry of
+gigabytes is refused unread), and checks every weight (real and finite) with one clear error
+per problem.
 """
 
 from __future__ import annotations
@@ -17,8 +19,10 @@ from typing import Any
 import numpy as np
 
 from .._checks import check_int
-from .config import ModelConfig
+from ..filters import DENSE_MAX_LENGTH
+from .config import STU_MIXERS, ModelConfig
 from .mixers import get_mixer
+from .npz import NpzArchive
 
 __all__ = [
     "MAX_LEN_LIMIT",
@@ -26,10 +30,13 @@ __all__ = [
     "check_params",
     "init_params",
     "load_params",
+    "model_bytes",
     "save_params",
 ]
 
 _CONFIG_KEY = "__config__"
+#: Largest configuration entry read (its JSON is a few hundred bytes).
+_CONFIG_BYTES = 1 << 16
 
 #: Largest ``max_len`` :func:`load_params` accepts unless told otherwise. Building a model's
 #: long filters costs time and memory in proportion to ``max_len`` (the STU basis of
@@ -127,10 +134,15 @@ def save_params(
         np.savez(f, **arrays)
 
 
-def _read_config(path: str, data: Any) -> ModelConfig:
-    if _CONFIG_KEY not in data.files:
+def _read_config(path: str, archive: NpzArchive) -> ModelConfig:
+    if _CONFIG_KEY not in archive.entries:
         raise ModelFileError(f"{path!r} is not a futurefill model file (no {_CONFIG_KEY!r} entry)")
-    entry = data[_CONFIG_KEY]
+    if archive.declared_size(_CONFIG_KEY) > _CONFIG_BYTES:
+        raise ModelFileError(
+            f"{path!r}: {_CONFIG_KEY!r} declares {archive.declared_size(_CONFIG_KEY)} bytes; "
+            f"a configuration takes at most {_CONFIG_BYTES}"
+        )
+    entry = archive.read(_CONFIG_KEY)
     if entry.dtype.kind != "U" or entry.ndim != 0:
         raise ModelFileError(
             f"{path!r}: {_CONFIG_KEY!r} must be the configuration as JSON text, got an array "
@@ -142,10 +154,33 @@ def _read_config(path: str, data: Any) -> ModelConfig:
         raise ModelFileError(f"{path!r}: bad model configuration: {exc}") from None
 
 
+def _check_entries(archive: NpzArchive, cfg: ModelConfig) -> None:
+    """Names, dtypes, shapes and declared sizes of the weights, before any is read."""
+    expected = init_shapes(cfg)
+    names = set(archive.entries) - {_CONFIG_KEY}
+    if names != set(expected):
+        missing, extra = set(expected) - names, names - set(expected)
+        raise ValueError(
+            f"weights do not match the configuration: missing {sorted(missing)}, "
+            f"unexpected {sorted(extra)}"
+        )
+    for name, shape in expected.items():
+        header = archive.header(name)
+        if header.dtype.kind not in "fiu":
+            raise ValueError(f"weight {name!r} must hold real numbers, got dtype {header.dtype}")
+        if header.shape != shape:
+            raise ValueError(f"weight {name!r} has shape {header.shape}, expected {shape}")
+
+
 def load_params(
     path: str | os.PathLike[str], *, max_len_limit: int | None = MAX_LEN_LIMIT
 ) -> tuple[ModelConfig, dict[str, np.ndarray]]:
     """Read a file written by :func:`save_params`, checking everything in it.
+
+    The configuration is read first; then the names of the entries, and the dtype, shape and
+    declared size of each weight, are checked against it before any weight is read: the
+    file reads at most what its configuration's weights take (see
+    :mod:`futurefill.models.npz`).
 
     Parameters
     ----------
@@ -172,15 +207,16 @@ def load_params(
     if not zipfile.is_zipfile(name):
         raise ModelFileError(f"{name!r} is not a futurefill model file (not an .npz archive)")
     try:
-        with np.load(name, allow_pickle=False) as data:
-            cfg = _read_config(name, data)
+        with NpzArchive(name) as archive:
+            cfg = _read_config(name, archive)
             if max_len_limit is not None and cfg.max_len > max_len_limit:
                 raise ModelFileError(
                     f"{name!r} asks for max_len = {cfg.max_len}, above the limit of "
                     f"{max_len_limit} (building its filters takes time and memory in "
                     f"proportion); if you trust the file, pass max_len_limit={cfg.max_len}"
                 )
-            raw = {k: data[k] for k in data.files if k != _CONFIG_KEY}
+            _check_entries(archive, cfg)
+            raw = {k: archive.read(k) for k in archive.entries if k != _CONFIG_KEY}
         return cfg, check_params(cfg, raw)
     except ModelFileError:
         raise
@@ -205,3 +241,25 @@ def init_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
         shapes.update({f"layers.{i}.{k}": s for k, s in layer.items()})
     shapes.update({"norm": (D,), "head": (D, V)})
     return shapes
+
+
+def model_bytes(cfg: ModelConfig) -> int:
+    """Estimated peak bytes of building a model of configuration ``cfg`` (nothing computed).
+
+    The weights (drawn in float64, then converted to ``cfg.dtype``), the long filters of
+    every layer (float64, ``long_channels x max_len`` each), for STU mixers the spectral
+    basis and what computes it (a dense ``max_len x max_len`` eigenproblem up to
+    :data:`~futurefill.filters.DENSE_MAX_LENGTH` taps, else a subspace iteration of ``stu_k``
+    plus oversampling columns of spectra), and the temporaries of one layer's filters (four
+    filter-sized arrays and the positional features). Measured peaks (``tracemalloc``) stay
+    within it.
+    """
+    mixer = get_mixer(cfg.mixer)
+    N = cfg.max_len
+    weights = sum(math.prod(shape) for shape in init_shapes(cfg).values())
+    filters = mixer.long_channels(cfg) * N
+    basis = 0
+    if cfg.mixer in STU_MIXERS:
+        basis = 4 * N * N if N <= DENSE_MAX_LENGTH else 8 * (cfg.stu_k + 24) * N
+    temporaries = 4 * filters + 100 * N
+    return 8 * (2 * weights + cfg.layers * filters + basis + temporaries)

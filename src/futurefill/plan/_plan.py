@@ -54,6 +54,7 @@ _REQUIRED_COLUMNS = TASK_COLUMNS[:5]
 
 #: Largest supported ``prompt + length`` (positions are stored as int32).
 MAX_POSITIONS = 1 << 30
+_INT32 = np.iinfo(np.int32)
 
 
 class TaskOffsets(NamedTuple):
@@ -231,11 +232,18 @@ class Plan(PlanTables):
         starts = np.asarray(window_start)
         if starts.shape != (L,) or starts.dtype.kind not in "iu":
             raise PlanError(f"window_start must be {L} integers, got shape {starts.shape}")
+        _check_int32("window_start", starts)
         cols = _task_columns(tasks, L)
-        order = np.argsort(cols["after_step"], kind="stable")
-        cols = {name: col[order] for name, col in cols.items()}
-        counts = np.bincount(cols["after_step"], minlength=L)
+        steps = cols.pop("after_step")
+        order = None if np.all(steps[1:] >= steps[:-1]) else np.argsort(steps, kind="stable")
+        counts = np.bincount(steps, minlength=L)
+        del steps
         task_ptr = np.concatenate([[0], np.cumsum(counts)])
+        stored = {}  # int32, sorted by step; each int64 column dropped once stored
+        for name in TASK_COLUMNS[1:]:
+            col = cols.pop(name)
+            stored[name] = readonly(col if order is None else col[order])
+            del col
         origin = 0 if (keep_prompt or P == 0) else P
         fills = P > 0 and origin == P
         prefill_fft = 0 if P == 0 else next_pow2((2 * P + L - 1) if fills else (2 * P - 1))
@@ -243,8 +251,9 @@ class Plan(PlanTables):
         if spec is None:
             h = hashlib.sha256(np.asarray([L, P, origin, share_transforms], np.int64).tobytes())
             h.update(np.ascontiguousarray(starts, np.int64).tobytes())
-            for name in TASK_COLUMNS:
-                h.update(np.ascontiguousarray(cols[name], np.int64).tobytes())
+            h.update(np.repeat(np.arange(L, dtype=np.int64), counts).tobytes())  # after_step
+            for name in TASK_COLUMNS[1:]:
+                h.update(np.ascontiguousarray(stored[name], np.int64).tobytes())
             digest = h.hexdigest()
         plan = cls(
             spec=spec,
@@ -253,13 +262,7 @@ class Plan(PlanTables):
             origin=origin,
             window_start=readonly(starts),
             task_ptr=readonly(task_ptr),
-            src_start=readonly(cols["src_start"]),
-            src_stop=readonly(cols["src_stop"]),
-            dst_start=readonly(cols["dst_start"]),
-            dst_stop=readonly(cols["dst_stop"]),
-            filter_start=readonly(cols["filter_start"]),
-            filter_stop=readonly(cols["filter_stop"]),
-            fft_size=readonly(cols["fft_size"]),
+            **stored,
             prefill_fft_size=prefill_fft,
             defaulted=frozenset(defaulted),
             share_transforms=bool(share_transforms),
@@ -416,13 +419,14 @@ class Plan(PlanTables):
         if self.transforms.shares:
             check_program(self, self.transforms)
 
-    def cost(self, channels: int = 1, batch: int = 1) -> PlanCost:
+    def cost(self, channels: int | None = None, batch: int | None = None) -> PlanCost:
         """Estimated work and memory of running this plan (see :class:`PlanCost`).
 
         Parameters
         ----------
-        channels, batch : int
-            Multiply the per-channel work.
+        channels, batch : int, optional
+            Multiply the per-channel work; without either, the figures are per channel and
+            batch row (and the table says so).
         """
         return plan_cost(self, channels=channels, batch=batch)
 
@@ -448,7 +452,9 @@ def _task_columns(tasks: Any, length: int) -> dict[str, np.ndarray]:
     for name, col in cols.items():
         if col.ndim != 1 or col.shape != n or (col.size and col.dtype.kind not in "iu"):
             raise PlanError(f"task column {name!r} must be 1-D integers of one common length")
-    cols = {name: col.astype(np.int64) for name, col in cols.items()}
+    for name, col in cols.items():
+        _check_int32(f"task column {name!r}", col)
+    cols = {name: col.astype(np.int64, copy=False) for name, col in cols.items()}
     step = cols["after_step"]
     if np.any(step < 0) or np.any(step >= length):
         raise PlanError(f"after_step must lie in 0..{length - 1}")
@@ -460,5 +466,23 @@ def _task_columns(tasks: Any, length: int) -> dict[str, np.ndarray]:
     if "fft_size" not in cols:
         lo, hi = cols["filter_start"], cols["filter_stop"]
         need = np.maximum(np.maximum(b + hi - c - 1, d - a - lo), hi - lo)
-        cols["fft_size"] = np.array([next_pow2(int(m)) for m in need], np.int64)
+        cols["fft_size"] = _next_pow2(need)
+        _check_int32("task column 'fft_size'", cols["fft_size"])
     return cols
+
+
+def _next_pow2(n: np.ndarray) -> np.ndarray:
+    """Elementwise :func:`next_pow2` of an int64 array (exact: ``frexp`` of an integer below
+    2**53 gives its bit length)."""
+    bits = np.frexp(np.maximum(n - 1, 0).astype(np.float64))[1]
+    return np.left_shift(1, bits.astype(np.int64))
+
+
+def _check_int32(what: str, values: np.ndarray) -> None:
+    """Refuse values that int32 tables cannot hold (they would wrap silently)."""
+    if values.size and (values.min() < _INT32.min or values.max() > _INT32.max):
+        bad = values.max() if values.max() > _INT32.max else values.min()
+        raise PlanError(
+            f"{what} holds {bad}, outside the int32 range of plan tables "
+            f"({_INT32.min}..{_INT32.max}); positions stop at 2**30"
+        )

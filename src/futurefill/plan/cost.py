@@ -57,7 +57,9 @@ class PlanCost:
     FLOPs (the FFTs of the tasks and of the prefill) and *multiply-add* FLOPs (local windows,
     spectrum products, accumulations), each also given in units of the offline floor
     (:func:`floor_flops` of ``prompt + length`` positions). ``repr`` is one line; ``str`` is
-    the whole table.
+    the whole table, which says whether its figures are per channel and batch row
+    (:attr:`per_channel`: no width was given, as when a plan is printed) or for ``channels x
+    batch`` rows.
     """
 
     plan: PlanTables
@@ -74,6 +76,7 @@ class PlanCost:
     transform_flops: float = 0.0
     multiply_add_flops: float = 0.0
     floor_flops: float = 0.0
+    per_channel: bool = False
 
     @property
     def flops_per_step(self) -> float:
@@ -107,9 +110,14 @@ class PlanCost:
         if p.spec is not None:
             for name, value in p.spec.params.items():
                 params.append(f"{name}={value}" + (" [default]" if name in p.defaulted else ""))
+        width = (
+            "per channel and batch row (a stream's: plan.cost(channels=C, batch=B))"
+            if self.per_channel
+            else f"channels x batch = {self.channels} x {self.batch}"
+        )
         lines = [
             f"Plan({p.schedule!r}, {', '.join(params)})",
-            f"  channels x batch          : {self.channels} x {self.batch}",
+            f"  figures                   : {width}",
             f"  FutureFill tasks          : {p.num_tasks}",
             f"  prefill FLOPs             : {self.prefill_flops:.4g}"
             + (f" (FFT size {p.prefill_fft_size})" if p.prompt else ""),
@@ -143,8 +151,14 @@ def window_widths(plan: PlanTables) -> np.ndarray:
     return plan.slot.astype(np.int64) - plan.window_slot + 1
 
 
-def plan_cost(plan: PlanTables, *, channels: int = 1, batch: int = 1) -> PlanCost:
-    """The :class:`PlanCost` of ``plan`` for ``channels`` channels and a batch of ``batch``."""
+def plan_cost(
+    plan: PlanTables, *, channels: int | None = None, batch: int | None = None
+) -> PlanCost:
+    """The :class:`PlanCost` of ``plan`` for ``channels`` channels and a batch of ``batch``
+    (per channel and batch row when neither is given)."""
+    per_channel = channels is None and batch is None
+    channels = 1 if channels is None else channels
+    batch = 1 if batch is None else batch
     bc = channels * batch
     task_transforms, task_multiply_adds = _task_flops(plan)
     task_flops = task_transforms + task_multiply_adds
@@ -178,6 +192,7 @@ def plan_cost(plan: PlanTables, *, channels: int = 1, batch: int = 1) -> PlanCos
         transform_flops=prefill_transforms + float(task_transforms.sum()) * bc,
         multiply_add_flops=prefill_products + float(task_multiply_adds.sum() + window.sum()) * bc,
         floor_flops=floor_flops(plan.total) * bc,
+        per_channel=per_channel,
     )
 
 

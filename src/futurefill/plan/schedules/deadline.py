@@ -54,6 +54,9 @@ def _default_slack_from(executor: Any, batch: int, channels: int, dtype: Any) ->
         "slack_from": lambda length, prompt: 512,
     },
     tuned={"direct_below": executor_direct_below, "slack_from": _default_slack_from},
+    max_tasks=lambda length, prompt, direct_below, slack_from: _max_tasks(
+        length, direct_below, slack_from
+    ),
     description="tiles of size >= slack_from due as many steps after their inputs",
 )
 def deadline(length: int, prompt: int, *, direct_below: int, slack_from: int) -> Tiling:
@@ -85,6 +88,21 @@ def deadline(length: int, prompt: int, *, direct_below: int, slack_from: int) ->
         "fft_size": _fft_size(d - a - lo),  # no wrap-around onto the outputs
     }
     return Tiling(window_start=P + (steps // k0) * k0, tasks=tasks)
+
+
+def _max_tasks(L: int, k0: int, S: int) -> int:
+    """The number of tasks :func:`deadline` makes (counted level by level, in O(log L))."""
+    S = max(S, k0)
+    small, k = 0, k0
+    while k < S:  # the steps t with lowbit(t + 1) = k
+        small += len(range(k, L, 2 * k))
+        k *= 2
+    tiles = len(range(S, L, S))
+    k = S
+    while 2 * k < L:
+        tiles += len(range(0, L - 2 * k, k))
+        k *= 2
+    return small + tiles
 
 
 def _small_levels(L: int, k0: int, S: int) -> tuple[np.ndarray, ...]:
