@@ -110,13 +110,13 @@ def snapshot(pool: StreamPool) -> dict[str, Any]:
     snap: dict[str, Any] = {
         "active": pool.active_slots,
         "buffer": np.asarray(ex.to_numpy(pool._state.buffer)).copy(),
-        "emitted": pool._emitted.copy(),
-        "journals": {row: len(j) for row, j in pool._journal.items()},
-        "poisoned": dict(pool._poisoned),
+        "emitted": pool._slots.emitted.copy(),
+        "journals": {row: len(j) for row, j in pool._slots.journal.items()},
+        "poisoned": dict(pool._slots.poisoned),
     }
     for s in pool.active_slots:
         snap[f"cursor {s}"] = (pool.position(s), pool.steps(s), pool.remaining(s))
-        if not pool._emitted[s].any():
+        if not pool._slots.emitted[s].any():
             snap[f"slot {s}"] = pool.state_dict(s)
     return snap
 

@@ -14,11 +14,9 @@ buffer, the per-slot cursor, emitted flags and journals, bit for bit.
 Tolerance: 1e-12 of the largest |output| (float64 FFT round trips of length <= 64, as in
 ``test_pool.py``).
 
-Known bugs of the pool (each reproduced by an ``xfail(strict=True)`` test of
-``test_pool_regressions.py``) are steered around here, each at one line marked ``KNOWN BUG``
-naming its test: remove the line once that test passes. Two more are avoided by design:
-``prefill`` gives every channel the same chunk (whole, or split over channel ranges in one
-rule), so no step meets channels at different prompt lengths
+Bugs this machine found are reproduced one by one in ``test_pool_regressions.py``. Two of
+them it avoids by design: ``prefill`` gives every channel the same chunk (whole, or split over
+channel ranges in one rule), so no step meets channels at different prompt lengths
 (``test_a_step_refused_for_unequal_prompts_leaves_the_slot_usable``,
 ``test_a_prefill_over_channels_at_different_lengths_leaves_the_slot``), and ``release`` is
 not given a slot that is not an int (``test_release_refuses_what_is_not_a_slot``).
@@ -169,12 +167,8 @@ def make_machine(backend: Executor) -> type[RuleBasedStateMachine]:
             _, s, pool, q = self.pick(data)
             x = self.fresh(C, size)
             if q.folded:
-                if q.whole and q.steps == 0:
-                    return  # KNOWN BUG: test_prefill_after_a_rewind_to_step_zero
                 return self.refused(RuntimeError, lambda: pool.prefill(s, native(x)))
             if q.given + size + q.limit > TAPS:
-                if not q.pending:
-                    return  # KNOWN BUG: test_a_prefill_refused_for_taps_leaves_no_trace
                 return self.refused(ValueError, lambda: pool.prefill(s, native(x)))
             start = q.given
             q.u[:, start : start + size] = x
@@ -313,9 +307,6 @@ def make_machine(backend: Executor) -> type[RuleBasedStateMachine]:
                 self.refused(RuntimeError, lambda: pool.state_dict(s))
                 return multiple()
             state = pool.state_dict(s)
-            pending = state["pending"]
-            if pending is not None and pending.shape[-1] != q.given:
-                return multiple()  # KNOWN BUG: test_a_prompt_given_in_chunks_can_be_saved
             return state, dataclasses.replace(q.copy(), mark=None)  # journals are not saved
 
         @rule(saved=saves, p=POOLS)
@@ -343,12 +334,12 @@ def make_machine(backend: Executor) -> type[RuleBasedStateMachine]:
             ):
                 assert pool.active_slots == sorted(seqs)
                 assert pool.free_slots == pool.capacity - len(seqs)
-                assert not pool._poisoned
+                assert not pool._slots.poisoned
                 for s, q in seqs.items():
                     got = (pool.position(s), pool.steps(s), pool.remaining(s))
                     assert got == (q.position, q.steps, q.limit - q.steps)
-                    np.testing.assert_array_equal(pool._emitted[s], q.emitted)
-                    journal = pool._journal.get(s)
+                    np.testing.assert_array_equal(pool._slots.emitted[s], q.emitted)
+                    journal = pool._slots.journal.get(s)
                     # a step is journaled from its first emit on
                     want = None if q.journal is None else q.journal + (not q.whole)
                     assert (None if journal is None else len(journal)) == want

@@ -2,9 +2,8 @@
 
 Each test states the behaviour the pool promises -- a refused call raises and leaves every
 slot exactly as it was (:func:`pool_model.snapshot`), outputs equal ``numpy.convolve`` of the
-sequence's own inputs -- and is marked ``xfail(strict=True)`` with the failure it shows today
-until the pool is fixed; then flip it and remove the matching ``KNOWN BUG`` line of the
-machine. Tolerance as in ``test_pool.py``: 1e-12 of the largest |output| (float64).
+sequence's own inputs -- and failed before the pool's fix. Tolerance as in ``test_pool.py``:
+1e-12 of the largest |output| (float64).
 """
 
 from __future__ import annotations
@@ -36,12 +35,6 @@ def check_close(got: np.ndarray, want: np.ndarray) -> None:
     np.testing.assert_allclose(got, want, rtol=0, atol=TOL * scale)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=RuntimeError,
-    reason="step() raises inside _guard after _begin popped the pending prompt: the slot is "
-    "poisoned and its prompt dropped (PromptInputs.length() should be checked before _guard)",
-)
 def test_a_step_refused_for_unequal_prompts_leaves_the_slot_usable(pool_and_filters, rng):
     pool, phi = pool_and_filters
     a = pool.admit()
@@ -50,18 +43,12 @@ def test_a_step_refused_for_unequal_prompts_leaves_the_slot_usable(pool_and_filt
     before = snapshot(pool)
     with pytest.raises(RuntimeError, match="same prompt"):
         pool.step([a], np.ones((1, C)))
-    assert_same(snapshot(pool), before)  # today: RuntimeError, slot a is poisoned
+    assert_same(snapshot(pool), before)  # before the fix: poisoned / refused
     pool.prefill(a, prompt[1:], channels=slice(1, C))  # the other layer catches up
     u = rng.standard_normal((C, 1))
     check_close(pool.step([a], u.T)[0], convolve(np.hstack([prompt, u]), phi)[:, -1])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=RuntimeError,
-    reason="prefill() calls PromptInputs.append, which refuses channels of different prompt "
-    "lengths, inside _guard: the refusal poisons the slot instead of leaving it as it was",
-)
 def test_a_prefill_over_channels_at_different_lengths_leaves_the_slot(pool_and_filters):
     pool, _ = pool_and_filters
     a = pool.admit()
@@ -69,15 +56,9 @@ def test_a_prefill_over_channels_at_different_lengths_leaves_the_slot(pool_and_f
     before = snapshot(pool)
     with pytest.raises(RuntimeError, match="different lengths"):
         pool.prefill(a, np.ones((2, 1)), channels=slice(0, 2))
-    assert_same(snapshot(pool), before)  # today: RuntimeError, slot a is poisoned
+    assert_same(snapshot(pool), before)  # before the fix: poisoned / refused
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="prefill() creates the slot's pending prompt (_prompt_inputs) before _check_taps "
-    "refuses the chunk: state_dict's 'pending' turns from None into an empty (C, 0) array",
-)
 def test_a_prefill_refused_for_taps_leaves_no_trace(pool_and_filters):
     pool, _ = pool_and_filters
     a = pool.admit()
@@ -87,19 +68,13 @@ def test_a_prefill_refused_for_taps_leaves_no_trace(pool_and_filters):
     assert_same(snapshot(pool), before)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason="PromptInputs.append grows its array to max(q + p, 2 * capacity) columns and "
-    "state_dict saves the whole array, but check_slot_state wants (C, max(pending_lengths))",
-)
 def test_a_prompt_given_in_chunks_can_be_saved(pool_and_filters, rng):
     pool, phi = pool_and_filters
     a = pool.admit()
     prompt = rng.standard_normal((C, 4))
     pool.prefill(a, prompt[:, :3])
     pool.prefill(a, prompt[:, 3:])  # the inputs grow to 6 columns, 4 of them given
-    b = pool.load_state_dict(pool.state_dict(a))  # today: ValueError, shape (3, 4) wanted
+    b = pool.load_state_dict(pool.state_dict(a))  # before the fix: poisoned / refused
     u = rng.standard_normal((C, 1))
     y = pool.step([a, b], np.repeat(u.T, 2, axis=0))
     want = convolve(np.hstack([prompt, u]), phi)[:, -1]
@@ -107,13 +82,6 @@ def test_a_prompt_given_in_chunks_can_be_saved(pool_and_filters, rng):
     check_close(y[1], want)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="after rewind() back to step 0 the prompt is folded (no pending inputs) but "
-    "prefill() only checks _step: it starts a new prompt at 0, computing the chunk's outputs "
-    "without the folded prompt, and position() drops from 4 to 2",
-)
 def test_prefill_after_a_rewind_to_step_zero(pool_and_filters, rng):
     """Either the prompt stays closed (refused, nothing changed) or the chunk continues it."""
     pool, phi = pool_and_filters
@@ -134,12 +102,6 @@ def test_prefill_after_a_rewind_to_step_zero(pool_and_filters, rng):
     assert pool.position(a) == 6
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=pytest.fail.Exception,
-    reason="release() takes int(slot) unchecked: release(1.5) frees slot 1 and release('0') "
-    "slot 0, where every other method raises TypeError for a slot that is not an int",
-)
 @pytest.mark.parametrize("slot", [1.5, "0", np.float64(1.0)], ids=repr)
 def test_release_refuses_what_is_not_a_slot(pool_and_filters, slot):
     pool, _ = pool_and_filters

@@ -50,6 +50,7 @@ class SlotTable:
         self.step = np.zeros(capacity, np.int64)
         self.limit = np.zeros(capacity, np.int64)
         self.prompt = np.zeros(capacity, np.int64)
+        self.closed = np.zeros(capacity, bool)  # the prompt was folded in: no more prefill
         self.emitted = np.zeros((capacity, channels), bool)
         self.pending: dict[int, PromptInputs] = {}
         self.journal: dict[int, UndoJournal] = {}
@@ -77,6 +78,7 @@ class SlotTable:
         self.step[row] = 0
         self.limit[row] = limit
         self.prompt[row] = 0
+        self.closed[row] = False
         self.emitted[row] = False
         self.journal.pop(row, None)
         self.pending.pop(row, None)

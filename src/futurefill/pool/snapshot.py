@@ -27,6 +27,7 @@ def slot_state(
     limit: int,
     step: int,
     prompt: int,
+    closed: bool,
     buffer: np.ndarray,
     pending: np.ndarray | None,
     pending_lengths: np.ndarray | None,
@@ -42,6 +43,7 @@ def slot_state(
         "limit": limit,
         "step": step,
         "prompt": prompt,
+        "closed": closed,
         "buffer": buffer,
         "pending": pending,
         "pending_lengths": pending_lengths,
@@ -77,12 +79,17 @@ def check_slot_state(
     limit = _int(state, "limit", 1, length)
     step = _int(state, "step", 0, limit)
     prompt = _int(state, "prompt", 0, taps - limit)
+    closed = state.get("closed")
+    if not isinstance(closed, (bool, np.bool_)):
+        raise TypeError(f"slot state 'closed' must be a bool, got {type(closed).__name__}")
+    if step and not closed:
+        raise ValueError("a slot that has taken steps has its prompt closed")
     buffer = _array(state, "buffer", (channels, limit))
     pending = state.get("pending")
     lengths = state.get("pending_lengths")
     if pending is not None:
-        if step:
-            raise ValueError("a slot with a pending prompt cannot have taken steps")
+        if closed:
+            raise ValueError("a slot with a pending prompt cannot have its prompt closed")
         lengths = np.asarray(lengths)
         if lengths.shape != (channels,) or lengths.dtype.kind not in "iu" or lengths.min() < 0:
             raise ValueError("pending_lengths must be one non-negative int per channel")
@@ -93,6 +100,7 @@ def check_slot_state(
         "limit": limit,
         "step": step,
         "prompt": prompt,
+        "closed": bool(closed),
         "buffer": buffer,
         "pending": pending,
         "pending_lengths": lengths,

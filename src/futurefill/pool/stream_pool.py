@@ -262,7 +262,7 @@ class StreamPool:
         array, shape (c, p)
         """
         row = self._slots.row(slot)
-        if self._slots.step[row] or self._slots.emitted[row].any():
+        if self._slots.closed[row] or self._slots.emitted[row].any():
             raise RuntimeError(f"slot {slot} has taken steps: its prompt is closed")
         ch = channel_range(channels, self.channels)
         u = convert_shaped(
@@ -273,10 +273,16 @@ class StreamPool:
             "the prompt chunk",
             finite=True,
         )
-        pending = self._prompt_inputs(row)
-        p = int(u.shape[-1])
-        start = int(pending.lengths[ch].max())
+        pending = self._slots.pending.get(row)
+        given = np.zeros(1, np.int64) if pending is None else pending.lengths[ch]
+        if int(given.min()) != int(given.max()):
+            raise RuntimeError(
+                f"channels {ch.start}..{ch.stop - 1} of slot {slot} were given prompts of "
+                "different lengths: prefill them range by range"
+            )
+        p, start = int(u.shape[-1]), int(given.max())
         check_taps(self._taps, start + p, int(self._slots.limit[row]))
+        pending = self._prompt_inputs(row)
         xp = self._executor.xp
         with self._slots.guard([row]):
             pending.append(self._executor, u, ch)
@@ -286,6 +292,8 @@ class StreamPool:
 
     def release(self, slot: int) -> None:
         """Free ``slot``: its buffer is zeroed, so nothing of it reaches the next occupant."""
+        if isinstance(slot, bool) or not isinstance(slot, (int, np.integer)):
+            raise TypeError(f"a slot is an int, got {type(slot).__name__}")
         row = int(slot)
         if not (0 <= row < self.capacity) or not self._slots.active[row]:
             raise ValueError(f"slot {slot} is not in use")
@@ -301,6 +309,7 @@ class StreamPool:
         s.buffer = xpx.at(s.buffer)[new, ...].set(s.buffer[row, ...])
         self._slots.step[new] = self._slots.step[row]
         self._slots.prompt[new] = self._slots.prompt[row]
+        self._slots.closed[new] = self._slots.closed[row]
         if row in self._slots.pending:
             self._slots.pending[new] = self._slots.pending[row].copy(self._executor.xp)
         if row in self._slots.journal:
@@ -324,6 +333,7 @@ class StreamPool:
         """
         rows = self._slots.rows(slots, whole=True)
         u = convert_shaped(self._executor, u, self._dtype, (rows.size, self.channels), "u")
+        self._check_prompts(rows)
         with self._slots.guard(rows):
             self._begin(rows)
             y = self._emit(rows, u, _ALL)
@@ -340,8 +350,10 @@ class StreamPool:
                 f"channels {ch.start}..{ch.stop - 1} were already emitted at this step"
             )
         u = convert_shaped(self._executor, u, self._dtype, (rows.size, ch.stop - ch.start), "u")
+        starting = rows[~self._slots.emitted[rows].any(axis=1)]
+        self._check_prompts(starting)
         with self._slots.guard(rows):
-            self._begin(rows[~self._slots.emitted[rows].any(axis=1)])
+            self._begin(starting)
             y = self._emit(rows, u, ch)
         self._slots.emitted[rows, ch] = True
         return y
@@ -357,10 +369,19 @@ class StreamPool:
             self._fill(rows)
         self._slots.emitted[rows] = False
 
+    def _check_prompts(self, rows: np.ndarray) -> None:
+        """Raise, before anything changes, unless every pending prompt of ``rows`` has the
+        same length in every channel (it is folded in at this step)."""
+        for row in rows.tolist():
+            pending = self._slots.pending.get(row)
+            if pending is not None:
+                pending.length()
+
     def _begin(self, rows: np.ndarray) -> None:
         """Fold pending prompts into their slots; journal the slots the step overwrites."""
         s = self._state
         for row in rows.tolist():
+            self._slots.closed[row] = True
             pending = self._slots.pending.pop(row, None)
             if pending is not None:
                 P = pending.length()
@@ -443,8 +464,11 @@ class StreamPool:
             limit=limit,
             step=int(self._slots.step[row]),
             prompt=int(self._slots.prompt[row]),
+            closed=bool(self._slots.closed[row]),
             buffer=ex.to_numpy(self._state.buffer[row, :, :limit]).copy(),
-            pending=None if pending is None else ex.to_numpy(pending.inputs).copy(),
+            pending=None
+            if pending is None
+            else ex.to_numpy(pending.inputs[:, : int(pending.lengths.max())]).copy(),
             pending_lengths=None if pending is None else pending.lengths.copy(),
         )
 
@@ -469,6 +493,7 @@ class StreamPool:
         s.buffer = xpx.at(s.buffer)[row, :, :limit].set(buffer)
         self._slots.step[row] = checked["step"]
         self._slots.prompt[row] = checked["prompt"]
+        self._slots.closed[row] = checked["closed"]
         if checked["pending"] is not None:
             self._slots.pending[row] = _prompt.PromptInputs(
                 ex.asarray(checked["pending"], dtype=self._dtype),
