@@ -1,17 +1,12 @@
-"""The functional JAX API: pure functions over a pytree state, under jit, scan and sharding.
+"""The functional JAX API: pure functions over a pytree state, under jit and scan.
 
 Against the stateful path (``OnlineConv`` on the JAX backend) results must be identical bit for
 bit in float64 (both run the same kernels); against the ``numpy.convolve`` oracle within 1e-12
-of the largest output, as in ``test_online.py``. Sharding runs in a subprocess with 4 forced
-host devices (``XLA_FLAGS`` must be set before JAX starts).
+of the largest output, as in ``test_online.py``. Sharding needs several devices: it is tested
+in ``test_jax_devices.py``.
 """
 
 from __future__ import annotations
-
-import os
-import subprocess
-import sys
-import textwrap
 
 import numpy as np
 import pytest
@@ -130,50 +125,6 @@ def test_the_state_is_a_pytree_with_a_static_plan(rng) -> None:
         ff.init(plan, np.ones((2, 8)))
     with pytest.raises(TypeError, match="float32 or float64"):
         ff.init(plan, np.ones((2, 16)), dtype=jnp.float16)
-
-
-SHARDED = textwrap.dedent(
-    """
-    import numpy as np, jax, jax.numpy as jnp
-    from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
-    from futurefill import make_plan
-    from futurefill_jax import functional as ff
-    assert len(jax.devices()) == 4, jax.devices()
-    rng = np.random.default_rng(5)
-    B, C, L = 2, 8, 64
-    phi = rng.standard_normal((C, L)) * np.exp(-np.arange(L) / 10)
-    u0 = rng.standard_normal((B, C))
-    plan = make_plan(L, "continuous", direct_below=4)
-    run = jax.jit(ff.rollout, static_argnums=(2, 3))
-    _, want = run(ff.init(plan, phi, batch=B, dtype=jnp.float64), jnp.asarray(u0), jnp.tanh, L)
-    for shape, names, spec in (((4,), ("c",), P(None, "c")), ((2, 2), ("b", "c"), P("b", "c"))):
-        mesh = Mesh(np.array(jax.devices()).reshape(shape), names)
-        batch_axis = "b" if "b" in names else None
-        state = ff.shard(ff.init(plan, phi, batch=B, dtype=jnp.float64), mesh,
-                         batch_axis=batch_axis, channel_axis="c")
-        u = jax.device_put(jnp.asarray(u0), NamedSharding(mesh, spec))
-        state, got = run(state, u, jnp.tanh, L)
-        assert len(state.buffer.sharding.device_set) == 4
-        np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
-    print("sharded ok")
-    """
-)
-
-
-def test_sharded_over_four_devices_equals_one_device(tmp_path) -> None:
-    env = dict(
-        os.environ,
-        XLA_FLAGS="--xla_force_host_platform_device_count=4",
-        JAX_PLATFORMS="cpu",
-        JAX_ENABLE_X64="1",
-    )
-    script = tmp_path / "sharded.py"
-    script.write_text(SHARDED)
-    done = subprocess.run(
-        [sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=600
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert "sharded ok" in done.stdout
 
 
 @pytest.mark.parametrize("per_octave", [1, 2, 4])
