@@ -1,4 +1,4 @@
-"""The functional JAX API: pure functions over a pytree state, under jit and scan.
+"""The functional JAX API: pure functions over a pytree state, under jit, scan and jvp.
 
 Against the stateful path (``OnlineConv`` on the JAX backend) results must be identical bit for
 bit in float64 (both run the same kernels); against the ``numpy.convolve`` oracle within 1e-12
@@ -125,6 +125,29 @@ def test_the_state_is_a_pytree_with_a_static_plan(rng) -> None:
         ff.init(plan, np.ones((2, 8)))
     with pytest.raises(TypeError, match="float32 or float64"):
         ff.init(plan, np.ones((2, 16)), dtype=jnp.float16)
+
+
+def test_forward_mode_differentiates_and_reverse_mode_is_refused(rng) -> None:
+    """The outputs are linear in the inputs, so their tangent along ``du`` is the convolution
+    of ``du`` (the oracle, within 1e-12 of the largest); ``jax.grad`` through the tasks
+    raises the library's message, not JAX's about ``while_loop``."""
+    B, C, L = 1, 2, 40
+    phi = decaying_filters(rng, C, L)
+    plan = make_plan(L, PlanSpec("continuous", direct_below=4))
+    assert plan.num_tasks
+    state = ff.init(plan, phi, batch=B, dtype=jnp.float64)
+    u, du = rng.standard_normal((2, B, C, L))
+
+    def outputs(us: jax.Array) -> jax.Array:  # (L, B, C) -> (L, B, C)
+        return jax.lax.scan(ff.step, state, us)[1]
+
+    time_first = (jnp.moveaxis(jnp.asarray(u), -1, 0), jnp.moveaxis(jnp.asarray(du), -1, 0))
+    _, tangent = jax.jvp(outputs, time_first[:1], time_first[1:])
+    want = oracle(du, phi)
+    got = np.moveaxis(np.asarray(tangent), 0, -1)
+    assert np.abs(got - want).max() <= RTOL64 * np.abs(want).max()
+    with pytest.raises(NotImplementedError, match=r"reverse mode \(jax.grad.* not supported"):
+        jax.grad(lambda us: outputs(us).sum())(time_first[0])
 
 
 @pytest.mark.parametrize("per_octave", [1, 2, 4])

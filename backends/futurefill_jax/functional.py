@@ -25,6 +25,10 @@ counter, window taps, task tables, spectra); the plan and the kernel layout are 
 Nothing is checked inside traced code: give the prompt (if any) before the first step and
 take at most ``plan.length`` steps — :class:`futurefill.OnlineConv` is the checked face.
 The step-by-step JAX executor runs these same functions, so both agree bit for bit.
+
+Differentiation: forward mode (``jax.jvp``, ``jax.jacfwd``, ``jax.linearize``) works, with
+respect to the inputs and the state's arrays; reverse mode (``jax.grad``, ``jax.vjp``) is not
+supported (the tasks run in loops with traced trip counts) and raises ``NotImplementedError``.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ from futurefill import ops
 from futurefill.plan import Plan
 
 from . import _kernels
+from ._forward_only import forward_only
 from ._kernels import Spmd
 from ._spectral import SpectralRunner
 from ._tasks import TaskRunner, task_runner, window_phases
@@ -302,9 +307,13 @@ def store(state: StreamState, u: Array, read: Array) -> StreamState:
 
 
 def advance(state: StreamState) -> StreamState:
-    """Run the tasks planned after the current step and move to the next one."""
+    """Run the tasks planned after the current step and move to the next one.
+
+    Forward-mode derivatives pass (``jax.jvp``, ``jax.jacfwd``); reverse mode through the
+    tasks raises ``NotImplementedError`` (their loops have traced trip counts).
+    """
     buffer = advance_buffer(state.buffer, state.tasks, state.step, layout=state.layout)
-    return state.replace(buffer=buffer, step=state.step + 1)
+    return state.replace(buffer=forward_only(buffer), step=state.step + 1)
 
 
 def step(state: StreamState, u: Array) -> tuple[StreamState, Array]:
