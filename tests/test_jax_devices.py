@@ -1,4 +1,5 @@
-"""The JAX backend on several devices: sharded functional states.
+"""The JAX backend on several devices: sharded functional states, and executors on a device
+other than the default one.
 
 JAX fixes its devices when it starts, so every test runs a script in a subprocess with forced
 host devices (``XLA_FLAGS=--xla_force_host_platform_device_count=N``) and float64 on.
@@ -101,3 +102,57 @@ def test_sharded_over_four_devices_equals_one_device(tmp_path: Path) -> None:
     (``L >= 256``) and a prompt: the outputs of one device (before FFTs ran per shard, XLA
     gathered their operands and XLA:CPU failed on their layout)."""
     assert run_on_devices(4, SHARDED, tmp_path).count("sharded ok") == 6
+
+
+PLACED = textwrap.dedent(
+    """
+    import numpy as np, jax, jax.numpy as jnp
+    import futurefill
+    from futurefill import PlanSpec
+    from futurefill.models import ConvLM
+    from futurefill_jax.decode import greedy
+    assert len(jax.devices()) == 2, jax.devices()
+    dev = jax.devices()[1]
+
+
+    def on_device_1(what, tree):
+        leaves = jax.tree_util.tree_leaves(tree)
+        assert leaves, what
+        for leaf in leaves:
+            assert isinstance(leaf, jax.Array), (what, type(leaf))
+            assert leaf.devices() == {dev}, (what, leaf.devices())
+
+
+    rng = np.random.default_rng(0)
+    C, P, L = 3, 5, 300
+    phi = rng.standard_normal((C, P + L)) * np.exp(-np.arange(P + L) / 50)
+    u = jax.device_put(rng.standard_normal((2, C, P + L)), dev)
+    spec = PlanSpec("continuous", direct_below=16)  # FFT tasks too (from 256 steps)
+    # An array made on the default device and used with device 1's would be moved there
+    # implicitly: a device-to-device transfer, which the guard turns into an error.
+    with jax.transfer_guard_device_to_device("disallow"):
+        conv = futurefill.OnlineConv(
+            phi, L, schedule=spec, prompt=P, batch=2, backend="jax", device=dev
+        )
+        ys = [conv.prefill(u[..., :P])] + [conv.step(u[..., P + t]) for t in range(40)]
+        ys.append(conv.rollout(u[..., P + 40], jnp.tanh, 100))
+        conv.backend.synchronize()
+        state, ws = conv._state, conv._state.workspace
+        on_device_1("outputs", ys)
+        on_device_1("buffer", state.buffer)
+        on_device_1("filters", [state.filters, state.taps_reversed, state.spectra])
+        on_device_1("functional constants", ws.stream)
+        on_device_1("rollout constants", ws.rollout_consts)
+        model = ConvLM(mixer="hyena", dim=16, layers=2, vocab_size=32, max_len=96, seed=3)
+        tokens = greedy(model, np.arange(5)[None, :], 12, executor=conv.backend).tokens
+        assert tokens.shape == (1, 12)
+    print("placed ok")
+    """
+)
+
+
+def test_an_executor_on_device_1_keeps_every_array_there(tmp_path: Path) -> None:
+    """Two CPU devices: the state, its constants, the compiled rollout's constants, the
+    outputs and the compiled generation's operands all live on the executor's device, not the
+    default one (checked on every array, and no implicit transfer between devices)."""
+    assert "placed ok" in run_on_devices(2, PLACED, tmp_path)

@@ -134,9 +134,10 @@ class LoopTasks:
 def _row_sums(x: Array) -> Array:
     """``x.sum(axis=1)`` for ``x`` of shape ``(B, m, C)``, as one vector-matrix product per
     batch row: XLA:CPU reduces a non-minor axis element by element (50x slower than this
-    product at ``m = 15``, ``C = 1024``; more as ``m`` grows)."""
+    product at ``m = 15``, ``C = 1024``; more as ``m`` grows), at full float32 precision."""
     ones = jnp.ones((x.shape[1],), x.dtype)
-    return jnp.stack([ones @ x[b] for b in range(x.shape[0])])
+    highest = jax.lax.Precision.HIGHEST
+    return jnp.stack([jnp.matmul(ones, x[b], precision=highest) for b in range(x.shape[0])])
 
 
 class _Traced(NamedTuple):

@@ -100,17 +100,22 @@ def _compile(
 ) -> tuple[Any, Any]:
     """The compiled prompt pass (``None`` without a prompt) and decode loop, for ``args =
     (params, state, shared)``; ``start`` is ``(layer states, first token, its logits)``
-    without a prompt (with one, the prompt pass gives them)."""
+    without a prompt (with one, the prompt pass gives them).
+
+    Every matrix product of both, the model's included, is traced at full float32 precision
+    (on GPUs, JAX's default precision multiplies float32 in TF32).
+    """
     params, state, shared = args
     decode_program = jax.jit(loop.decode)
-    if prompt is None:
-        return None, decode_program.lower(params, state, *start, shared).compile()
-    prefill = jax.jit(prompt_pass).lower(params, state, prompt).compile()
-    shapes = jax.eval_shape(prompt_pass, params, state, prompt)
-    first_shape = jax.ShapeDtypeStruct((loop.batch,), jnp.int32)
-    decoded = decode_program.lower(
-        params, state, shapes[1], first_shape, shapes[2], shared
-    ).compile()
+    with jax.default_matmul_precision("highest"):
+        if prompt is None:
+            return None, decode_program.lower(params, state, *start, shared).compile()
+        prefill = jax.jit(prompt_pass).lower(params, state, prompt).compile()
+        shapes = jax.eval_shape(prompt_pass, params, state, prompt)
+        first_shape = jax.ShapeDtypeStruct((loop.batch,), jnp.int32)
+        decoded = decode_program.lower(
+            params, state, shapes[1], first_shape, shapes[2], shared
+        ).compile()
     return prefill, decoded
 
 
@@ -160,7 +165,8 @@ def greedy(
     new_tokens : int
         Tokens to generate, ``>= 1``.
     executor : JaxExecutor
-        The JAX executor (device, dtype rules).
+        The JAX executor (device, dtype rules): the programs' operands are placed on its
+        device, and every matrix product runs at full float32 precision.
     schedule : str or PlanSpec
         Online convolution schedule.
     batch : int
@@ -186,7 +192,7 @@ def greedy(
     filters = _stacked_filters(model, P + max(S, 1))
     spec = resolve_spec(schedule, executor, batch=B, channels=filters.shape[0], dtype=dtype)
     plan = make_plan(max(S, 1), spec, prompt=P)
-    state = ff.init(plan, filters, batch=B, dtype=dtype)
+    state = executor.place(ff.init(plan, filters, batch=B, dtype=dtype))
     blocks = window_blocks(plan, S) if long_conv else None
     tasks = LoopTasks.of(plan, blocks is not None and blocks.deferred, CHUNK)
     loop = DecodeLoop(
@@ -194,15 +200,15 @@ def greedy(
         steps=S, offset=1 if P else 0, return_logits=return_logits, long_conv=long_conv,
         blocks=blocks, tasks=tasks,
     )  # fmt: skip
-    args = ((w.top, w.layers), state, tasks.operands(plan, filters, dtype))
+    args = ((w.top, w.layers), state, executor.place(tasks.operands(plan, filters, dtype)))
 
     begin = time.perf_counter()
-    tokens_in = None if prompt is None else jnp.asarray(prompt, jnp.int32)
+    tokens_in = None if prompt is None else executor.place(jnp.asarray(prompt, jnp.int32))
     start: tuple = ()
     if prompt is None:
         states0 = [w.mixer.initial_state(lw, B, w.xp, w.device) for lw in w.layers]
         logits0 = jnp.zeros((B, w.top["head"].shape[-1]), dtype)
-        start = (states0, jnp.full((B,), cfg.bos, jnp.int32), logits0)
+        start = executor.place((states0, jnp.full((B,), cfg.bos, jnp.int32), logits0))
     prefill, decoded = _compile(_prompt_pass(w, loop.slices, long_conv), loop, args, tokens_in,
                                 start)  # fmt: skip
     compile_seconds = time.perf_counter() - begin
