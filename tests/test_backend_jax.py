@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import warnings
 
 import numpy as np
@@ -357,3 +358,32 @@ def test_compiled_rollout_of_a_plan_whose_registers_never_outlive_their_step(rng
     u0 = rng.standard_normal((1, 2))
     ys = split_rollouts(conv, u0, (700, None))
     assert rel_err(ys, oracle(inputs_of(u0, ys), phi)) <= RTOL64
+
+
+def test_matrix_products_run_at_full_float32_precision(rng, monkeypatch) -> None:
+    """On GPUs JAX multiplies float32 matrices in TF32 by default: every matrix product of the
+    compiled programs (the window sums of the naive schedule's stepwise rollout; the decode
+    loop's window sums and the model's layers) is pinned to ``HIGHEST``."""
+    from futurefill.models import ConvLM
+    from futurefill_jax._program import MAX_GROUP, build_program
+    from futurefill_jax.decode import greedy
+
+    L = 2 * MAX_GROUP  # one window block longer than MAX_GROUP: the stepwise program
+    conv = futurefill.OnlineConv(decaying_filters(rng, 2, L), L, schedule="naive",
+                                 backend="jax", dtype="float32")  # fmt: skip
+    program, consts = build_program(conv._state, feedback)
+    u0 = jnp.ones((1, 2), jnp.float32)
+    texts = [program.lower(conv._state.buffer, u0, 0, L, *consts).as_text()]
+    compile_ = jax.stages.Lowered.compile
+
+    def recorded(self, *args, **kwargs):
+        texts.append(self.as_text())
+        return compile_(self, *args, **kwargs)
+
+    monkeypatch.setattr(jax.stages.Lowered, "compile", recorded)
+    model = ConvLM(mixer="hyena", dim=16, layers=2, vocab_size=32, max_len=96, seed=3)
+    greedy(model, np.arange(5)[None, :], 6, executor=conv.backend, schedule="naive")
+    dots = [re.findall(r"stablehlo\.dot_general .*", text) for text in texts]
+    assert len(texts) == 3 and all(dots)  # the rollout, the prompt pass, the decode loop
+    for found in dots:
+        assert all("precision = [HIGHEST, HIGHEST]" in d for d in found), found

@@ -1,17 +1,12 @@
-"""The functional JAX API: pure functions over a pytree state, under jit, scan and sharding.
+"""The functional JAX API: pure functions over a pytree state, under jit, scan and jvp.
 
 Against the stateful path (``OnlineConv`` on the JAX backend) results must be identical bit for
 bit in float64 (both run the same kernels); against the ``numpy.convolve`` oracle within 1e-12
-of the largest output, as in ``test_online.py``. Sharding runs in a subprocess with 4 forced
-host devices (``XLA_FLAGS`` must be set before JAX starts).
+of the largest output, as in ``test_online.py``. Sharding needs several devices: it is tested
+in ``test_jax_devices.py``.
 """
 
 from __future__ import annotations
-
-import os
-import subprocess
-import sys
-import textwrap
 
 import numpy as np
 import pytest
@@ -132,48 +127,27 @@ def test_the_state_is_a_pytree_with_a_static_plan(rng) -> None:
         ff.init(plan, np.ones((2, 16)), dtype=jnp.float16)
 
 
-SHARDED = textwrap.dedent(
-    """
-    import numpy as np, jax, jax.numpy as jnp
-    from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
-    from futurefill import make_plan
-    from futurefill_jax import functional as ff
-    assert len(jax.devices()) == 4, jax.devices()
-    rng = np.random.default_rng(5)
-    B, C, L = 2, 8, 64
-    phi = rng.standard_normal((C, L)) * np.exp(-np.arange(L) / 10)
-    u0 = rng.standard_normal((B, C))
-    plan = make_plan(L, "continuous", direct_below=4)
-    run = jax.jit(ff.rollout, static_argnums=(2, 3))
-    _, want = run(ff.init(plan, phi, batch=B, dtype=jnp.float64), jnp.asarray(u0), jnp.tanh, L)
-    for shape, names, spec in (((4,), ("c",), P(None, "c")), ((2, 2), ("b", "c"), P("b", "c"))):
-        mesh = Mesh(np.array(jax.devices()).reshape(shape), names)
-        batch_axis = "b" if "b" in names else None
-        state = ff.shard(ff.init(plan, phi, batch=B, dtype=jnp.float64), mesh,
-                         batch_axis=batch_axis, channel_axis="c")
-        u = jax.device_put(jnp.asarray(u0), NamedSharding(mesh, spec))
-        state, got = run(state, u, jnp.tanh, L)
-        assert len(state.buffer.sharding.device_set) == 4
-        np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
-    print("sharded ok")
-    """
-)
+def test_forward_mode_differentiates_and_reverse_mode_is_refused(rng) -> None:
+    """The outputs are linear in the inputs, so their tangent along ``du`` is the convolution
+    of ``du`` (the oracle, within 1e-12 of the largest); ``jax.grad`` through the tasks
+    raises the library's message, not JAX's about ``while_loop``."""
+    B, C, L = 1, 2, 40
+    phi = decaying_filters(rng, C, L)
+    plan = make_plan(L, PlanSpec("continuous", direct_below=4))
+    assert plan.num_tasks
+    state = ff.init(plan, phi, batch=B, dtype=jnp.float64)
+    u, du = rng.standard_normal((2, B, C, L))
 
+    def outputs(us: jax.Array) -> jax.Array:  # (L, B, C) -> (L, B, C)
+        return jax.lax.scan(ff.step, state, us)[1]
 
-def test_sharded_over_four_devices_equals_one_device(tmp_path) -> None:
-    env = dict(
-        os.environ,
-        XLA_FLAGS="--xla_force_host_platform_device_count=4",
-        JAX_PLATFORMS="cpu",
-        JAX_ENABLE_X64="1",
-    )
-    script = tmp_path / "sharded.py"
-    script.write_text(SHARDED)
-    done = subprocess.run(
-        [sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=600
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert "sharded ok" in done.stdout
+    time_first = (jnp.moveaxis(jnp.asarray(u), -1, 0), jnp.moveaxis(jnp.asarray(du), -1, 0))
+    _, tangent = jax.jvp(outputs, time_first[:1], time_first[1:])
+    want = oracle(du, phi)
+    got = np.moveaxis(np.asarray(tangent), 0, -1)
+    assert np.abs(got - want).max() <= RTOL64 * np.abs(want).max()
+    with pytest.raises(NotImplementedError, match=r"reverse mode \(jax.grad.* not supported"):
+        jax.grad(lambda us: outputs(us).sum())(time_first[0])
 
 
 @pytest.mark.parametrize("per_octave", [1, 2, 4])

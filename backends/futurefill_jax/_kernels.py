@@ -12,14 +12,18 @@ numerical cost, which keeps every update in place.
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
+import jax
 import jax.numpy as jnp
 from jax import lax
+from jax.sharding import Mesh, PartitionSpec
 
 from ._classes import Kernel
 
-__all__ = ["after", "contribution", "emit", "known", "store"]
+__all__ = ["Spmd", "after", "contribution", "emit", "known", "per_shard", "store"]
 
 Array = Any
 
@@ -92,6 +96,42 @@ def emit(
     return store(buf, u, slot, ch0=ch0, read=y), y
 
 
+class Spmd(NamedTuple):
+    """Where a sharded state lies: its mesh and the mesh axes of the batch and the channels
+    (``None``: not split)."""
+
+    mesh: Mesh
+    batch_axis: str | None
+    channel_axis: str | None
+
+
+def per_shard(
+    fn: Callable[[Array, Array], Array], spmd: Spmd | None, *, channels: bool = True
+) -> Callable[[Array, Array], Array]:
+    """``fn(x, spectrum)`` of blocks ``x`` ``(B, C, ...)`` and filter spectra ``(C, ...)``
+    (result ``(B, C, ...)``), run by every device on its own shard when ``spmd`` is given
+    (``shard_map``; ``channels=False``: every device gets all channels of its batch rows).
+
+    XLA's SPMD partitioner does not split an FFT over its batch axes: it gathers the operand
+    on every device, and XLA:CPU then rejects the gathered operand's layout (``RET_CHECK ...
+    fft_thunk.cc ... IsMonotonicWithDim0Major``).
+    """
+    if spmd is None:
+        return fn
+    b, c = spmd.batch_axis, spmd.channel_axis if channels else None
+    return jax.shard_map(
+        fn,
+        mesh=spmd.mesh,
+        in_specs=(PartitionSpec(b, c), PartitionSpec(c)),
+        out_specs=PartitionSpec(b, c),
+    )
+
+
+def _convolve(x: Array, spectrum: Array, *, n: int) -> Array:
+    """Circular convolutions of size ``n`` of blocks ``x`` with filter spectra, by real FFTs."""
+    return jnp.fft.irfft(jnp.fft.rfft(x, n=n, axis=-1) * spectrum, n=n, axis=-1)
+
+
 def contribution(
     src: Array,
     operand: Array,
@@ -101,6 +141,7 @@ def contribution(
     dst_length: int,
     direct: bool = False,
     clamp: bool = True,
+    spmd: Spmd | None = None,
 ) -> tuple[Array, Array]:
     """One task of class ``cls``: where to add (``w``) and what (``piece``, ``m`` slots).
 
@@ -121,6 +162,8 @@ def contribution(
         Multiply by the Toeplitz taps instead of an FFT (uniform classes only).
     clamp : bool
         Whether windows may run past the end of the arrays (``False`` when they are padded).
+    spmd : Spmd, optional
+        Where the arrays lie when sharded (see :func:`per_shard`).
     """
     a, b, c, d = (_i32(v) for v in rows)
     k, m, n, lo = cls.k, cls.m, cls.fft_size, cls.filter_start
@@ -135,7 +178,7 @@ def contribution(
             for i in range(1, k):
                 z = z + x[..., i, None] * operand[..., i]
         else:
-            z = jnp.fft.irfft(jnp.fft.rfft(x, n=n, axis=-1) * operand, n=n, axis=-1)
+            z = per_shard(functools.partial(_convolve, n=n), spmd)(x, operand)
             z = z[..., cls.read_start : cls.read_start + m]
         if not clamp:
             return w, z
@@ -144,7 +187,7 @@ def contribution(
         return w, lax.dynamic_slice_in_dim(padded, m - (c - w), m, axis=-1)
     pos = jnp.arange(k, dtype=jnp.int32)
     x = jnp.where((pos >= a - s) & (pos < b - s), x, 0)
-    z = jnp.fft.irfft(jnp.fft.rfft(x, n=n, axis=-1) * operand, n=n, axis=-1)
+    z = per_shard(functools.partial(_convolve, n=n), spmd)(x, operand)
     # Target slot w + i is entry (w + i - s - lo) of the linear convolution; the circular one
     # equals it there (no wrap-around reaches the targets), so read it modulo n.
     piece = lax.dynamic_slice_in_dim(

@@ -21,7 +21,7 @@ from jax import lax
 from futurefill.plan import Plan
 
 from ._classes import TaskClass, classify
-from ._kernels import after, contribution
+from ._kernels import Spmd, after, contribution
 
 __all__ = [
     "FFT_FROM",
@@ -137,13 +137,15 @@ class TaskRunner:
         which: Sequence[int],
         *,
         padded: bool = True,
+        spmd: Spmd | None = None,
     ) -> Array:
         """Add the tasks of classes ``which`` planned after steps ``t0 .. t1-1`` into ``A``,
         reading their inputs from ``U``, or from ``A`` itself when ``U`` is ``None`` (one
         buffer for both: tasks read inputs and write accumulators, never the same slots; the
         loop then carries the only copy, so XLA updates it in place).
 
-        ``padded``: the arrays are padded by :attr:`pad`, so no window needs clamping.
+        ``padded``: the arrays are padded by :attr:`pad`, so no window needs clamping;
+        ``spmd``: where the arrays lie when sharded (each device transforms its own shard).
         """
         for j in which:
             kern = self.classes[j].kernel
@@ -176,6 +178,7 @@ class TaskRunner:
                     dst_length=A.shape[-1],
                     direct=direct,
                     clamp=not padded,
+                    spmd=spmd,
                 )
                 return put(A, old + piece, w)
 

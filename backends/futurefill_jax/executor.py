@@ -123,7 +123,13 @@ class JaxExecutor(JittedGroupedKernels, ArrayAPIExecutor):
         return arr if self.device is None else jax.device_put(arr, self.device)
 
     def synchronize(self) -> None:
-        (jax.device_put(0.0) + 0).block_until_ready()
+        (jax.device_put(0.0, self.device) + 0).block_until_ready()
+
+    def place(self, tree: Any) -> Any:
+        """``tree``'s arrays committed to this executor's device (JAX's default device when
+        none was given): a jitted program runs where its operands are, so constants made on
+        the default device would be moved to the executor's at every call."""
+        return jax.device_put(tree, self.device)
 
     # ------------------------------------------------------------------ kernels
     def prepare(self, state: ConvState) -> None:
@@ -131,7 +137,7 @@ class JaxExecutor(JittedGroupedKernels, ArrayAPIExecutor):
         stream = functional.init(
             state.plan, self.to_numpy(state.filters), batch=1, dtype=state.buffer.dtype
         ).replace(buffer=None)
-        state.workspace = _Workspace(stream=stream)
+        state.workspace = _Workspace(stream=self.place(stream))
 
     def clear(self, state: ConvState) -> None:
         state.buffer = jnp.zeros_like(state.buffer)
@@ -166,7 +172,8 @@ class JaxExecutor(JittedGroupedKernels, ArrayAPIExecutor):
         if jitted is None or ws.rollout_consts is None:
             # The program depends on the plan, shapes and feedback (cached here); its
             # constant operands on this state's filters (kept with the state).
-            built, ws.rollout_consts = build_program(state, feedback)
+            built, consts = build_program(state, feedback)
+            ws.rollout_consts = self.place(consts)
             jitted = built if jitted is None else jitted
         self._programs[key] = jitted
         while len(self._programs) > self.rollout_cache_size:

@@ -25,6 +25,10 @@ counter, window taps, task tables, spectra); the plan and the kernel layout are 
 Nothing is checked inside traced code: give the prompt (if any) before the first step and
 take at most ``plan.length`` steps — :class:`futurefill.OnlineConv` is the checked face.
 The step-by-step JAX executor runs these same functions, so both agree bit for bit.
+
+Differentiation: forward mode (``jax.jvp``, ``jax.jacfwd``, ``jax.linearize``) works, with
+respect to the inputs and the state's arrays; reverse mode (``jax.grad``, ``jax.vjp``) is not
+supported (the tasks run in loops with traced trip counts) and raises ``NotImplementedError``.
 """
 
 from __future__ import annotations
@@ -43,6 +47,8 @@ from futurefill import ops
 from futurefill.plan import Plan
 
 from . import _kernels
+from ._forward_only import forward_only
+from ._kernels import Spmd
 from ._spectral import SpectralRunner
 from ._tasks import TaskRunner, task_runner, window_phases
 
@@ -72,6 +78,7 @@ class Layout:
     plan: Plan
     runner: TaskRunner
     window: int  # static window of older inputs summed at each emit
+    spmd: Spmd | None = None  # where a sharded state lies (see shard)
 
     @property
     def base(self) -> int:
@@ -80,9 +87,9 @@ class Layout:
 
 
 @functools.lru_cache(maxsize=64)
-def layout_for(plan: Plan) -> Layout:
-    """The (cached) :class:`Layout` of ``plan``."""
-    return Layout(plan=plan, runner=task_runner(plan, 0), window=plan.window_length - 1)
+def layout_for(plan: Plan, spmd: Spmd | None = None) -> Layout:
+    """The (cached) :class:`Layout` of ``plan``, sharded as ``spmd`` says (not by default)."""
+    return Layout(plan=plan, runner=task_runner(plan, 0), window=plan.window_length - 1, spmd=spmd)
 
 
 @jax.tree_util.register_pytree_node_class
@@ -235,7 +242,7 @@ def emit_buffer(
 def advance_buffer(buffer: Array, tasks: tuple[Array, ...], t: Any, *, layout: Layout) -> Array:
     """The buffer with the tasks planned after step ``t`` added."""
     runner = layout.runner
-    return runner.run(None, buffer, tasks, t, t + 1, runner.every, padded=False)
+    return runner.run(None, buffer, tasks, t, t + 1, runner.every, padded=False, spmd=layout.spmd)
 
 
 #: The step-by-step executor's kernels: the same code, jit-compiled with the buffer donated.
@@ -300,9 +307,13 @@ def store(state: StreamState, u: Array, read: Array) -> StreamState:
 
 
 def advance(state: StreamState) -> StreamState:
-    """Run the tasks planned after the current step and move to the next one."""
+    """Run the tasks planned after the current step and move to the next one.
+
+    Forward-mode derivatives pass (``jax.jvp``, ``jax.jacfwd``); reverse mode through the
+    tasks raises ``NotImplementedError`` (their loops have traced trip counts).
+    """
     buffer = advance_buffer(state.buffer, state.tasks, state.step, layout=state.layout)
-    return state.replace(buffer=buffer, step=state.step + 1)
+    return state.replace(buffer=forward_only(buffer), step=state.step + 1)
 
 
 def step(state: StreamState, u: Array) -> tuple[StreamState, Array]:
@@ -315,7 +326,11 @@ def prefill(
     state: StreamState, u: Array, channels: slice = slice(None)
 ) -> tuple[StreamState, Array]:
     """Give the prompt ``u`` ``(B, c, P)`` of ``channels`` (static; all by default); return
-    the state and the prompt's outputs. Every channel's prompt is given once."""
+    the state and the prompt's outputs. Every channel's prompt is given once.
+
+    On a sharded state (:func:`shard`) the prompt's FFT runs on every device over its own
+    shard; for a range of the channels, over all of the range's channels of its batch rows.
+    """
     plan = state.plan
     P = plan.prompt
     if P == 0 or state.prompt_spectrum is None:
@@ -323,7 +338,11 @@ def prefill(
     ch0, ch1 = _channels(state, channels)
     stop = plan.total if plan.prefill_fills_future else P
     spectrum = state.prompt_spectrum[ch0:ch1]
-    z = ops.fill_future(u, spectrum, plan.prefill_fft_size, 0, stop, xp=jnp)
+    fill = functools.partial(
+        ops.fill_future, n=plan.prefill_fft_size, read_start=0, read_stop=stop, xp=jnp
+    )
+    whole = (ch0, ch1) == (0, state.buffer.shape[1])  # (a range runs on its batch rows' devices)
+    z = _kernels.per_shard(fill, state.layout.spmd, channels=whole)(u, spectrum)
     if plan.prefill_fills_future:
         buffer = state.buffer.at[:, ch0:ch1, :].set(z[..., P:].astype(state.buffer.dtype))
     else:
@@ -360,7 +379,8 @@ def shard(
 
     A depthwise convolution needs no communication across channels or batch rows, so every
     function above then runs shard by shard; inputs should be sharded alike
-    (``NamedSharding(mesh, PartitionSpec(batch_axis, channel_axis))``).
+    (``NamedSharding(mesh, PartitionSpec(batch_axis, channel_axis))``). The returned state
+    remembers the mesh (statically), so that each device runs the FFTs of its own shard.
     """
 
     def put(x: Any, *spec: str | None) -> Any:
@@ -370,7 +390,9 @@ def shard(
         return jax.device_put(x, NamedSharding(mesh, PartitionSpec(*full)))
 
     per_channel = state.layout.runner.per_channel()
-    return state.replace(
+    layout = layout_for(state.plan, Spmd(mesh, batch_axis, channel_axis))
+    return StreamState(
+        layout=layout,
         buffer=put(state.buffer, batch_axis, channel_axis),
         step=put(state.step),
         taps=put(state.taps, channel_axis),
