@@ -1,11 +1,11 @@
 """The ``futurefill`` command: one module per subcommand, dispatched by :func:`main`.
 
 Every subcommand module (``demo``, ``bench``, ``plan``, ``bench_model`` for ``bench-model``,
-``tune``) has ``add_arguments(parser)`` and ``run(args) -> int``; its docstring is its help:
-the first line in ``futurefill --help``, the rest as the description of ``futurefill COMMAND
---help`` (plain text, no markup). A bad argument, whether argparse or ``run`` finds it
-(:class:`UsageError`), is one line on stderr, ``futurefill COMMAND: error: ...``, and exit
-status 2.
+``bench_serve`` for ``bench-serve``, ``tune``) has ``add_arguments(parser)`` and ``run(args) ->
+int``; its docstring is its help: the first line in ``futurefill --help``, the rest as the
+description of ``futurefill COMMAND --help`` (plain text, no markup). A bad argument, whether
+argparse or ``run`` finds it (:class:`UsageError`), is one line on stderr, ``futurefill
+COMMAND: error: ...``, and exit status 2.
 """
 
 from __future__ import annotations
@@ -15,13 +15,13 @@ from collections.abc import Sequence
 from types import ModuleType
 
 from .. import __version__
-from . import bench, bench_model, demo, plan, tune
+from . import bench, bench_model, bench_serve, demo, plan, tune
 from ._args import CommandParser, UsageError
 
 __all__ = ["COMMANDS", "UsageError", "build_parser", "main"]
 
 #: The subcommands, in the order of ``futurefill --help``.
-COMMANDS = (demo, bench, plan, bench_model, tune)
+COMMANDS = (demo, bench, plan, bench_model, bench_serve, tune)
 
 DESCRIPTION = (
     "Exact, fast autoregressive generation from long-convolution sequence models (FutureFill): "
