@@ -148,6 +148,10 @@ class ReplayClock:
         """The time now."""
         return time.perf_counter() - self._start
 
+    def restart(self) -> None:
+        """Start again from 0 now."""
+        self._start = time.perf_counter()
+
     def skip_to(self, when: float) -> None:
         """Move the clock to ``when`` if that is later than now."""
         ahead = when - self()

@@ -331,6 +331,7 @@ def serve(
         backend=backend,
         clock=clock,
     )
+    clock.restart()  # building the server (pool, plan, weights) is not part of the replay
     for r in requests:
         server.check(r)
     arrivals = [float(r.arrival or 0.0) for r in requests]
