@@ -17,7 +17,7 @@ import pytest
 import futurefill
 from futurefill.models import ConvLM, Request, Server, serve
 
-from .test_models import RTOL, VARIANTS, full_sequence, small_model
+from .test_models import VARIANTS, assert_logits_match_forward, small_model
 
 V = 32  # vocab_size of small_model
 
@@ -39,11 +39,7 @@ def alone(model: ConvLM, r: Request, **kw: object) -> np.ndarray:
 
 def check_logits(model: ConvLM, r: Request, tokens: np.ndarray, logits: np.ndarray) -> None:
     prompt = r.prompt[None, :] if r.prompt_len else None
-    seq = full_sequence(prompt, tokens[None, :], model.config.bos)
-    ref = np.asarray(model.forward(seq, backend="numpy"))[0, max(r.prompt_len - 1, 0) :]
-    assert ref.shape == logits.shape
-    err = np.abs(logits - ref).max(axis=-1) / np.abs(ref).max(axis=-1)
-    assert err.max() <= RTOL, err.max()
+    assert_logits_match_forward(model, prompt, tokens[None, :], logits[None, ...])
 
 
 PROMPTS = [0, 1, 37, 5, 0, 60, 12, 2, 80]

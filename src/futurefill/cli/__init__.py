@@ -66,7 +66,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     -------
     int
         Exit status: 0 on success, 1 when a check the command makes fails (``plan
-        --validate``, ``bench-model`` tokens that differ), 2 for bad arguments.
+        --validate``, ``bench-model`` or ``bench-serve`` tokens that differ), 2 for bad
+        arguments.
     """
     args = build_parser().parse_args(None if argv is None else list(argv))
     try:
