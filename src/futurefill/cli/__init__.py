@@ -1,13 +1,13 @@
 """The ``futurefill`` command: one module per subcommand, dispatched by :func:`main`.
 
 Every subcommand module (``demo``, ``bench``, ``plan``, ``bench_model`` for ``bench-model``,
-``tune``) has ``add_arguments(parser)`` and ``run(args) -> int``; its docstring is its help:
-the first line in ``futurefill --help``, the rest as the description of ``futurefill COMMAND
---help`` (plain text, no markup). A bad argument, whether argparse or ``run`` finds it
-(:class:`UsageError`), is one line on stderr, ``futurefill COMMAND: error: ...``, and exit
-status 2; so is an unrecognized option (with the closest one the command takes) and a size
-the library refuses (``MemoryError``: the estimates of :mod:`futurefill.memory` come before
-any allocation).
+``bench_pool`` for ``bench-pool``, ``bench_serve`` for ``bench-serve``, ``tune``) has
+``add_arguments(parser)`` and ``run(args) -> int``; its docstring is its help: the first line in
+``futurefill --help``, the rest as the description of ``futurefill COMMAND --help`` (plain text,
+no markup). A bad argument, whether argparse or ``run`` finds it (:class:`UsageError`), is one
+line on stderr, ``futurefill COMMAND: error: ...``, and exit status 2; so is an unrecognized
+option (with the closest one the command takes) and a size the library refuses
+(``MemoryError``: the estimates of :mod:`futurefill.memory` come before any allocation).
 """
 
 from __future__ import annotations
@@ -17,13 +17,13 @@ from collections.abc import Sequence
 from types import ModuleType
 
 from .. import __version__
-from . import bench, bench_model, bench_pool, demo, plan, tune
+from . import bench, bench_model, bench_pool, bench_serve, demo, plan, tune
 from ._args import CommandParser, UsageError
 
 __all__ = ["COMMANDS", "UsageError", "build_parser", "main"]
 
 #: The subcommands, in the order of ``futurefill --help``.
-COMMANDS = (demo, bench, plan, bench_model, bench_pool, tune)
+COMMANDS = (demo, bench, plan, bench_model, bench_pool, bench_serve, tune)
 
 DESCRIPTION = (
     "Exact, fast autoregressive generation from long-convolution sequence models (FutureFill): "
@@ -68,7 +68,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     -------
     int
         Exit status: 0 on success, 1 when a check the command makes fails (``plan
-        --validate``, ``bench-model`` tokens that differ), 2 for bad arguments.
+        --validate``, ``bench-model`` or ``bench-serve`` tokens that differ), 2 for bad
+        arguments.
     """
     parser = build_parser()
     args, extras = parser.parse_known_args(None if argv is None else list(argv))

@@ -11,6 +11,8 @@ from .decode import DecodableModel, Decoder, Generation, generate
 from .lm import ConvLM
 from .options import GenerationOptions
 from .params import MAX_LEN_LIMIT, ModelFileError
+from .requests import Request, RequestResult
+from .serving import Server, serve
 from .state_size import DecodeStateSize, decode_state_size
 
 __all__ = [
@@ -24,6 +26,10 @@ __all__ = [
     "GenerationOptions",
     "ModelConfig",
     "ModelFileError",
+    "Request",
+    "RequestResult",
+    "Server",
     "decode_state_size",
     "generate",
+    "serve",
 ]

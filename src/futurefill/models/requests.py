@@ -1,0 +1,159 @@
+"""What a server is asked and what it answers: :class:`Request`, :class:`RequestResult`, and
+the clock of a replay (:class:`ReplayClock`)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .._checks import check_int, check_real
+from .decode import online_steps
+
+__all__ = ["ReplayClock", "Request", "RequestResult"]
+
+
+@dataclass(frozen=True, eq=False)
+class Request:
+    """One generation request (checked when built; against the model when submitted).
+
+    Attributes
+    ----------
+    prompt : sequence of int or None
+        Prompt token ids (stored as a read-only int64 array). Empty (or None): start from the
+        model's ``bos`` token without a prompt, as ``generate(None, ...)`` does.
+    max_new_tokens : int
+        Tokens to generate (fewer if ``stop_token`` comes first).
+    stop_token : int, optional
+        The request ends once it produced this token (the stop token is its last).
+    temperature : float
+        0 for greedy decoding; otherwise Gumbel-max sampling of ``logits / temperature``, as
+        :class:`~futurefill.models.GenerationOptions` describes.
+    top_k : int, optional
+        Sample among the ``top_k`` largest logits only (needs ``temperature > 0``).
+    seed : int, optional
+        Seed of the request's own sampling generator.
+    arrival : float, optional
+        When the request arrives, in seconds on the server's clock (:func:`serve` replays
+        requests at their arrival); ``None``: when it is submitted.
+    return_logits : bool
+        Keep the logits each token was chosen from (:attr:`RequestResult.logits`).
+    """
+
+    prompt: Any = ()
+    max_new_tokens: int = 16
+    stop_token: int | None = None
+    temperature: float = 0.0
+    top_k: int | None = None
+    seed: int | None = None
+    arrival: float | None = None
+    return_logits: bool = False
+
+    def __post_init__(self) -> None:
+        prompt = np.asarray(() if self.prompt is None else self.prompt)
+        if prompt.ndim != 1:
+            raise ValueError(
+                f"prompt must be a 1-D sequence of token ids, got shape {prompt.shape}"
+            )
+        if prompt.size and prompt.dtype.kind not in "iu":
+            raise TypeError(f"prompt must hold integer token ids, got dtype {prompt.dtype}")
+        prompt = prompt.astype(np.int64)
+        if prompt.size and int(prompt.min()) < 0:
+            raise ValueError(f"prompt token ids must be >= 0, got {int(prompt.min())}")
+        prompt.flags.writeable = False
+        object.__setattr__(self, "prompt", prompt)
+        object.__setattr__(
+            self, "max_new_tokens", check_int("max_new_tokens", self.max_new_tokens, 1)
+        )
+        for name in ("stop_token", "seed"):
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, check_int(name, getattr(self, name), 0))
+        object.__setattr__(self, "temperature", check_real("temperature", self.temperature))
+        if self.top_k is not None:
+            object.__setattr__(self, "top_k", check_int("top_k", self.top_k, 1))
+            if self.temperature == 0:
+                raise ValueError("top_k needs temperature > 0 (greedy decoding takes the top 1)")
+        if self.arrival is not None:
+            object.__setattr__(self, "arrival", check_real("arrival", self.arrival))
+        if not isinstance(self.return_logits, bool):
+            raise TypeError(f"return_logits must be a bool, got {self.return_logits!r}")
+
+    @property
+    def prompt_len(self) -> int:
+        """Number of prompt tokens."""
+        return int(self.prompt.size)
+
+    @property
+    def online_steps(self) -> int:
+        """Positions the request runs one at a time (see
+        :func:`~futurefill.models.decode.online_steps`)."""
+        return online_steps(self.prompt_len, self.max_new_tokens)
+
+
+@dataclass(frozen=True)
+class RequestResult:
+    """What one request produced, and when (seconds on the server's clock).
+
+    Attributes
+    ----------
+    request : Request
+    tokens : ndarray of int64, shape (n,)
+        The generated tokens (``n <= max_new_tokens``; the last is the stop token if it came).
+    arrival, admitted, finish : float
+        When the request arrived, got a slot (its prefill started), and produced its last
+        token.
+    token_times : ndarray of float64, shape (n,)
+        When each token was produced.
+    logits : ndarray, shape (n, V), or None
+        With ``Request(return_logits=True)``: the logits each token was chosen from.
+    """
+
+    request: Request
+    tokens: np.ndarray
+    arrival: float
+    admitted: float
+    finish: float
+    token_times: np.ndarray
+    logits: np.ndarray | None = None
+
+    @property
+    def first_token(self) -> float:
+        """When the first token was produced."""
+        return float(self.token_times[0])
+
+    @property
+    def time_to_first_token(self) -> float:
+        """Seconds from arrival to the first token (queueing and prefill included)."""
+        return self.first_token - self.arrival
+
+    @property
+    def token_latencies(self) -> np.ndarray:
+        """Seconds between consecutive tokens, shape ``(n - 1,)``."""
+        return np.diff(self.token_times)
+
+
+class ReplayClock:
+    """Seconds since creation, where waiting for the next arrival costs no real time.
+
+    :meth:`skip_to` moves the clock forward to a later time at once: replaying a trace, an idle
+    server jumps to the next arrival instead of sleeping; all other time is real.
+    """
+
+    def __init__(self) -> None:
+        self._start = time.perf_counter()
+
+    def __call__(self) -> float:
+        """The time now."""
+        return time.perf_counter() - self._start
+
+    def restart(self) -> None:
+        """Start again from 0 now."""
+        self._start = time.perf_counter()
+
+    def skip_to(self, when: float) -> None:
+        """Move the clock to ``when`` if that is later than now."""
+        ahead = when - self()
+        if ahead > 0:
+            self._start -= ahead
