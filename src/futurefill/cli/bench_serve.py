@@ -11,7 +11,7 @@ percentile), and whether the tokens equal the pool's. Time waiting for the next 
 skipped (the replay clock); --clock cpu measures this process's CPU time instead of the wall
 clock. The defaults are the full-size run (Hyena 4 x 256, float32, 16 slots, 32 requests,
 prompts 0-4096, 64-4096 new tokens: long); --quick shrinks the trace (16 requests, prompts
-0-256, 16-128 new tokens, 8 per second) to under a minute. Exit status 1 if the one-by-one
+0-256, 16-128 new tokens, 40 per second) to under a minute. Exit status 1 if the one-by-one
 tokens differ from the pool's.
 """
 
@@ -42,7 +42,7 @@ __all__ = ["add_arguments", "run"]
 
 #: The trace of the full-size run, and of --quick.
 _FULL = TraceSpec()
-_QUICK = TraceSpec(requests=16, rate=8.0, prompt=(0, 256), new=(16, 128))
+_QUICK = TraceSpec(requests=16, rate=40.0, prompt=(0, 256), new=(16, 128))
 #: The trace options: type of a value, number of values, help.
 _TRACE: dict[str, tuple[Callable[[str], Any], int | None, str]] = {
     "requests": (count(1), None, "requests in the trace"),

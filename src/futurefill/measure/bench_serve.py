@@ -59,7 +59,7 @@ class TraceSpec:
     """
 
     requests: int = 32
-    rate: float = 0.25
+    rate: float = 1.0
     prompt: tuple[int, int] = (0, 4096)
     new: tuple[int, int] = (64, 4096)
     seed: int = 0
