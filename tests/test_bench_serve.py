@@ -39,8 +39,10 @@ def test_bench_serve_json_rows(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_bench_serve_table(capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli(["bench-serve", "--quick", *TINY, "--schedule", "reuse:radix=4"]) == 0
+    argv = ["--quick", *TINY, "--schedule", "reuse:radix=4", "--clock", "cpu"]
+    assert cli(["bench-serve", *argv]) == 0
     out = capsys.readouterr().out
+    assert "2 slots, cpu clock" in out
     assert "5 requests at 50/s, prompts 0-9, new tokens 1-6" in out
     for name in ("pool naive", "one by one", "lock-step", "pool speedup"):
         assert name in out
@@ -68,6 +70,7 @@ def no_long_work(monkeypatch: pytest.MonkeyPatch) -> None:
         (["--schedule", "fast"], "fast"),
         (["--backend", "nope"], "nope"),
         (["--dim", "0"], "--dim"),
+        (["--clock", "gpu"], "--clock"),
     ],
 )
 def test_bad_arguments_are_one_line(

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import futurefill
-from futurefill.models import ConvLM, Request, Server, serve
+from futurefill.models import ConvLM, ReplayClock, Request, Server, serve
 
 from .test_models import VARIANTS, assert_logits_match_forward, small_model
 
@@ -103,6 +103,22 @@ def test_times_are_ordered_and_slots_are_limited() -> None:
         assert res.arrival <= res.admitted <= res.first_token <= res.finish
         assert res.finish == res.token_times[-1] and np.all(res.token_latencies >= 0)
         assert res.time_to_first_token >= 0
+
+
+def test_replay_clock_skips_idle_time_only() -> None:
+    now = [10.0]
+    clock = ReplayClock(lambda: now[0])
+    assert clock() == 0
+    now[0] = 11.5
+    assert clock() == 1.5
+    clock.skip_to(5.0)
+    assert clock() == 5.0
+    clock.skip_to(2.0)  # never backwards
+    assert clock() == 5.0
+    now[0] = 12.0
+    assert clock() == 5.5
+    clock.restart()
+    assert clock() == 0
 
 
 def test_server_on_every_backend(backend: futurefill.executor.Executor) -> None:

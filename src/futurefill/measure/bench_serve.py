@@ -2,7 +2,8 @@
 
 The same requests (greedy, arriving at seeded Poisson times, prompts and new-token counts drawn
 uniformly from ranges) are served four ways, each on a :class:`~futurefill.models.ReplayClock`
-(idle time until the next arrival is skipped, all other time is real):
+(idle time until the next arrival is skipped, all other time is measured: wall clock, or
+this process's CPU time):
 
 * ``pool`` -- :func:`futurefill.models.serve`: continuous batching over a
   :class:`futurefill.StreamPool`, requests admitted as slots free up;
@@ -23,7 +24,8 @@ request's consecutive tokens) percentiles.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,7 +59,7 @@ class TraceSpec:
     """
 
     requests: int = 32
-    rate: float = 0.25
+    rate: float = 1.0
     prompt: tuple[int, int] = (0, 4096)
     new: tuple[int, int] = (64, 4096)
     seed: int = 0
@@ -96,14 +98,17 @@ def lockstep(
     batch: int,
     schedule: Any = "continuous",
     backend: str | Executor | None = None,
+    clock: ReplayClock | None = None,
 ) -> list[RequestResult]:
     """Serve ``requests`` (greedy) in static batches of at most ``batch`` through a batched
     :class:`~futurefill.models.Decoder`, padded to the longest prompt and token count of each
-    batch; ``batch=1`` generates them one after another. Results in the order given."""
+    batch; ``batch=1`` generates them one after another. Results in the order given, timed by
+    ``clock`` (restarted; a wall-clock :class:`~futurefill.models.ReplayClock` by default)."""
     executor = get_backend(backend)
     order = sorted(range(len(requests)), key=lambda i: requests[i].arrival or 0.0)
     results: dict[int, RequestResult] = {}
-    clock = ReplayClock()
+    clock = ReplayClock() if clock is None else clock
+    clock.restart()
     nxt = 0
     while nxt < len(order):
         clock.skip_to(requests[order[nxt]].arrival or 0.0)
@@ -244,14 +249,23 @@ def run_all(
     capacity: int = 16,
     schedule: Any = "continuous",
     backend: str | Executor | None = None,
+    timer: Callable[[], float] = time.perf_counter,
 ) -> list[ServeSummary]:
     """Serve ``requests`` the four ways of the module docstring; one summary each (the pool
-    with ``schedule`` first)."""
+    with ``schedule`` first). ``timer``: the seconds measured (see
+    :class:`~futurefill.models.ReplayClock`)."""
     executor = get_backend(backend)
-    pool = serve(model, requests, capacity=capacity, schedule=schedule, backend=executor)
-    naive = serve(model, requests, capacity=capacity, schedule="naive", backend=executor)
-    alone = lockstep(model, requests, batch=1, schedule=schedule, backend=executor)
-    batched = lockstep(model, requests, batch=capacity, schedule=schedule, backend=executor)
+    clock = ReplayClock(timer)
+    pool = serve(
+        model, requests, capacity=capacity, schedule=schedule, backend=executor, clock=clock
+    )
+    naive = serve(
+        model, requests, capacity=capacity, schedule="naive", backend=executor, clock=clock
+    )
+    alone = lockstep(model, requests, batch=1, schedule=schedule, backend=executor, clock=clock)
+    batched = lockstep(
+        model, requests, batch=capacity, schedule=schedule, backend=executor, clock=clock
+    )
     return [
         summarize("pool", pool),
         summarize("pool naive", naive, _same(naive, pool)),

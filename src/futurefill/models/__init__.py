@@ -11,7 +11,7 @@ from .decode import DecodableModel, Decoder, Generation, generate
 from .lm import ConvLM
 from .options import GenerationOptions
 from .params import MAX_LEN_LIMIT, ModelFileError
-from .requests import Request, RequestResult
+from .requests import ReplayClock, Request, RequestResult
 from .serving import Server, serve
 from .state_size import DecodeStateSize, decode_state_size
 
@@ -26,6 +26,7 @@ __all__ = [
     "GenerationOptions",
     "ModelConfig",
     "ModelFileError",
+    "ReplayClock",
     "Request",
     "RequestResult",
     "Server",

@@ -287,6 +287,7 @@ def serve(
     schedule: str | PlanSpec = "continuous",
     backend: str | Executor | None = None,
     max_steps: int | None = None,
+    clock: ReplayClock | None = None,
 ) -> list[RequestResult]:
     """Replay ``requests`` at their arrival times through a :class:`Server`; return their
     results in the order given.
@@ -306,6 +307,9 @@ def serve(
     backend : str or Executor, optional
     max_steps : int, optional
         Slot length (see :class:`Server`); the longest request's ``online_steps`` by default.
+    clock : ReplayClock, optional
+        The clock of the replay (restarted once the server is built); a wall-clock one by
+        default.
 
     Returns
     -------
@@ -322,7 +326,7 @@ def serve(
     ]
     if max_steps is None:
         max_steps = min(max(max(r.online_steps for r in requests), 1), model.config.max_len)
-    clock = ReplayClock()
+    clock = ReplayClock() if clock is None else clock
     server = Server(
         model,
         capacity=capacity,
