@@ -2,7 +2,8 @@
 
 It is the checked, stateful face of the interpreter (:mod:`futurefill.interpreter`): every
 argument is validated here, before anything changes, so a refused call leaves the state as it
-was.
+was. The stream itself (its state and, open-ended, its segments) is a
+:class:`~futurefill.segments.Segments`; snapshots are :mod:`futurefill.snapshots`.
 """
 
 from __future__ import annotations
@@ -13,19 +14,17 @@ from typing import Any
 
 import numpy as np
 
-from . import interpreter
+from . import interpreter, snapshots
 from ._checks import check_int
 from ._registry import get_backend
 from .executor import Executor
-from .open_length import history_after, next_segment, segment_length, store_prompt
-from .plan import Plan, PlanSpec, make_plan, resolve_spec
+from .plan import Plan, PlanSpec
+from .segments import Segments, first_plan
 from .state import ConvState
 
 __all__ = ["OnlineConv"]
 
 _ALL = slice(None)
-_SNAPSHOT_KEYS = ("plan", "filters", "buffer", "position", "prefilled", "emitted", "digest")
-_OPEN_KEYS = ("prompt", "segment", "history")
 
 Array = Any
 
@@ -99,44 +98,18 @@ class OnlineConv:
         io_dtype = _half(executor, dtype)
         dtype = executor.resolve_dtype("float32" if io_dtype is not None else dtype)
         channels, taps = host.shape
-        self._open = length is None
-        if self._open:
-            if isinstance(schedule, Plan):
-                raise ValueError("an open-ended OnlineConv (length=None) plans its own segments")
-            length = segment_length(prompt, taps)
-            if length == 0:
-                raise ValueError(
-                    f"filters have {taps} taps: no step is left after a prompt of {prompt}"
-                )
-        length = check_int("length", length, 1)
-        if taps < prompt + length:  # before any plan is built: the cheap check comes first
-            raise ValueError(
-                f"filters have {taps} taps but prompt + length = {prompt + length} positions "
-                f"need at least {prompt + length}"
-            )
-        if isinstance(schedule, Plan):
-            plan = schedule
-            if params or (plan.length, plan.prompt) != (length, prompt):
-                raise ValueError(
-                    f"a Plan fixes length, prompt and parameters: this one has length "
-                    f"{plan.length} and prompt {plan.prompt} (use OnlineConv.from_plan)"
-                )
-        else:
-            spec = PlanSpec.coerce(schedule).with_params(**params)
-            spec = resolve_spec(spec, executor, batch=batch, channels=channels, dtype=dtype)
-            plan = make_plan(length, spec, prompt=prompt)
-        # open-ended segments take the same parameters, defaults resolved per segment
-        self._spec = plan.spec or PlanSpec() if isinstance(schedule, Plan) else spec
-        self._taps = taps
-        self._prompt = self._planned_prompt = prompt
-        self._history: Array | None = None  # open-ended: the inputs before this segment
+        plan, segment_spec = first_plan(
+            executor, schedule, params, length, prompt=prompt, taps=taps, batch=batch,
+            channels=channels, dtype=dtype,
+        )  # fmt: skip
         self._executor = executor
         self._dtype = dtype
         self._io_dtype = dtype if io_dtype is None else io_dtype
         self._wrapped_feedback: dict[Any, Callable[[Array], Array]] = {}
         source = filters if executor.is_native(filters) and io_dtype is None else host
-        self._state: ConvState = interpreter.new_state(
-            executor, plan, source, batch=batch, dtype=dtype
+        state = interpreter.new_state(executor, plan, source, batch=batch, dtype=dtype)
+        self._segments = Segments(
+            executor, state, spec=segment_spec, taps=taps, prompt=prompt, open_ended=length is None
         )
         self._filters_digest = hashlib.sha256(
             np.ascontiguousarray(host, dtype=np.float64).tobytes()
@@ -179,6 +152,10 @@ class OnlineConv:
 
     # ------------------------------------------------------------------ properties
     @property
+    def _state(self) -> ConvState:
+        return self._segments.state
+
+    @property
     def plan(self) -> Plan:
         """The schedule being run."""
         return self._state.plan
@@ -220,24 +197,22 @@ class OnlineConv:
     @property
     def length(self) -> int | None:
         """Number of online steps, ``None`` for an open-ended stream."""
-        return None if self._open else self.plan.length
+        return None if self._segments.open else self.plan.length
 
     @property
     def prompt(self) -> int:
         """Number of prompt inputs (for an open-ended stream: as planned or prefilled)."""
-        return self._prompt
+        return self._segments.prompt
 
     @property
     def position(self) -> int:
         """Index of the next online step (0 .. length)."""
-        return self.plan.prompt + self._state.step - self._prompt
+        return self._segments.position
 
     @property
     def remaining(self) -> int:
         """Online steps left (open-ended: as many as the filters' taps allow)."""
-        if self._open:
-            return self._taps - self._prompt - self.position
-        return self.plan.length - self._state.step
+        return self._segments.remaining
 
     @property
     def state_size(self) -> dict[str, int]:
@@ -253,7 +228,7 @@ class OnlineConv:
         p = self.plan
         return (
             f"OnlineConv(schedule={str(p.spec or p.schedule)!r}, length={self.length}, "
-            f"prompt={self._prompt}, batch={self.batch}, channels={self.channels}, "
+            f"prompt={self.prompt}, batch={self.batch}, channels={self.channels}, "
             f"dtype={self._io_dtype}, backend={self._executor.name!r}, position={self.position})"
         )
 
@@ -315,34 +290,21 @@ class OnlineConv:
         -------
         array, shape (B, c, prompt)
         """
-        p, s = self.plan, self._state
+        seg = self._segments
         ch = self._channel_range(channels)
-        prompt = p.prompt
-        if self._open:
-            if self.position or s.num_emitted or p.prompt != self._prompt:
-                raise RuntimeError("the prompt comes before the first step; call reset() first")
-            if not s.prefilled.any():  # the first prefill decides the prompt's length
-                prompt = int(u.shape[-1]) if len(getattr(u, "shape", ())) == 3 else p.prompt
-                if prompt < 1 or segment_length(prompt, self._taps) == 0:
-                    raise ValueError(
-                        f"a prompt of {prompt} inputs leaves no step of the filters' "
-                        f"{self._taps} taps"
-                    )
-        elif p.prompt == 0:
+        if seg.open:
+            prompt = seg.prompt_length(tuple(u.shape) if hasattr(u, "shape") else None)
+        elif seg.plan.prompt == 0:
             raise RuntimeError("this OnlineConv was planned without a prompt (prompt=0)")
+        else:
+            prompt = seg.plan.prompt
         self._check_input(u, (self.batch, ch.stop - ch.start, prompt), "the prompt")
         u = self._to_compute(u)
         if not bool(np.all(np.isfinite(self._executor.to_numpy(u)))):
             raise ValueError("the prompt contains NaN or infinite values")
-        if not self._open:
-            return self._to_io(interpreter.prefill(self._executor, s, u, ch))
-        if prompt != p.prompt:
-            self._start(prompt)
-        shape = (self.batch, self.channels, prompt)
-        history = store_prompt(self._executor, self._history, u, ch, shape)
-        y = interpreter.prefill(self._executor, self._state, u, ch)
-        self._history = history
-        return self._to_io(y)
+        if seg.open:
+            return self._to_io(seg.prefill(u, ch))
+        return self._to_io(interpreter.prefill(self._executor, seg.state, u, ch))
 
     def step(self, u: Array) -> Array:
         """One online step for all channels: return ``y_t`` and fill the future.
@@ -356,7 +318,7 @@ class OnlineConv:
         -------
         array, shape (B, C)
         """
-        s = self._room()
+        s = self._segments.room()
         interpreter.check_can_step(s, whole=True)
         self._check_input(u, (s.batch, s.channels), "u_t")
         return self._to_io(interpreter.step(self._executor, s, self._to_compute(u)))
@@ -378,7 +340,7 @@ class OnlineConv:
         -------
         array, shape (B, c)
         """
-        s = self._room()
+        s = self._segments.room()
         interpreter.check_can_step(s)
         ch = self._channel_range(channels)
         self._check_input(u, (self.batch, ch.stop - ch.start), "u_t")
@@ -410,22 +372,13 @@ class OnlineConv:
         -------
         array, shape (B, C, steps)
         """
-        interpreter.check_can_step(self._room(), whole=True)
+        interpreter.check_can_step(self._segments.room(), whole=True)
         if not callable(feedback):
             raise TypeError("feedback must be callable")
         steps = self.remaining if steps is None else check_int("steps", steps, 1, self.remaining)
         self._check_input(u0, (self.batch, self.channels), "u0")
-        compute_feedback = self._compute_feedback(feedback)
-
-        def segment(u: Array, steps: int) -> Array:
-            return interpreter.rollout(self._executor, self._state, u, compute_feedback, steps)
-
-        def next_input(ys: Array) -> Array:
-            u = compute_feedback(ys[..., -1])
-            interpreter.check_feedback(u, ys[..., -1])
-            return u
-
-        return self._to_io(self._by_segment(self._to_compute(u0), steps, segment, next_input))
+        feedback = self._compute_feedback(feedback)
+        return self._to_io(self._segments.rollout(self._to_compute(u0), feedback, steps))
 
     def run(self, u: Array) -> Array:
         """Feed known inputs through the online path in one call (teacher forcing).
@@ -443,7 +396,7 @@ class OnlineConv:
         -------
         array, shape (B, C, T)
         """
-        interpreter.check_can_step(self._room(), whole=True)
+        interpreter.check_can_step(self._segments.room(), whole=True)
         steps = int(u.shape[-1]) if len(getattr(u, "shape", ())) == 3 else 0
         if not 1 <= steps <= self.remaining:
             raise ValueError(
@@ -451,71 +404,7 @@ class OnlineConv:
                 f"{tuple(getattr(u, 'shape', ()))}"
             )
         self._check_input(u, (self.batch, self.channels, steps), "u")
-        inputs = self._to_compute(u)
-        done = 0
-
-        def segment(inputs: Array, steps: int) -> Array:
-            nonlocal done
-            ys = interpreter.run(self._executor, self._state, inputs[..., done : done + steps])
-            done += steps
-            return ys
-
-        return self._to_io(self._by_segment(inputs, steps, segment, lambda _: inputs))
-
-    def _by_segment(
-        self,
-        u: Array,
-        steps: int,
-        segment: Callable[[Array, int], Array],
-        next_input: Callable[[Array], Array],
-    ) -> Array:
-        """``steps`` steps, one ``segment(u, n)`` call per plan segment (one unless open-ended),
-        ``u = next_input(ys)`` between them; the state restored on any error."""
-        saved = self._save()
-        try:
-            parts = []
-            while True:
-                s = self._room()
-                n = min(steps, s.plan.length - s.step)
-                parts.append(segment(u, n))
-                steps -= n
-                if not steps:
-                    break
-                u = next_input(parts[-1])
-            if len(parts) == 1:
-                return parts[0]
-            return self._executor.xp.concat(parts, axis=-1)
-        except BaseException:
-            self._restore(saved)
-            raise
-
-    # ------------------------------------------------------------------ open-ended segments
-    def _start(self, prompt: int) -> None:
-        """Open-ended: plan the first segment for a prompt of ``prompt`` inputs."""
-        s = self._state
-        plan = make_plan(segment_length(prompt, self._taps), self._spec, prompt=prompt)
-        if plan is not s.plan:
-            self._state = interpreter.new_state(
-                self._executor, plan, s.filters, batch=s.batch, dtype=self._dtype, copy=False
-            )
-        else:
-            interpreter.reset(self._executor, s)
-        self._prompt = prompt
-        self._history = None
-
-    def _room(self) -> ConvState:
-        """The state, open-ended: extended by the next segment when its steps are done."""
-        s = self._state
-        if self._open and s.step == s.plan.length and not s.num_emitted:
-            if not self.remaining:
-                raise RuntimeError(
-                    f"the filters' {self._taps} taps are used up (prompt {self._prompt} + "
-                    f"{self.position} steps); call reset() or give longer filters"
-                )
-            history = history_after(self._executor, s, self._history)
-            self._state = next_segment(self._executor, self._spec, s, history, taps=self._taps)
-            self._history = history
-        return self._state
+        return self._to_io(self._segments.run(self._to_compute(u), steps))
 
     def _compute_feedback(self, feedback: Callable[[Array], Array]) -> Callable[[Array], Array]:
         """``feedback`` seen in the compute dtype: it receives and returns the dtype of the
@@ -539,45 +428,7 @@ class OnlineConv:
         An open-ended stream returns to its first segment and to the prompt length it was
         built with (0 by default): the next :meth:`prefill` may give another.
         """
-        if self._open:
-            self._start(self._planned_prompt)
-        else:
-            interpreter.reset(self._executor, self._state)
-
-    def _save(self) -> tuple[ConvState, Array | None, tuple[Any, ...]]:
-        return self._state, self._history, self._copy_cursor()
-
-    def _restore(self, saved: tuple[ConvState, Array | None, tuple[Any, ...]]) -> None:
-        self._state, self._history, cursor = saved
-        self._restore_cursor(cursor)
-
-    def _copy_cursor(self) -> tuple[Any, int, np.ndarray, np.ndarray, int]:
-        s = self._state
-        self._executor.settle(s)  # work running in the background joins the buffer
-        buffer = self._executor.xp.asarray(s.buffer, copy=True)
-        return buffer, s.step, s.prefilled.copy(), s.emitted.copy(), s.num_emitted
-
-    def _restore_cursor(self, saved: tuple[Any, int, np.ndarray, np.ndarray, int]) -> None:
-        s = self._state
-        self._executor.settle(s)
-        buffer, s.step, prefilled, emitted, s.num_emitted = saved
-        s.buffer = buffer
-        s.prefilled[:] = prefilled
-        s.emitted[:] = emitted
-        s.revision += 1
-
-    def _digest(
-        self, plan: str, buffer: Array, position: int, prefilled: Any, emitted: Any, *extra: Any
-    ) -> str:
-        h = hashlib.sha256(f"{plan}/{self._filters_digest}/{position}".encode())
-        h.update(np.asarray(prefilled, dtype=bool).tobytes())
-        h.update(np.asarray(emitted, dtype=bool).tobytes())
-        for array in (buffer, *extra):
-            if array is None or isinstance(array, int):
-                h.update(repr(array).encode())
-            else:
-                h.update(np.ascontiguousarray(self._executor.to_numpy(array)).tobytes())
-        return h.hexdigest()
+        self._segments.reset()
 
     def state_dict(self) -> dict[str, Any]:
         """A snapshot from which :meth:`load_state_dict` resumes bit-identically.
@@ -592,30 +443,7 @@ class OnlineConv:
             positions before the current plan segment) and ``history`` (their inputs, or
             ``None`` before a prompt is given).
         """
-        buffer, position, prefilled, emitted, _ = self._copy_cursor()
-        extra: dict[str, Any] = {}
-        if self._open:
-            history = self._history
-            extra = {
-                "prompt": self._prompt,
-                "segment": self.plan.prompt,
-                "history": None
-                if history is None
-                else self._executor.xp.asarray(history, copy=True),
-            }
-        fingerprint = self.plan.fingerprint
-        return {
-            "plan": fingerprint,
-            "filters": self._filters_digest,
-            "buffer": buffer,
-            "position": position,
-            "prefilled": prefilled,
-            "emitted": emitted,
-            **extra,
-            "digest": self._digest(
-                fingerprint, buffer, position, prefilled, emitted, *extra.values()
-            ),
-        }
+        return snapshots.state_dict(self._segments, self._filters_digest)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore a snapshot taken by :meth:`state_dict` of an identically built OnlineConv.
@@ -624,77 +452,11 @@ class OnlineConv:
         same filters and schedule), unedited; anything else is refused with the state
         unchanged.
         """
-        if not isinstance(state, dict):
-            raise TypeError(f"a state dict is a dict, got {type(state).__name__}")
-        keys = _SNAPSHOT_KEYS + (_OPEN_KEYS if self._open else ())
-        missing = set(keys) - set(state)
-        if missing:
-            raise KeyError(f"state dict lacks {sorted(missing)}")
-        unknown = set(state) - set(keys)
-        if unknown:
-            raise ValueError(f"state dict has unknown entries {sorted(unknown)}")
-        plan, extra = self.plan, ()  # type: tuple[Plan, tuple[Any, ...]]
-        if self._open:
-            plan, extra = self._open_snapshot(state)
-        if state["plan"] != plan.fingerprint:
-            raise ValueError(
-                "this state dict belongs to another plan (schedule, length, prompt or "
-                "parameters differ)"
-            )
-        if state["filters"] != self._filters_digest:
-            raise ValueError("this state dict belongs to an OnlineConv with other filters")
-        position = check_int("position", state["position"], 0, plan.length)
-        masks = {}
-        for name in ("prefilled", "emitted"):
-            mask = state[name]
-            if (
-                not isinstance(mask, np.ndarray)
-                or mask.dtype != bool
-                or mask.shape != (self.channels,)
-            ):
-                raise ValueError(f"{name} must be a bool array of shape ({self.channels},)")
-            masks[name] = mask
-        buffer = state["buffer"]
-        shape = (self.batch, self.channels, plan.buffer_length)
-        self._check_input(buffer, shape, "the buffer", self._dtype)
-        digest = self._digest(
-            plan.fingerprint, buffer, position, masks["prefilled"], masks["emitted"], *extra
-        )
-        if state["digest"] != digest:
-            raise ValueError("this state dict was edited or corrupted (its digest differs)")
-        if plan is not self.plan:
-            s = self._state
-            self._state = interpreter.new_state(
-                self._executor, plan, s.filters, batch=s.batch, dtype=self._dtype, copy=False
-            )
-        if self._open:
-            prompt, _, history = extra
-            self._prompt = prompt
-            self._history = (
-                None if history is None else self._executor.xp.asarray(history, copy=True)
-            )
-        emitted = masks["emitted"]
-        self._restore_cursor(
-            (
-                self._executor.xp.asarray(buffer, copy=True),
-                position,
-                masks["prefilled"],
-                emitted,
-                int(emitted.sum()),
-            )
-        )
 
-    def _open_snapshot(self, state: dict[str, Any]) -> tuple[Plan, tuple[int, int, Any]]:
-        """The segment plan and ``(prompt, segment, history)`` of an open-ended snapshot."""
-        prompt = check_int("prompt", state["prompt"], 0, self._taps - 1)
-        segment = check_int("segment", state["segment"], prompt, self._taps - 1)
-        plan = make_plan(segment_length(segment, self._taps), self._spec, prompt=segment)
-        history = state["history"]
-        if history is not None:
-            self._check_input(history, (self.batch, self.channels, segment), "history", self._dtype)
-        elif segment != prompt:
-            raise ValueError("history is None only before the first segment's steps")
-        return plan, (prompt, segment, history)
+        def check(array: Array, shape: tuple[int, ...], what: str) -> None:
+            self._check_input(array, shape, what, self._dtype)
+
+        snapshots.load_state_dict(self._segments, state, self._filters_digest, check)
 
 
 def _half(executor: Executor, dtype: Any) -> Any:
