@@ -11,9 +11,11 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
+from ..executor import Executor
 from .journal import UndoJournal
 from .prompt import PromptInputs
 
@@ -88,6 +90,25 @@ class SlotTable:
         """Mark ``row`` free."""
         self.claim(row, 0)
         self.active[row] = False
+
+    def prompt_inputs(self, row: int, executor: Executor, dtype: Any) -> PromptInputs:
+        """The prompt ``row`` is being given (an empty one the first time)."""
+        pending = self.pending.get(row)
+        if pending is None:
+            channels = self.emitted.shape[1]
+            pending = PromptInputs(
+                executor.zeros((channels, 0), dtype), np.zeros(channels, np.int64)
+            )
+            self.pending[row] = pending
+        return pending
+
+    def check_prompts(self, rows: np.ndarray) -> None:
+        """Raise, before anything changes, unless every pending prompt of ``rows`` has the
+        same length in every channel (it is folded in at their next step)."""
+        for row in rows.tolist():
+            pending = self.pending.get(row)
+            if pending is not None:
+                pending.length()
 
     def prompt_length(self, row: int) -> int:
         """Prompt inputs of ``row``: given so far while pending, else folded in."""

@@ -239,7 +239,8 @@ class StreamPool:
         row = self._slots.free_row("release() one or build a larger pool")
         self._claim(row, limit)
         if prompt is not None and int(u.shape[-1]):
-            self._prompt_inputs(row).append(self._executor, u, _ALL)
+            pending = self._slots.prompt_inputs(row, self._executor, self._dtype)
+            pending.append(self._executor, u, _ALL)
         return row
 
     def prefill(self, slot: int, u: Array, channels: slice = _ALL) -> Array:
@@ -282,7 +283,7 @@ class StreamPool:
             )
         p, start = int(u.shape[-1]), int(given.max())
         check_taps(self._taps, start + p, int(self._slots.limit[row]))
-        pending = self._prompt_inputs(row)
+        pending = self._slots.prompt_inputs(row, self._executor, self._dtype)
         xp = self._executor.xp
         with self._slots.guard([row]):
             pending.append(self._executor, u, ch)
@@ -333,7 +334,7 @@ class StreamPool:
         """
         rows = self._slots.rows(slots, whole=True)
         u = convert_shaped(self._executor, u, self._dtype, (rows.size, self.channels), "u")
-        self._check_prompts(rows)
+        self._slots.check_prompts(rows)
         with self._slots.guard(rows):
             self._begin(rows)
             y = self._emit(rows, u, _ALL)
@@ -351,7 +352,7 @@ class StreamPool:
             )
         u = convert_shaped(self._executor, u, self._dtype, (rows.size, ch.stop - ch.start), "u")
         starting = rows[~self._slots.emitted[rows].any(axis=1)]
-        self._check_prompts(starting)
+        self._slots.check_prompts(starting)
         with self._slots.guard(rows):
             self._begin(starting)
             y = self._emit(rows, u, ch)
@@ -368,14 +369,6 @@ class StreamPool:
         with self._slots.guard(rows):
             self._fill(rows)
         self._slots.emitted[rows] = False
-
-    def _check_prompts(self, rows: np.ndarray) -> None:
-        """Raise, before anything changes, unless every pending prompt of ``rows`` has the
-        same length in every channel (it is folded in at this step)."""
-        for row in rows.tolist():
-            pending = self._slots.pending.get(row)
-            if pending is not None:
-                pending.length()
 
     def _begin(self, rows: np.ndarray) -> None:
         """Fold pending prompts into their slots; journal the slots the step overwrites."""
@@ -505,13 +498,3 @@ class StreamPool:
     def _claim(self, row: int, limit: int) -> None:
         self._slots.claim(row, limit)
         self._state.buffer = xpx.at(self._state.buffer)[row, ...].set(0)
-
-    def _prompt_inputs(self, row: int) -> _prompt.PromptInputs:
-        pending = self._slots.pending.get(row)
-        if pending is None:
-            ex = self._executor
-            pending = _prompt.PromptInputs(
-                ex.zeros((self.channels, 0), self._dtype), np.zeros(self.channels, np.int64)
-            )
-            self._slots.pending[row] = pending
-        return pending
