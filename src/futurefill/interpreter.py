@@ -3,7 +3,9 @@
 Everything that depends on the schedule is read from the :class:`~futurefill.plan.Plan`'s
 tables here; executors only run kernels (:mod:`futurefill.executor`). The functions assume
 validated arguments (:class:`futurefill.OnlineConv` checks them) but check the cursor: a call
-that is not allowed now raises before anything changes.
+that is not allowed now raises before anything changes. A kernel failing midway leaves the
+state exactly as it was (:func:`rollout`, which keeps an undo record) or poisoned, refusing
+every call until :func:`reset` (the others; see :mod:`futurefill.undo`).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from .executor import Executor
 from .memory import check_memory, prefill_bytes, state_memory
 from .plan import Plan
 from .state import ConvState
+from .undo import check_usable, poison_on_failure, record, settle_to_overwrite
 
 __all__ = [
     "advance",
@@ -90,6 +93,7 @@ def new_state(
 # ---------------------------------------------------------------------- cursor checks
 def check_can_step(state: ConvState, *, whole: bool = False) -> None:
     """Raise unless an online step may run now (``whole``: for all channels at once)."""
+    check_usable(state)
     plan = state.plan
     if state.step >= plan.length:
         raise RuntimeError(
@@ -105,26 +109,28 @@ def check_can_step(state: ConvState, *, whole: bool = False) -> None:
 
 def check_feedback(u: Array, y: Array) -> None:
     """Raise unless the feedback's output ``u`` can be the next input after ``y``."""
-    if tuple(u.shape) != tuple(y.shape) or u.dtype != y.dtype:
+    shape = getattr(u, "shape", None)
+    if shape is None or tuple(shape) != tuple(y.shape) or u.dtype != y.dtype:
         raise ValueError(
             f"feedback must return shape {tuple(y.shape)} and dtype {y.dtype}, got "
-            f"{tuple(getattr(u, 'shape', ()))} and {getattr(u, 'dtype', type(u).__name__)}"
+            f"{tuple(shape or ())} and {getattr(u, 'dtype', type(u).__name__)}"
         )
 
 
 # ---------------------------------------------------------------------- streaming
 def prefill(executor: Executor, state: ConvState, u: Array, channels: slice) -> Array:
     """Give the prompt of ``channels`` (once each, before the first step); return its outputs."""
-    plan = state.plan
-    if plan.prompt == 0:
+    check_usable(state)
+    if state.plan.prompt == 0:
         raise RuntimeError("this OnlineConv was planned without a prompt (prompt=0)")
     if state.prefilled[channels].any():
         raise RuntimeError(
             "the prompt was already given for these channels; call reset() to start over"
         )
     check_prefill_memory(executor, state, channels)
-    y = executor.prefill(state, u, channels)
-    state.prefilled[channels] = True
+    with poison_on_failure(state, "prefill()"):
+        y = executor.prefill(state, u, channels)
+        state.prefilled[channels] = True
     return y
 
 
@@ -149,9 +155,10 @@ def emit(executor: Executor, state: ConvState, u: Array, channels: slice) -> Arr
         raise RuntimeError(f"channels {ch.start}..{ch.stop - 1} were already emitted")
     t = state.step
     plan = state.plan
-    y = executor.emit(state, u, channels, plan.slot.item(t), plan.window_slot.item(t))
-    state.emitted[channels] = True
-    state.num_emitted += len(range(state.channels)[channels])
+    with poison_on_failure(state, "emit()"):
+        y = executor.emit(state, u, channels, plan.slot.item(t), plan.window_slot.item(t))
+        state.emitted[channels] = True
+        state.num_emitted += len(range(state.channels)[channels])
     return y
 
 
@@ -161,9 +168,10 @@ def advance(executor: Executor, state: ConvState) -> None:
     if state.num_emitted < state.channels:
         missing = state.channels - state.num_emitted
         raise RuntimeError(f"{missing} channels were not emitted at this step")
-    _run_tasks(executor, state)
-    state.emitted[:] = False
-    state.num_emitted = 0
+    with poison_on_failure(state, "advance()"):
+        _run_tasks(executor, state)
+        state.emitted[:] = False
+        state.num_emitted = 0
 
 
 def step(executor: Executor, state: ConvState, u: Array) -> Array:
@@ -171,8 +179,9 @@ def step(executor: Executor, state: ConvState, u: Array) -> Array:
     check_can_step(state, whole=True)
     t = state.step
     plan = state.plan
-    y = executor.emit(state, u, _ALL, plan.slot.item(t), plan.window_slot.item(t))
-    _run_tasks(executor, state)
+    with poison_on_failure(state, "step()"):
+        y = executor.emit(state, u, _ALL, plan.slot.item(t), plan.window_slot.item(t))
+        _run_tasks(executor, state)
     return y
 
 
@@ -192,14 +201,13 @@ def rollout(
     """Run ``steps`` steps with ``u[t+1] = feedback(y[t])``; return ``(B, C, steps)``.
 
     A program compiled by the executor runs them when it offers one (:meth:`compile`);
-    otherwise the plan's tables drive a loop of kernel calls.
+    otherwise the plan's tables drive a loop of kernel calls. On any error (the feedback's
+    included) the state is put back as it was, or poisoned if that fails.
     """
     check_can_step(state, whole=True)
     if not 1 <= steps <= state.plan.length - state.step:
         raise ValueError(f"steps must lie in 1..{state.plan.length - state.step}, got {steps}")
-    program = executor.compile(state, feedback)
-    if program is not None:
-        return program(state, u0, steps)
+    undo = record(executor, state, steps, "rollout()")
 
     def next_input(i: int, y: Array) -> Array:
         if i == 0:
@@ -208,16 +216,27 @@ def rollout(
         check_feedback(u, y)
         return u
 
-    return _loop(executor, state, steps, next_input)
+    try:
+        program = executor.compile(state, feedback)
+        if program is not None:
+            return program(state, u0, steps)
+        return _loop(executor, state, steps, next_input)
+    except BaseException as exc:
+        undo.restore(executor, "rollout()", exc)
+        raise
 
 
 def run(executor: Executor, state: ConvState, u: Array) -> Array:
-    """Run ``u.shape[-1]`` steps on the given inputs ``u`` ``(B, C, T)``; return ``(B, C, T)``."""
+    """Run ``u.shape[-1]`` steps on the given inputs ``u`` ``(B, C, T)``; return ``(B, C, T)``.
+
+    It keeps no undo record (it costs what the steps cost): a kernel failing poisons the state.
+    """
     check_can_step(state, whole=True)
     steps = int(u.shape[-1])
     if not 1 <= steps <= state.plan.length - state.step:
         raise ValueError(f"T must lie in 1..{state.plan.length - state.step}, got {steps}")
-    return _loop(executor, state, steps, lambda i, _: u[..., i])
+    with poison_on_failure(state, "run()"):
+        return _loop(executor, state, steps, lambda i, _: u[..., i])
 
 
 def _loop(
@@ -241,11 +260,14 @@ def _loop(
 
 
 def reset(executor: Executor, state: ConvState) -> None:
-    """Forget all inputs and return to step 0 (filters and spectra stay)."""
-    executor.settle(state)
-    executor.clear(state)
+    """Forget all inputs and return to step 0 (filters and spectra stay); a poisoned state is
+    usable again (or stays poisoned if this fails: call it again)."""
+    with poison_on_failure(state, "reset()"):
+        settle_to_overwrite(executor, state)
+        executor.clear(state)
     state.step = 0
     state.num_emitted = 0
     state.emitted[:] = False
     state.prefilled[:] = False
     state.revision += 1
+    state.poisoned = None

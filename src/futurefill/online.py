@@ -18,9 +18,11 @@ from . import interpreter, snapshots
 from ._checks import check_int
 from ._registry import get_backend
 from .executor import Executor
+from .feedback import adapt as adapt_feedback
 from .plan import Plan, PlanSpec
 from .segments import Segments, first_plan
 from .state import ConvState
+from .undo import check_usable
 
 __all__ = ["OnlineConv"]
 
@@ -105,7 +107,6 @@ class OnlineConv:
         self._executor = executor
         self._dtype = dtype
         self._io_dtype = dtype if io_dtype is None else io_dtype
-        self._wrapped_feedback: dict[Any, Callable[[Array], Array]] = {}
         source = filters if executor.is_native(filters) and io_dtype is None else host
         state = interpreter.new_state(executor, plan, source, batch=batch, dtype=dtype)
         self._segments = Segments(
@@ -292,8 +293,10 @@ class OnlineConv:
         """
         seg = self._segments
         ch = self._channel_range(channels)
+        check_usable(seg.state)
         if seg.open:
-            prompt = seg.prompt_length(tuple(u.shape) if hasattr(u, "shape") else None)
+            native = self._executor.is_native(u)
+            prompt = seg.prompt_length(tuple(u.shape) if native else None)
         elif seg.plan.prompt == 0:
             raise RuntimeError("this OnlineConv was planned without a prompt (prompt=0)")
         else:
@@ -377,7 +380,7 @@ class OnlineConv:
             raise TypeError("feedback must be callable")
         steps = self.remaining if steps is None else check_int("steps", steps, 1, self.remaining)
         self._check_input(u0, (self.batch, self.channels), "u0")
-        feedback = self._compute_feedback(feedback)
+        feedback = adapt_feedback(self._executor, feedback, self._io_dtype, self._dtype)
         return self._to_io(self._segments.rollout(self._to_compute(u0), feedback, steps))
 
     def run(self, u: Array) -> Array:
@@ -385,7 +388,9 @@ class OnlineConv:
 
         The same steps as calling :meth:`step` on ``u[..., t]`` for each ``t`` (the outputs
         are those of the online schedule, not of an offline convolution), e.g. to test a model
-        against its offline forward pass. On any error the state is restored.
+        against its offline forward pass. It costs what the steps cost: like :meth:`step`, a
+        kernel failing midway poisons the stream (one crossing open-ended segments is
+        undone instead; see :mod:`futurefill.undo`).
 
         Parameters
         ----------
@@ -405,21 +410,6 @@ class OnlineConv:
             )
         self._check_input(u, (self.batch, self.channels, steps), "u")
         return self._to_io(self._segments.run(self._to_compute(u), steps))
-
-    def _compute_feedback(self, feedback: Callable[[Array], Array]) -> Callable[[Array], Array]:
-        """``feedback`` seen in the compute dtype: it receives and returns the dtype of the
-        inputs. One wrapper per feedback, so that compiled programs are reused."""
-        if self._io_dtype == self._dtype:
-            return feedback
-        wrapped = self._wrapped_feedback.get(feedback)
-        if wrapped is None:
-            to_io, to_compute = self._to_io, self._to_compute
-
-            def wrapped(y: Array) -> Array:
-                return to_compute(feedback(to_io(y)))
-
-            self._wrapped_feedback = {feedback: wrapped}  # the last one only: no leak
-        return wrapped
 
     # ------------------------------------------------------------------ state
     def reset(self) -> None:

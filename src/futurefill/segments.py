@@ -17,13 +17,12 @@ from ._checks import check_int
 from .executor import Executor
 from .open_length import history_after, next_segment, segment_length, store_prompt
 from .plan import Plan, PlanSpec, make_plan, resolve_spec
-from .snapshots import Cursor, copy_cursor, restore_cursor
 from .state import ConvState
+from .undo import check_usable, record, settle
 
 __all__ = ["Segments", "first_plan"]
 
 Array = Any
-Saved = tuple[ConvState, Array | None, Cursor]
 
 
 def first_plan(
@@ -134,14 +133,19 @@ class Segments:
         )
 
     def room(self) -> ConvState:
-        """The state, open-ended: extended by the next segment when its steps are done."""
+        """The state, open-ended: extended by the next segment when its steps are done.
+
+        A poisoned state is refused here, before it could be left behind.
+        """
         s = self.state
+        check_usable(s)
         if self.open and s.step == s.plan.length and not s.num_emitted:
             if not self.remaining:
                 raise RuntimeError(
                     f"the filters' {self.taps} taps are used up (prompt {self.prompt} + "
                     f"{self.position} steps); call reset() or give longer filters"
                 )
+            settle(self.executor, s, "the move to the next segment")  # poisons on a loss
             history = history_after(self.executor, s, self.history)
             self.state = next_segment(self.executor, self.spec, s, history, taps=self.taps)
             self.history = history
@@ -166,14 +170,16 @@ class Segments:
             interpreter.reset(self.executor, self.state)
 
     def prompt_length(self, shape: tuple[int, ...] | None) -> int:
-        """Open-ended: the length a prompt of ``shape`` gives (the first prefill decides it);
-        raise unless a prefill may run now."""
+        """Open-ended: the length a prompt of ``shape`` gives (the first prefill decides it;
+        ``None`` for no array, which the caller refuses); raise unless a prefill may run now."""
         p, s = self.plan, self.state
         if self.position or s.num_emitted or p.prompt != self.prompt:
             raise RuntimeError("the prompt comes before the first step; call reset() first")
-        if s.prefilled.any():
+        if s.prefilled.any() or shape is None:
             return p.prompt
-        prompt = shape[-1] if shape is not None and len(shape) == 3 else p.prompt
+        if len(shape) != 3:
+            raise ValueError(f"the prompt must have shape (B, c, P), got {shape}")
+        prompt = shape[-1]
         if prompt < 1 or segment_length(prompt, self.taps) == 0:
             raise ValueError(
                 f"a prompt of {prompt} inputs leaves no step of the filters' {self.taps} taps"
@@ -196,7 +202,7 @@ class Segments:
     # ------------------------------------------------------------------ calls over segments
     def run(self, u: Array, steps: int) -> Array:
         """:func:`futurefill.interpreter.run` over the ``steps`` inputs ``u``, segment by
-        segment; the stream restored on any error."""
+        segment (see :meth:`by_segment` for errors)."""
         done = 0
 
         def segment(u: Array, steps: int) -> Array:
@@ -205,11 +211,11 @@ class Segments:
             done += steps
             return ys
 
-        return self.by_segment(u, steps, segment, lambda _: u)
+        return self.by_segment(u, steps, segment, lambda _: u, "run()")
 
     def rollout(self, u0: Array, feedback: Callable[[Array], Array], steps: int) -> Array:
         """:func:`futurefill.interpreter.rollout` of ``steps`` steps, segment by segment; the
-        stream restored on any error."""
+        stream put back as it was on any error (or poisoned if that fails)."""
 
         def segment(u: Array, steps: int) -> Array:
             return interpreter.rollout(self.executor, self.state, u, feedback, steps)
@@ -219,7 +225,7 @@ class Segments:
             interpreter.check_feedback(u, ys[..., -1])
             return u
 
-        return self.by_segment(u0, steps, segment, next_input)
+        return self.by_segment(u0, steps, segment, next_input, "rollout()")
 
     def by_segment(
         self,
@@ -227,32 +233,32 @@ class Segments:
         steps: int,
         segment: Callable[[Array, int], Array],
         next_input: Callable[[Array], Array],
+        call: str,
     ) -> Array:
         """``steps`` steps, one ``segment(u, n)`` call per plan segment (one unless open-ended),
-        ``u = next_input(ys)`` between them; the stream restored on any error."""
-        saved = self.save()
+        ``u = next_input(ys)`` between them.
+
+        Within one segment, ``segment`` answers for errors itself (the interpreter undoes or
+        poisons). A call crossing segments keeps an undo record of its first one (the move to
+        the next segment copies the history anyway) and puts everything back on any error.
+        """
+        s = self.room()
+        n = min(steps, s.plan.length - s.step)
+        if n == steps:
+            return segment(u, n)
+        saved = self.state, self.history
+        undo = record(self.executor, s, n, call)
         try:
-            parts = []
-            while True:
+            parts = [segment(u, n)]
+            steps -= n
+            while steps:
+                u = next_input(parts[-1])
                 s = self.room()
                 n = min(steps, s.plan.length - s.step)
                 parts.append(segment(u, n))
                 steps -= n
-                if not steps:
-                    break
-                u = next_input(parts[-1])
-            if len(parts) == 1:
-                return parts[0]
             return self.executor.xp.concat(parts, axis=-1)
-        except BaseException:
-            self.restore(saved)
+        except BaseException as exc:
+            self.state, self.history = saved
+            undo.restore(self.executor, call, exc)
             raise
-
-    def save(self) -> Saved:
-        """The whole stream, to :meth:`restore` it: state, history and a copy of the cursor."""
-        return self.state, self.history, copy_cursor(self.executor, self.state)
-
-    def restore(self, saved: Saved) -> None:
-        """Go back to what :meth:`save` returned."""
-        self.state, self.history, cursor = saved
-        restore_cursor(self.executor, self.state, cursor)

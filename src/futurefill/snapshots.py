@@ -19,6 +19,7 @@ from .executor import Executor
 from .open_length import segment_length
 from .plan import Plan, PlanSpec, make_plan
 from .state import ConvState
+from .undo import check_usable, poison_on_failure, settle, settle_to_overwrite
 
 __all__ = [
     "OPEN_KEYS",
@@ -60,20 +61,26 @@ class Stream(Protocol):
 
 # ---------------------------------------------------------------------- cursor copies
 def copy_cursor(executor: Executor, state: ConvState) -> Cursor:
-    """A copy of ``state``'s buffer and cursor (deferred work joined first)."""
-    executor.settle(state)  # work running in the background joins the buffer
+    """A copy of ``state``'s buffer and cursor (deferred work joined first); a poisoned state
+    is refused."""
+    check_usable(state)
+    settle(executor, state, "state_dict()")  # work running in the background joins the buffer
     buffer = executor.xp.asarray(state.buffer, copy=True)
     return buffer, state.step, state.prefilled.copy(), state.emitted.copy(), state.num_emitted
 
 
 def restore_cursor(executor: Executor, state: ConvState, cursor: Cursor) -> None:
-    """Put a :func:`copy_cursor` back (the buffer array itself: pass a copy to keep one)."""
-    executor.settle(state)
+    """Put a :func:`copy_cursor` back (the buffer array itself: pass a copy to keep one); a
+    poisoned state is usable again (or stays poisoned if the deferred work cannot be
+    finished)."""
+    with poison_on_failure(state, "load_state_dict()"):
+        settle_to_overwrite(executor, state)
     buffer, state.step, prefilled, emitted, state.num_emitted = cursor
     state.buffer = buffer
     state.prefilled[:] = prefilled
     state.emitted[:] = emitted
     state.revision += 1
+    state.poisoned = None
 
 
 # ---------------------------------------------------------------------- snapshots

@@ -51,6 +51,10 @@ class ConvState:
     workspace : object
         The executor's own derived data (work arrays, compiled functions); its type is the
         executor's business.
+    poisoned : str or None
+        Why every call is refused, or ``None``: a kernel failed midway through a call that
+        could not be undone, so the buffer's contents are unknown (see
+        :mod:`futurefill.undo`). Cleared by a reset and a restored snapshot.
     """
 
     plan: Plan
@@ -65,6 +69,7 @@ class ConvState:
     revision: int = 0
     registers: dict[int, tuple[tuple[int, int, int, int], Any]] = field(default_factory=dict)
     workspace: Any = None
+    poisoned: str | None = None
 
     @property
     def batch(self) -> int:
