@@ -33,7 +33,7 @@ import futurefill
 from futurefill.executor import Executor
 
 from .process_memory import give_back_freed_memory, resident_bytes
-from .selection import VARIANTS, selected_backends, unavailable, why_deselected
+from .selection import VARIANTS, mark_slow_on, selected_backends, unavailable, why_deselected
 
 __all__ = ["decaying_filters", "examples", "oracle", "run_online", "selected_backends"]
 
@@ -80,9 +80,11 @@ def load_backend(name: str) -> Executor:
 _NOT_RUN = pytest.StashKey[dict[str, int]]()
 
 
+@pytest.hookimpl(tryfirst=True)  # before ``-m`` reads the marks
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Deselect what this run does not take (see ``selection.py``): one summary line per
-    reason instead of a skip line per test."""
+    """Mark ``slow`` the tests marked ``slow_on`` their backend; deselect what this run does
+    not take (see ``selection.py``): one summary line per reason, not a skip line per test."""
+    mark_slow_on(items)
     selected = set(selected_backends())
     not_run: dict[str, int] = {}
     keep, drop = [], []
@@ -118,7 +120,7 @@ def backend(request: pytest.FixtureRequest) -> Executor:
 
 #: Compiled JAX programs are kept across tests (a later test with the same plan, shapes and
 #: feedback reuses them) until the process holds this much memory: then they are dropped.
-JAX_PROGRAMS_BUDGET = 1536 * 2**20
+JAX_PROGRAMS_BUDGET = 1024 * 2**20
 
 
 @pytest.fixture(autouse=True)

@@ -93,3 +93,13 @@ def why_deselected(item: pytest.Item, selected: set[str]) -> str | None:
     if owner not in {_FAMILY.get(b, b) for b in selected}:
         return f"{owner}'s own tests ({owner} is not in FUTUREFILL_TEST_BACKENDS)"
     return None
+
+
+def mark_slow_on(items: list[pytest.Item]) -> None:
+    """Mark ``slow`` each test marked ``slow_on(*backends)`` whose backend is one of them."""
+    for item in items:
+        marker = item.get_closest_marker("slow_on")
+        callspec = getattr(item, "callspec", None)
+        backend = callspec.params.get("backend") if callspec is not None else None
+        if marker is not None and backend in marker.args:
+            item.add_marker(pytest.mark.slow)

@@ -51,3 +51,16 @@ def test_what_a_run_takes(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FUTUREFILL_TEST_SHARED", "0")
     assert why("test_plan") == "backend-independent tests (FUTUREFILL_TEST_SHARED=0)"
     assert why("test_backend_torch") is None
+
+
+def test_slow_on_marks_slow_only_the_tests_of_its_backends() -> None:
+    marks: dict[str, list[str]] = {}
+
+    def item(backend: str) -> Any:
+        it = _item("test_online", backend)
+        it.get_closest_marker = lambda name: pytest.mark.slow_on("jax").mark
+        it.add_marker = lambda mark: marks.setdefault(backend, []).append(mark.name)
+        return it
+
+    selection.mark_slow_on([item("jax"), item("numpy")])
+    assert marks == {"jax": ["slow"]}
