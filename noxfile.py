@@ -1,8 +1,12 @@
-"""nox sessions: tests per backend, lint, docs, quick benchmarks, the demo, mutation testing.
+"""nox sessions: the tests (quick and deep), lint, docs, quick benchmarks, the demo, mutation
+testing.
 
-``nox -s tests`` runs one session per backend; the torch session pins ``torch==2.13.0``, a
-CPU wheel on the project's development machines (see ``TORCH_PIN``; an unpinned torch pulls a
-multi-GB CUDA build). ``nox -s mutation`` is not part of the default run (see its docstring).
+``nox -s tests`` installs every backend into one environment (torch pinned to
+``torch==2.13.0``, a CPU wheel on the project's development machines, see ``TORCH_PIN``; an
+unpinned torch pulls a multi-GB CUDA build) and runs the suite once per group of backends
+(``RUNS``), the backend-independent tests in the first. ``nox -s tests_deep`` runs the slow
+tests and the Hypothesis tests with many more examples. ``nox -s mutation`` is not part of the
+default run (see its docstring).
 """
 
 from __future__ import annotations
@@ -19,42 +23,58 @@ nox.options.sessions = ["tests"]
 # PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu (docs/backends.md, "torch without
 # CUDA"). The pin itself is what CI installs: keep it.
 TORCH_PIN = "torch==2.13.0"
-BACKEND_EXTRAS: dict[str, list[str]] = {
-    "numpy": [],
-    "array_api_strict": [],
-    "torch": [TORCH_PIN],
-    "jax": ["jax[cpu]"],
-    "cupy": [],  # the cupy wheel needs CUDA; the session skips without a device
-}
-#: What each session tests (``FUTUREFILL_TEST_BACKENDS``): the numpy session also runs the
-#: CuPy executor over a NumPy-backed stand-in; the torch session also its CUDA variants,
-#: which skip without a device.
-TEST_BACKENDS = {
-    "numpy": "numpy,cupy_standin",
-    "torch": "torch,torch_cuda,torch_cuda_graphs",
-}
+#: The pytest runs of the test sessions, in order: ``FUTUREFILL_TEST_BACKENDS``, whether the
+#: run also takes the backend-independent tests, and its pytest options (two pytest-xdist
+#: workers). One process group per library keeps its memory to its own; the JAX workers take
+#: whole files (a file's tests reuse its compiled programs; ``tests/conftest.py`` drops them
+#: past 1 GB a worker). Variants that cannot run here (CUDA, cupy without a device) are
+#: deselected with one summary line.
+RUNS = (
+    ("numpy,cupy_standin,array_api_strict,cupy", True, ("-n", "2")),
+    ("torch,torch_cuda,torch_cuda_graphs", False, ("-n", "2")),
+    ("jax", False, ("-n", "2", "--dist", "loadfile")),
+)
+#: LLVM's optimisation of the compiled JAX programs off in the quick run, most of whose JAX
+#: time is compilation: about a quarter less CPU time on compile-bound tests (the programs
+#: compute the same operations; ``tests_deep`` keeps XLA's defaults).
+QUICK_XLA_FLAGS = "--xla_backend_optimization_level=0"
+
+
+def _install_every_backend(session: nox.Session) -> None:
+    backends = [TORCH_PIN, "jax[cpu]"] + (["cupy-cuda12x"] if _has_cuda() else [])
+    session.install(*backends)
+    session.install("-e", ".[test]")
+
+
+def _run_groups(session: nox.Session, *args: str, env: dict[str, str] | None = None) -> None:
+    for backends, shared, options in RUNS:
+        session.run(
+            "pytest",
+            *options,
+            *args,
+            *session.posargs,
+            env={
+                "FUTUREFILL_TEST_BACKENDS": backends,
+                "FUTUREFILL_TEST_SHARED": "1" if shared else "0",
+                "JAX_ENABLE_X64": "1",
+                **(env or {}),
+            },
+        )
 
 
 @nox.session
-@nox.parametrize("backend", list(BACKEND_EXTRAS))
-def tests(session: nox.Session, backend: str) -> None:
-    """Run the whole test suite on one backend (``FUTUREFILL_TEST_BACKENDS``)."""
-    if backend == "cupy":
-        if not _has_cuda():
-            session.skip("no CUDA device on this machine: the cupy backend cannot run")
-        session.install("cupy-cuda12x")
-    extra = BACKEND_EXTRAS[backend]
-    if extra:
-        session.install(*extra)
-    session.install("-e", ".[test]")
-    session.run(
-        "pytest",
-        *session.posargs,
-        env={
-            "FUTUREFILL_TEST_BACKENDS": TEST_BACKENDS.get(backend, backend),
-            "JAX_ENABLE_X64": "1",
-        },
-    )
+def tests(session: nox.Session) -> None:
+    """The quick suite on every backend: slow tests left out, the ``ci`` Hypothesis profile."""
+    _install_every_backend(session)
+    _run_groups(session, "-m", "not slow", env={"XLA_FLAGS": QUICK_XLA_FLAGS})
+
+
+@nox.session
+def tests_deep(session: nox.Session) -> None:
+    """The slow tests and the Hypothesis tests (the stateful ones included) on every backend,
+    with the ``deep`` profile's examples (five times the counts tests ask for)."""
+    _install_every_backend(session)
+    _run_groups(session, "-m", "slow or hypothesis", "--hypothesis-profile=deep")
 
 
 def _has_cuda() -> bool:

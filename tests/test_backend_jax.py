@@ -321,6 +321,10 @@ def test_rollout_over_whole_chunks(rng, splits):
         (4, 32, (None,)),
         (4, 32, (1, 700, 131, None)),
         (8, 16, (300, 1111, None)),
+        # the register of inputs 0..1023 is written after step 1023 and read after step 2047:
+        # rollouts starting right after the one and at the other transform it again
+        (8, 16, (1024, None)),
+        (8, 16, (2047, None)),
         (3, 64, (2000, None)),
     ],
 )

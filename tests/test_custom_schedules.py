@@ -111,6 +111,7 @@ def test_emit_advance_over_split_channels(backend: Executor, rng) -> None:
             np.testing.assert_allclose(y, want[..., t], rtol=0, atol=RTOL64 * np.abs(want).max())
 
 
+@pytest.mark.slow_on("jax")  # a compiled rollout per plan (nox -s tests_deep)
 @pytest.mark.parametrize("prompt", [0, 6])
 def test_rollout_with_feedback_is_exact(backend: Executor, rng, prompt: int) -> None:
     """``u[t+1] = tanh(y[t])``, split into rollouts that start and stop inside blocks."""

@@ -198,6 +198,7 @@ def test_forward_accepts_one_sequence_and_checks_length(model: ConvLM) -> None:
 
 
 # ---------------------------------------------------------------------- every backend
+@pytest.mark.slow_on("jax")  # a compiled whole-model program per schedule and prompt
 @pytest.mark.parametrize("variant", list(VARIANTS))
 def test_generation_on_every_backend(backend: futurefill.executor.Executor, variant: str) -> None:
     model = small_model(variant, max_len=64)

@@ -60,6 +60,7 @@ def test_short_epochs_are_exact(backend: Executor, rng, epoch: int) -> None:
     assert _relative_error(run_online(conv, u), oracle(u, phi)) <= RTOL64
 
 
+@pytest.mark.slow  # 65536 steps per backend: nox -s tests_deep
 def test_float32_long_generation_within_derived_bound(backend: Executor, rng) -> None:
     """float32, L = 65536, continuous.
 

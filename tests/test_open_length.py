@@ -75,6 +75,19 @@ def test_open_ended_streams_are_exact(
         conv.step(as_b(u[..., 0]))
 
 
+def test_a_one_token_prompt_crosses_segment_ends(backend: Executor, rng, small_segments) -> None:
+    """A 1-token prompt puts the second segment's start at ``1 + 8 = 9`` positions: filling
+    its 9 steps from the history takes an FFT of ``9 + 9 - 1 = 17`` points or more (32)."""
+    B, C, N = 1, 2, 40
+    phi = decaying_filters(rng, C, N)
+    u = rng.standard_normal((B, C, N))
+    conv = OnlineConv(phi, None, batch=B, backend=backend, dtype="float64")
+    ex = conv.backend
+    y = [ex.to_numpy(conv.prefill(ex.asarray(u[..., :1], dtype="float64")))]
+    y.append(ex.to_numpy(conv.run(ex.asarray(u[..., 1:], dtype="float64"))))
+    assert _rel(np.concatenate(y, axis=-1), oracle(u, phi)) <= RTOL
+
+
 def _tanh(ex: Executor):
     return ex.xp.tanh
 

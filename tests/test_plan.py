@@ -25,6 +25,7 @@ from futurefill.plan import (
 from futurefill.plan.cost import plan_cost
 from futurefill.plan.transforms import FORWARD, INVERSE, PRODUCT
 
+from .conftest import examples
 from .test_custom_schedules import block_to_rest
 
 LENGTHS = [1, 2, 3, 5, 16, 17, 100, 1000, 4097]
@@ -38,7 +39,7 @@ def test_every_plan_validates(schedule: str, length: int, prompt: int) -> None:
     make_plan(length, schedule=schedule, prompt=prompt).validate()
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(
     length=st.integers(1, 600),
     prompt=st.integers(0, 50),
@@ -51,7 +52,7 @@ def test_continuous_coverage_property(length: int, prompt: int, log_direct: int)
     assert _coverage_matrix(plan).max() == 1
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(
     length=st.integers(1, 600),
     prompt=st.integers(0, 50),
@@ -77,7 +78,7 @@ def test_deadline_coverage_and_slack_property(
     assert plan.tasks_start_windows  # NumPy's block accumulators stay valid
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(
     length=st.integers(1, 600),
     prompt=st.integers(0, 50),
@@ -125,7 +126,7 @@ def test_reuse_radix_2_is_continuous(length: int, log_direct: int) -> None:
     assert not reuse.transforms.shares
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(length=st.integers(1, 600), prompt=st.integers(0, 50), epoch=st.integers(1, 700))
 def test_epoched_coverage_property(length: int, prompt: int, epoch: int) -> None:
     plan = make_plan(length, schedule="epoched", prompt=prompt, epoch=epoch)

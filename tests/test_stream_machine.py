@@ -28,6 +28,8 @@ from hypothesis.stateful import (
 from futurefill import OnlineConv, PlanSpec
 from futurefill.executor import Executor
 
+from .conftest import examples
+
 C, L = 3, 20
 SPECS = [
     PlanSpec("naive"),
@@ -250,12 +252,13 @@ def make_machine(backend: Executor) -> type[RuleBasedStateMachine]:
     return StreamMachine
 
 
+@pytest.mark.hypothesis  # with the property tests in ``nox -s tests_deep``
 def test_random_call_sequences_match_the_model(backend: Executor) -> None:
     slow = backend.name in ("array_api_strict", "jax")
     run_state_machine_as_test(
         make_machine(backend),
         settings=settings(
-            max_examples=25 if slow else 80,
+            max_examples=examples(25 if slow else 80),
             stateful_step_count=50,
             deadline=None,
             suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],

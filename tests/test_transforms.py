@@ -117,6 +117,30 @@ def test_a_source_shared_across_steps_is_transformed_once() -> None:
     assert program.num_registers == 2
 
 
+def test_an_inverse_is_shared_only_by_tasks_of_one_read_offset(rng) -> None:
+    """Outputs 8..11 from inputs 0..7 in three tasks after step 7, one target, one FFT size:
+    blocks 0..1 and 2..3 read the inverse transform from offset 1, block 4..7 from offset 3.
+    Two inverses, not one: the plan is valid and replaying its program is exact."""
+    plan = Plan.from_tasks(
+        12,
+        window_start=[0] * 8 + [8] * 4,
+        tasks={
+            "after_step": [7, 7, 7],
+            "src_start": [0, 2, 4],
+            "src_stop": [2, 4, 8],
+            "dst_start": [8, 8, 8],
+            "dst_stop": [12, 12, 12],
+            "fft_size": [16, 16, 16],
+        },
+    )
+    names = [KIND_NAMES[k] for k in plan.transforms.ops(7)[:, 0]]
+    assert names == ["forward"] * 3 + ["product", "product", "inverse", "product", "inverse"]
+    u = rng.standard_normal(plan.total)
+    phi = rng.standard_normal(plan.total)
+    want = np.convolve(u, phi)[: plan.total]
+    np.testing.assert_allclose(_replay(plan, u, phi), want, rtol=0, atol=1e-12)
+
+
 def test_registers_are_reused_once_free() -> None:
     plan = make_plan(4096, "reuse", radix=4, direct_below=4)
     program = plan.transforms
