@@ -186,9 +186,9 @@ class TorchExecutor(defaults.TunedCrossover, ArrayAPIExecutor):
     def workspace_size(self, state: ConvState) -> dict[str, int]:
         """What the executor holds for ``state`` beyond its arrays, in bytes: the memory pool
         and offset tables of its CUDA graphs (``cuda_graphs_bytes``, 0 without graphs),
-        measured once after the captures."""
+        measured once after the captures; nothing without graphs."""
         graphs: PatternGraphs | None = state.workspace
-        return {"cuda_graphs_bytes": 0 if graphs is None else graphs.pool_bytes}
+        return {} if graphs is None else {"cuda_graphs_bytes": graphs.pool_bytes}
 
     # ------------------------------------------------------------------ kernels
     def prepare(self, state: ConvState) -> None:

@@ -96,7 +96,7 @@ class OnlineConv:
         host = _host_filters(executor, filters)
         if dtype is None:
             native_half = executor.is_native(filters) and _half(executor, filters.dtype)
-            dtype = filters.dtype if native_half else _default_dtype(host)
+            dtype = filters.dtype if native_half else executor.default_dtype(host.dtype)
         io_dtype = _half(executor, dtype)
         dtype = executor.resolve_dtype("float32" if io_dtype is not None else dtype)
         channels, taps = host.shape
@@ -217,12 +217,14 @@ class OnlineConv:
 
     @property
     def state_size(self) -> dict[str, int]:
-        """Values held per component: buffer (inputs + future), spectra, reversed taps."""
+        """Values held per component: buffer (inputs + future), spectra, reversed taps; and
+        what the executor holds beyond them, in bytes (``*_bytes``: e.g. CUDA graphs)."""
         s = self._state
         return {
             "buffer": int(np.prod(s.buffer.shape)),
             "spectra": sum(int(np.prod(v.shape)) for v in s.spectra.values()),
             "window_taps": int(np.prod(s.taps_reversed.shape)),
+            **self._executor.workspace_size(s),
         }
 
     def __repr__(self) -> str:
@@ -303,7 +305,7 @@ class OnlineConv:
             prompt = seg.plan.prompt
         self._check_input(u, (self.batch, ch.stop - ch.start, prompt), "the prompt")
         u = self._to_compute(u)
-        if not bool(np.all(np.isfinite(self._executor.to_numpy(u)))):
+        if not self._executor.all_finite(u):  # reduced on the device: one boolean comes back
             raise ValueError("the prompt contains NaN or infinite values")
         if seg.open:
             return self._to_io(seg.prefill(u, ch))
@@ -452,11 +454,6 @@ class OnlineConv:
 def _half(executor: Executor, dtype: Any) -> Any:
     """The backend's half-precision dtype for ``dtype``, or ``None``."""
     return executor.half_dtype(dtype)
-
-
-def _default_dtype(host: np.ndarray) -> str:
-    """The working dtype implied by host filters: float64 for integers, else their own."""
-    return "float64" if host.dtype.kind in "iub" else host.dtype.name
 
 
 def _host_filters(executor: Executor, filters: Array) -> np.ndarray:

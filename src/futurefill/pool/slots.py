@@ -16,10 +16,11 @@ from typing import Any
 import numpy as np
 
 from ..executor import Executor
+from ..memory import check_memory
 from .journal import UndoJournal
 from .prompt import PromptInputs
 
-__all__ = ["PoolStats", "SlotTable", "channel_range", "check_taps"]
+__all__ = ["PoolStats", "SlotTable", "channel_range", "check_pool_size", "check_taps"]
 
 
 @dataclass
@@ -185,3 +186,10 @@ def check_taps(taps: int, prompt: int, limit: int) -> None:
             f"filters have {taps} taps but a prompt of {prompt} plus {limit} steps needs "
             f"{prompt + limit}: admit the slot with length={taps - prompt} or fewer"
         )
+
+
+def check_pool_size(capacity: int, channels: int, length: int, taps: int, itemsize: int) -> None:
+    """Raise :class:`MemoryError`, naming the pool, unless its buffers and filters (twice: the
+    construction's copies) fit in the memory available."""
+    need = itemsize * (capacity * channels * length + 2 * channels * taps)
+    check_memory(f"a pool of {capacity} slots x {channels} channels x {length} steps", 2 * need)

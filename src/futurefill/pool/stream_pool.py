@@ -25,8 +25,8 @@ from .._inputs import convert_shaped
 from .._labels import dtype_name
 from .._registry import get_backend
 from ..executor import Executor
-from ..memory import check_memory, format_bytes
-from ..online import _default_dtype, _host_filters
+from ..memory import format_bytes
+from ..online import _host_filters
 from ..plan import Plan, PlanSpec, make_plan
 from ..plan.registry import resolve_spec
 from ..state import ConvState
@@ -34,7 +34,7 @@ from . import prompt as _prompt
 from . import snapshot
 from .grouping import due_groups
 from .journal import UndoJournal
-from .slots import PoolStats, SlotTable, channel_range, check_taps
+from .slots import PoolStats, SlotTable, channel_range, check_pool_size, check_taps
 
 __all__ = ["PoolStats", "StreamPool"]
 
@@ -110,9 +110,11 @@ class StreamPool:
         channels, taps = host.shape
         if taps < length:
             raise ValueError(f"filters have {taps} taps, fewer than length={length} steps")
-        dtype = executor.resolve_dtype(_default_dtype(host) if dtype is None else dtype)
+        if dtype is None:
+            dtype = executor.default_dtype(host.dtype)
+        dtype = executor.resolve_dtype(dtype)
         itemsize = np.dtype(executor.to_numpy(executor.zeros((1,), dtype)).dtype).itemsize
-        self._check_size(capacity, channels, length, taps, itemsize)
+        check_pool_size(capacity, channels, length, taps, itemsize)
         if isinstance(schedule, Plan):
             plan = schedule
             if params or (plan.length, plan.prompt) != (length, 0):
@@ -138,11 +140,6 @@ class StreamPool:
         self.stats = PoolStats()
 
     # ------------------------------------------------------------------ sizes
-    @staticmethod
-    def _check_size(capacity: int, channels: int, length: int, taps: int, itemsize: int) -> None:
-        need = itemsize * (capacity * channels * length + 2 * channels * taps)
-        check_memory(f"a pool of {capacity} slots x {channels} channels x {length} steps", 2 * need)
-
     @property
     def plan(self) -> Plan:
         """The prompt-free plan every slot runs."""
