@@ -206,3 +206,17 @@ def test_run_equals_steps_and_checks_its_input(backend: Executor, rng) -> None:
                           ex.to_numpy(run.run(as_b(u[..., P + 7 :])))], -1)  # fmt: skip
     np.testing.assert_array_equal(got, want)
     assert _rel(got, oracle(u, phi)[..., P:]) <= RTOL
+
+
+def test_runs_of_one_step_equal_the_oracle(backend: Executor, rng, small_segments) -> None:
+    """``run`` one step at a time (the short-call path: no copy of the state, the output not
+    stacked) across segment ends; each output stays what it was when returned."""
+    B, C, N = 2, 3, 30
+    phi = decaying_filters(rng, C, N)
+    u = rng.standard_normal((B, C, N))
+    ex = backend
+    conv = OnlineConv(phi, None, batch=B, backend=backend, dtype="float64")
+    outs = [conv.run(ex.asarray(np.ascontiguousarray(u[..., t : t + 1]), dtype="float64"))
+            for t in range(N)]  # fmt: skip
+    got = np.concatenate([ex.to_numpy(y) for y in outs], axis=-1)
+    assert _rel(got, oracle(u, phi)) <= RTOL

@@ -403,15 +403,15 @@ class OnlineConv:
         -------
         array, shape (B, C, T)
         """
-        interpreter.check_can_step(self._segments.room(), whole=True)
-        steps = int(u.shape[-1]) if len(getattr(u, "shape", ())) == 3 else 0
-        if not 1 <= steps <= self.remaining:
-            raise ValueError(
-                f"u must have shape (B, C, T) with 1 <= T <= {self.remaining}, got "
-                f"{tuple(getattr(u, 'shape', ()))}"
-            )
-        self._check_input(u, (self.batch, self.channels, steps), "u")
-        return self._to_io(self._segments.run(self._to_compute(u), steps))
+        seg = self._segments
+        s = seg.room()
+        interpreter.check_can_step(s, whole=True)
+        shape = tuple(getattr(u, "shape", ()))
+        steps, remaining = (int(shape[-1]) if len(shape) == 3 else 0), seg.remaining
+        if not 1 <= steps <= remaining:
+            raise ValueError(f"u must have shape (B, C, T) with 1 <= T <= {remaining}, got {shape}")
+        self._check_input(u, (s.batch, s.channels, steps), "u")
+        return self._to_io(seg.run(self._to_compute(u), steps))
 
     # ------------------------------------------------------------------ state
     def reset(self) -> None:

@@ -203,6 +203,9 @@ class Segments:
     def run(self, u: Array, steps: int) -> Array:
         """:func:`futurefill.interpreter.run` over the ``steps`` inputs ``u``, segment by
         segment (see :meth:`by_segment` for errors)."""
+        s = self.room()
+        if steps <= s.plan.length - s.step:  # the usual case, kept short
+            return interpreter.run(self.executor, s, u)
         done = 0
 
         def segment(u: Array, steps: int) -> Array:
