@@ -104,18 +104,19 @@ def test_an_unreadable_report_fails(tmp_path) -> None:
     reason="a CUDA device exists here, or torch is not installed",
 )
 def test_a_real_run_without_a_gpu_fails(tmp_path) -> None:
-    """pytest's own report of CUDA variants that skip here."""
+    """pytest's own report of the CUDA variants on a machine without a device: they are
+    deselected (or skipped), so no test runs on them and the judge fails the part."""
     report = tmp_path / "real.xml"
     env = dict(os.environ, FUTUREFILL_TEST_BACKENDS="torch_cuda,torch_cuda_graphs")
-    subprocess.run(
+    run = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist",
          "tests/test_online.py", "tests/test_backend_cupy.py", "-k", "reset_starts_over",
          f"--junitxml={report}"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=True,
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip
+    assert run.returncode in (0, 5), run.stdout[-2000:]  # 5: nothing collected (deselected)
     done = judge(report)
     assert done.returncode == 1
-    assert "torch.cuda.is_available() is False" in done.stdout
     assert "no test ran on torch_cuda" in done.stdout
     assert "cupy is not among" not in done.stdout  # that skip is allowed
 

@@ -269,7 +269,8 @@ def test_a_failing_piece_adds_nothing(rng, monkeypatch, fft, error, match) -> No
 
 def test_a_failure_on_the_worker_is_raised_by_the_call_that_waits(rng, monkeypatch) -> None:
     """Pieces fail on the worker thread only; the stepping thread learns it at the next call
-    that waits for them (here the settling of a snapshot), once, with the rest finished."""
+    that waits for them (here the settling of a snapshot), once, with the rest finished; the
+    stream is then poisoned (its state is unknown) until reset or load_state_dict."""
     monkeypatch.setattr(deferred_work, "_threaded_fft", _WorkerOnlyFailure())
     monkeypatch.setattr(deferred_work, "_HORIZON_BLOCKS", 0)  # no piece taken over early
     C, L = 3, 120
@@ -283,7 +284,10 @@ def test_a_failure_on_the_worker_is_raised_by_the_call_that_waits(rng, monkeypat
     with pytest.raises(FloatingPointError, match="worker"):
         conv.state_dict()
     assert not deferred.pending and not deferred.later.any()  # nothing half-added
-    conv.state_dict()  # reported once: the stream's deferred work is empty now
+    with pytest.raises(RuntimeError, match="poisoned"):  # the core refuses the unknown state
+        conv.state_dict()
+    conv.reset()
+    assert not deferred.pending and conv.position == 0
 
 
 def test_every_failure_in_a_wait_is_counted(monkeypatch) -> None:
