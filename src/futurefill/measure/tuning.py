@@ -41,7 +41,7 @@ class TuningResult(Target):
     Attributes
     ----------
     backend, device, dtype, batch, channels
-        What was tuned (see :class:`futurefill._timing.Target`); the stored values are keyed
+        What was tuned (see :class:`futurefill.measure._timing.Target`); the stored values are keyed
         by the width ``batch * channels``.
     length : int
         Steps of each timed generation.
@@ -136,7 +136,7 @@ def tune(
         The width to tune; executors look the stored values up by ``batch * channels``.
     length : int
         Steps of each timed generation (one depthwise layer with feedback, as in
-        :func:`futurefill.bench.bench_configuration`).
+        :func:`futurefill.measure.bench.bench_configuration`).
     candidates : iterable of int
         ``direct_below`` values to time (powers of two).
     epochs : iterable of int or None
