@@ -62,6 +62,13 @@ class TaskOffsets(NamedTuple):
 
     ``fill_future(buffer[..., src_start:src_stop], spectra[spectrum], fft_size, read_start,
     read_start + dst_stop - dst_start)`` is added to ``buffer[..., dst_start:dst_stop]``.
+
+    Examples
+    --------
+    >>> import futurefill
+    >>> futurefill.make_plan(8, "continuous").task_offsets(0)
+    TaskOffsets(src_start=0, src_stop=1, dst_start=1, dst_stop=2, read_start=0, fft_size=2,
+                spectrum=(1, 2, 2))
     """
 
     src_start: int
@@ -75,7 +82,17 @@ class TaskOffsets(NamedTuple):
 
 class TaskShape(NamedTuple):
     """A task up to where it sits: a source block of ``src_length`` slots starting at some
-    offset ``a`` adds to ``dst_length`` slots starting at ``a + shift``."""
+    offset ``a`` adds to ``dst_length`` slots starting at ``a + shift``.
+
+    Examples
+    --------
+    >>> import futurefill
+    >>> shape = futurefill.make_plan(8, "continuous").step_patterns.shapes[0]
+    >>> shape
+    TaskShape(src_length=1, dst_length=1, shift=1, filter_start=1, filter_stop=2, fft_size=2)
+    >>> shape.read_start, shape.spectrum
+    (0, (1, 2, 2))
+    """
 
     src_length: int
     dst_length: int
@@ -112,6 +129,18 @@ class StepPatterns:
         pattern 0 is the empty list.
     pattern_of_step : ndarray of int32, shape (length,)
         The pattern run after each step; its tasks are ``task_ptr[t]:task_ptr[t+1]``.
+
+    Examples
+    --------
+    The continuous schedule over 8 steps has three task shapes (FFT sizes 2, 4, 8), each
+    step running at most one task:
+
+    >>> import futurefill
+    >>> patterns = futurefill.make_plan(8, "continuous").step_patterns
+    >>> [s.fft_size for s in patterns.shapes], patterns.patterns
+    ([2, 4, 8], ((), (0,), (1,), (2,)))
+    >>> patterns.pattern_of_step.tolist()  # step 3 runs shape 2, step 7 nothing
+    [1, 2, 1, 3, 1, 2, 1, 0]
     """
 
     shapes: tuple[TaskShape, ...]
@@ -132,6 +161,16 @@ class Tiling(NamedTuple):
         Task columns by name (see :meth:`Plan.from_tasks`); no tasks when omitted.
     keep_prompt : bool
         Keep the prompt inputs instead of filling their future at prefill.
+
+    Examples
+    --------
+    >>> import futurefill
+    >>> from futurefill.plan import Tiling
+    >>> tiling = Tiling(window_start=[0, 0, 2, 2], tasks={
+    ...     "after_step": [1], "src_start": [0], "src_stop": [2], "dst_start": [2],
+    ...     "dst_stop": [4]})
+    >>> futurefill.Plan.from_tasks(4, window_start=tiling.window_start, tasks=tiling.tasks)
+    Plan('custom', length=4, prompt=0, tasks=1)
     """
 
     window_start: npt.ArrayLike
@@ -169,6 +208,15 @@ class Plan(PlanTables):
         FFT size of the prefill convolution (0 without a prompt).
     defaulted : frozenset of str
         Parameters of :attr:`spec` that took their default value.
+
+    Examples
+    --------
+    >>> import futurefill
+    >>> plan = futurefill.make_plan(8, "continuous")
+    >>> plan.length, plan.num_tasks, str(plan.spec)
+    (8, 7, 'continuous(direct_below=1)')
+    >>> plan == futurefill.make_plan(8, futurefill.PlanSpec("continuous", direct_below=1))
+    True
     """
 
     # ------------------------------------------------------------------ construction
@@ -224,6 +272,22 @@ class Plan(PlanTables):
         ------
         PlanError
             The tables do not describe an exact, causal schedule.
+
+        Examples
+        --------
+        Steps 0 and 1 sum their inputs directly; after step 1 one task adds inputs 0 and 1
+        to outputs 2 and 3, whose windows then start at input 2:
+
+        >>> import numpy as np, futurefill
+        >>> plan = futurefill.Plan.from_tasks(4, window_start=[0, 0, 2, 2], tasks={
+        ...     "after_step": [1], "src_start": [0], "src_stop": [2], "dst_start": [2],
+        ...     "dst_stop": [4]})
+        >>> plan.tasks()  # filter slice and FFT size filled in
+        array([[1, 0, 2, 2, 4, 1, 4, 4]], dtype=int32)
+        >>> phi, u = np.array([[1.0, 2.0, 3.0, 4.0]]), np.array([[[1.0, -1.0, 2.0, 0.5]]])
+        >>> y = futurefill.OnlineConv.from_plan(phi, plan, backend="numpy").run(u)
+        >>> bool(np.allclose(y[0, 0], np.convolve(u[0, 0], phi[0])[:4]))
+        True
         """
         L = check_int("length", length, 1)
         P = check_int("prompt", prompt, 0)
@@ -334,6 +398,15 @@ class Plan(PlanTables):
         ----------
         step : int, optional
             Only the tasks run after this online step.
+
+        Examples
+        --------
+        >>> import futurefill
+        >>> plan = futurefill.make_plan(8, "continuous")
+        >>> plan.tasks().shape
+        (7, 8)
+        >>> plan.tasks(3)  # after step 3: inputs 0..3 fill outputs 4..7, FFT size 8
+        array([[3, 0, 4, 4, 8, 1, 8, 8]], dtype=int32)
         """
         table = np.stack([getattr(self, c) for c in TASK_COLUMNS], axis=1)
         if step is None:
@@ -341,7 +414,18 @@ class Plan(PlanTables):
         return table[self.task_ptr[step] : self.task_ptr[step + 1]]
 
     def task_offsets(self, i: int) -> TaskOffsets:
-        """Task ``i`` as buffer slots: what an executor needs to run it."""
+        """Task ``i`` as buffer slots: what an executor needs to run it.
+
+        Examples
+        --------
+        >>> import futurefill
+        >>> plan = futurefill.make_plan(8, "continuous", prompt=4)  # slots start at the prompt
+        >>> plan.origin, plan.tasks(0)[0, 1:5].tolist()
+        (4, [4, 5, 5, 6])
+        >>> off = plan.task_offsets(0)
+        >>> off.src_start, off.src_stop, off.dst_start, off.dst_stop
+        (0, 1, 1, 2)
+        """
         o = self.origin
         a, c = self.src_start.item(i), self.dst_start.item(i)
         lo, hi, n = self.filter_start.item(i), self.filter_stop.item(i), self.fft_size.item(i)
@@ -414,6 +498,16 @@ class Plan(PlanTables):
         See :func:`futurefill.plan.checks.validate_plan` for what is checked; when tasks share
         transforms, :func:`futurefill.plan.transforms.check_program` also proves that
         :attr:`transforms` computes exactly the tasks.
+
+        Examples
+        --------
+        >>> import futurefill
+        >>> futurefill.make_plan(16, "continuous").validate()  # returns None: proven
+        >>> bad = futurefill.Plan.from_tasks(2, window_start=[0, 1], validate=False)
+        >>> bad.validate()  # output 1 never gets input 0
+        Traceback (most recent call last):
+        ...
+        futurefill.plan._tables.PlanError: output 1: input 0 is never added (inputs missing)
         """
         validate_plan(self)
         if self.transforms.shares:
@@ -427,6 +521,13 @@ class Plan(PlanTables):
         channels, batch : int, optional
             Multiply the per-channel work; without either, the figures are per channel and
             batch row (and the table says so).
+
+        Examples
+        --------
+        >>> import futurefill
+        >>> plan = futurefill.make_plan(8, "continuous")
+        >>> int(plan.cost().online_flops), int(plan.cost(channels=2).online_flops)
+        (382, 764)
         """
         return plan_cost(self, channels=channels, batch=batch)
 
