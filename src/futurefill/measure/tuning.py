@@ -155,6 +155,16 @@ def tune(
     Returns
     -------
     TuningResult
+
+    Examples
+    --------
+    Two candidates on a short run, not stored (the times depend on the machine; which one
+    wins does too):
+
+    >>> import futurefill
+    >>> result = futurefill.tune("numpy", length=8, candidates=[1, 2], repeats=1, store=False)
+    >>> sorted(result.direct_below_us), result.direct_below in (1, 2)
+    ([1, 2], True)
     """
     ex = get_backend(backend, device=device)
     length = check_int("length", length, 1)
