@@ -26,10 +26,10 @@ Exempt, and why:
 * properties (cached ones included): attributes with a one-line docstring each; the
   examples of their class and of its methods read them.
 
-The rot checks cover every docstring under ``src/futurefill``: each dotted ``futurefill.x.y``
-reference resolves (an importable module, or an attribute of one) without going through a
-deprecated forwarding path, and no numpydoc section (``Parameters``, ``Examples``, ...) is
-empty.
+The rot checks cover every docstring under ``src/futurefill`` and ``backends/futurefill_*``:
+each dotted ``futurefill.x.y`` reference resolves (an importable module, or an attribute of
+one) without going through a deprecated forwarding path, and no numpydoc section
+(``Parameters``, ``Examples``, ...) is empty.
 """
 
 from __future__ import annotations
@@ -52,6 +52,7 @@ import pytest
 import futurefill
 import futurefill.models
 import futurefill.plan
+import futurefill_numpy
 
 PACKAGES: tuple[ModuleType, ...] = (futurefill, futurefill.plan, futurefill.models)
 MAIN_CLASSES: tuple[type, ...] = (
@@ -64,6 +65,8 @@ MAIN_CLASSES: tuple[type, ...] = (
 )
 METHOD_KINDS = ("method", "class method", "static method")
 SRC = Path(futurefill.__file__).parent
+#: The packages whose docstrings the rot checks read: the library and the built-in executors.
+CHECKED_PACKAGES = (SRC, *sorted(Path(futurefill_numpy.__file__).parents[1].glob("futurefill_*")))
 SECTIONS = (
     "Parameters",
     "Returns",
@@ -183,9 +186,10 @@ def test_constant_shown_in_package_example(package: ModuleType, name: str) -> No
 
 
 def _docstrings() -> Iterator[tuple[str, str]]:
-    for path in sorted(SRC.rglob("*.py")):
+    files = [(root, path) for root in CHECKED_PACKAGES for path in sorted(root.rglob("*.py"))]
+    for root, path in files:
         tree = ast.parse(path.read_text(encoding="utf-8"))
-        where = path.relative_to(SRC.parent).as_posix()
+        where = path.relative_to(root.parent).as_posix()
         for node in ast.walk(tree):
             kinds = (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
             if isinstance(node, kinds):
