@@ -62,6 +62,12 @@ MAIN_CLASSES: tuple[type, ...] = (
     futurefill.PlanSpec,
     futurefill.models.ConvLM,
     futurefill.models.Server,
+    futurefill.models.Decoder,
+    futurefill.models.ModelConfig,
+    futurefill.models.GenerationOptions,
+    futurefill.models.ReplayClock,
+    futurefill.models.DecodeStateSize,
+    futurefill.plan.ScheduleInfo,
 )
 METHOD_KINDS = ("method", "class method", "static method")
 SRC = Path(futurefill.__file__).parent

@@ -110,6 +110,8 @@ class Decoder:
     ...     tokens.append(int(decoder.step([tokens[-1]]).argmax(-1)[0]))
     >>> tokens == model.generate([1, 2, 3], 4, backend="numpy")[0].tolist()
     True
+    >>> decoder.state_size()["conv_buffer"] == model.decode_state_size(3, 4).conv_buffer
+    True
     """
 
     def __init__(
