@@ -12,10 +12,12 @@ What counts as public here:
 Each must have a docstring holding a doctest (``>>>``) that checks something: at least one
 example with expected output, not every example skipped. A method may instead be called in
 the examples of its class's docstring or of the docstring of the package that defines the
-class (a walkthrough: one setup for all the methods); :class:`~futurefill.OnlineConv`,
-:class:`~futurefill.StreamPool` and :class:`~futurefill.Plan` do that, because their modules
-are at the project's 500-line limit. ``nox -s tests`` runs these doctests
-(``pytest --doctest-modules src/futurefill``); this file checks that they exist.
+class (a walkthrough: one setup for all the methods). :class:`~futurefill.OnlineConv` (in
+its class docstring) and :class:`~futurefill.StreamPool` (in :mod:`futurefill.pool`'s) do
+that because their modules are at the project's 500-line limit; small classes whose own
+example calls every method (``ModelConfig``, ``Decoder``, ...) do it too. ``nox -s tests``
+runs these doctests (``pytest --doctest-modules src/futurefill``); this file checks that they
+exist.
 
 Exempt, and why:
 
