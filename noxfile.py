@@ -3,8 +3,9 @@ testing.
 
 ``nox -s tests`` installs every backend into one environment (torch pinned to
 ``torch==2.13.0``, a CPU wheel on the project's development machines, see ``TORCH_PIN``; an
-unpinned torch pulls a multi-GB CUDA build) and runs the suite once per group of backends
-(``RUNS``), the backend-independent tests in the first. ``nox -s tests_deep`` runs the slow
+unpinned torch pulls a multi-GB CUDA build), runs the examples in the docstrings
+(``DOCTESTS``), then the suite once per group of backends (``RUNS``), the
+backend-independent tests in the first. ``nox -s tests_deep`` runs the slow
 tests and the Hypothesis tests with many more examples. ``nox -s mutation`` is not part of the
 default run (see its docstring).
 """
@@ -34,6 +35,9 @@ RUNS = (
     ("torch,torch_cuda,torch_cuda_graphs", False, ("-n", "2")),
     ("jax", False, ("-n", "2", "--dist", "loadfile")),
 )
+#: The examples in the docstrings, run by ``nox -s tests`` before the suite (a few seconds;
+#: ``tests/test_docstrings.py`` checks that every public name has one).
+DOCTESTS = ("pytest", "--doctest-modules", "src/futurefill")
 #: LLVM's optimisation of the compiled JAX programs off in the quick run, most of whose JAX
 #: time is compilation: about a quarter less CPU time on compile-bound tests (the programs
 #: compute the same operations; ``tests_deep`` keeps XLA's defaults).
@@ -64,8 +68,10 @@ def _run_groups(session: nox.Session, *args: str, env: dict[str, str] | None = N
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """The quick suite on every backend: slow tests left out, the ``ci`` Hypothesis profile."""
+    """The docstrings' examples, then the quick suite on every backend: slow tests left out,
+    the ``ci`` Hypothesis profile."""
     _install_every_backend(session)
+    session.run(*DOCTESTS)
     _run_groups(session, "-m", "not slow", env={"XLA_FLAGS": QUICK_XLA_FLAGS})
 
 

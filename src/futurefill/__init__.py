@@ -5,6 +5,19 @@ filters, backend selection and :func:`tune`. Backend authors find the executor p
 base class and the state in :mod:`futurefill.executor`; the measuring tools (benchmarks,
 calibration, plots, the tuner) live in :mod:`futurefill.measure` and are loaded only when
 used.
+
+Examples
+--------
+>>> import numpy as np, futurefill
+>>> futurefill.SCHEDULES  # the built-in schedules
+('naive', 'epoched', 'continuous', 'deadline', 'reuse')
+>>> phi = futurefill.decaying_random_filters(2, 16, seed=0)
+>>> u = np.random.default_rng(0).standard_normal((1, 2, 16))
+>>> y = futurefill.OnlineConv(phi, 16, schedule="epoched", backend="numpy").run(u)
+>>> bool(np.allclose(y, futurefill.causal_conv(u, phi)))  # exact: the offline result
+True
+>>> futurefill.__version__.count(".")  # major.minor.micro
+2
 """
 
 from __future__ import annotations

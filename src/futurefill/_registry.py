@@ -54,7 +54,16 @@ _executors: dict[tuple[str, str], Executor] = {}
 
 
 class BackendError(ValueError):
-    """An unknown backend name or an unusable device."""
+    """An unknown backend name or an unusable device.
+
+    Examples
+    --------
+    >>> import futurefill
+    >>> futurefill.get_backend("no-such-backend")
+    Traceback (most recent call last):
+    ...
+    futurefill._registry.BackendError: unknown futurefill backend 'no-such-backend'; installed: ...
+    """
 
 
 @functools.cache
@@ -63,7 +72,15 @@ def _entry_points() -> dict[str, EntryPoint]:
 
 
 def refresh_backends() -> None:
-    """Forget discovered plug-ins and cached executors (after installing a new backend)."""
+    """Forget discovered plug-ins and cached executors (after installing a new backend).
+
+    Examples
+    --------
+    >>> import futurefill
+    >>> futurefill.refresh_backends()
+    >>> "numpy" in futurefill.list_backends()  # found again
+    True
+    """
     _entry_points.cache_clear()
     _loadable.cache_clear()
     with _lock:
@@ -82,6 +99,12 @@ def list_backends() -> list[str]:
     -------
     list of str
         Sorted names registered under the ``futurefill.executors`` entry-point group.
+
+    Examples
+    --------
+    >>> import futurefill
+    >>> "numpy" in futurefill.list_backends()  # NumPy's is always there
+    True
     """
     return sorted(name for name, ep in _entry_points().items() if _loadable(name, ep.value))
 
@@ -164,6 +187,15 @@ def get_backend(name: str | Executor | None = None, *, device: Any = None) -> Ex
     Returns
     -------
     Executor
+
+    Examples
+    --------
+    >>> import futurefill
+    >>> executor = futurefill.get_backend("numpy")
+    >>> executor.name
+    'numpy'
+    >>> futurefill.get_backend(executor) is executor  # an instance is returned as is
+    True
     """
     if name is not None and not isinstance(name, str):
         if isinstance(name, Executor):
@@ -198,6 +230,13 @@ def set_backend(name: str, *, device: Any = None) -> None:
         One of :func:`list_backends`.
     device : optional
         Device for its arrays (e.g. ``"cuda"`` for torch).
+
+    Examples
+    --------
+    >>> import futurefill
+    >>> futurefill.set_backend("numpy")
+    >>> futurefill.get_backend().name
+    'numpy'
     """
     global _process_default
     _executor(_check_name(name), device)
@@ -219,6 +258,13 @@ def use_backend(name: str, *, device: Any = None) -> Iterator[Executor]:
     ------
     Executor
         The executor in force inside the block.
+
+    Examples
+    --------
+    >>> import futurefill
+    >>> with futurefill.use_backend("numpy") as executor:
+    ...     futurefill.get_backend() is executor
+    True
     """
     executor = _executor(_check_name(name), device)
     token = _context.set((name, device))

@@ -255,6 +255,16 @@ def hyena_filters(
     Returns
     -------
     ndarray, shape (channels, length)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from futurefill import hyena_filters
+    >>> h = hyena_filters(2, 16, seed=0)
+    >>> h.shape
+    (2, 16)
+    >>> bool(np.allclose(np.abs(h).sum(axis=1), 1.0))  # unit gain
+    True
     """
     channels = _check_positive("channels", channels)
     length = _check_positive("length", length)

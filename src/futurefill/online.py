@@ -70,11 +70,27 @@ class OnlineConv:
     Examples
     --------
     >>> import numpy as np, futurefill
-    >>> phi = np.exp(-np.arange(8.0))[None, :]          # one channel, 8 taps
-    >>> conv = futurefill.OnlineConv(phi, length=8)
-    >>> y0 = conv.step(np.ones((1, 1)))                 # (B, C) in, (B, C) out
-    >>> float(y0[0, 0])
-    1.0
+    >>> phi = futurefill.decaying_random_filters(2, 16, seed=0)  # 2 channels, 16 taps
+    >>> u = np.random.default_rng(0).standard_normal((1, 2, 16))  # (B, C, T)
+    >>> conv = futurefill.OnlineConv(phi, 12, prompt=4, backend="numpy")
+    >>> y = [conv.prefill(u[..., :4]), conv.run(u[..., 4:6])]  # the prompt, then 2 steps at once
+    >>> y.append(conv.step(u[..., 6])[..., None])  # one step: (B, C) in, (B, C) out
+    >>> snapshot = conv.state_dict()  # at step 3
+    >>> first = conv.emit(u[:, :1, 7], channels=slice(0, 1))  # layers sharing the stream emit
+    >>> second = conv.emit(u[:, 1:, 7], channels=slice(1, 2))  # their channels, then one
+    >>> conv.advance()  # advance fills the future of all
+    >>> y += [np.concatenate([first, second], axis=1)[..., None], conv.run(u[..., 8:])]
+    >>> bool(np.allclose(np.concatenate(y, axis=-1), futurefill.causal_conv(u, phi)))  # exact
+    True
+    >>> conv.load_state_dict(snapshot); conv.position  # back at step 3
+    3
+    >>> conv.reset(); conv.position, conv.remaining
+    (0, 12)
+    >>> conv = futurefill.OnlineConv.from_plan(phi, futurefill.make_plan(16, "naive"))
+    >>> y = conv.rollout(np.ones((1, 2)), lambda y_t: 0.5 * y_t)  # u[t+1] = y[t] / 2
+    >>> fed = np.concatenate([np.ones((1, 2, 1)), 0.5 * y[..., :-1]], axis=-1)
+    >>> bool(np.allclose(y, futurefill.causal_conv(fed, phi)))
+    True
     """
 
     def __init__(

@@ -127,6 +127,18 @@ def causal_conv(u: Array, filters: Array, *, xp: Any = None) -> Array:
     Returns
     -------
     array, shape (..., C, T)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from futurefill import causal_conv
+    >>> rng = np.random.default_rng(0)
+    >>> u, phi = rng.standard_normal((2, 16)), rng.standard_normal((2, 16))
+    >>> y = causal_conv(u, phi)
+    >>> y.shape
+    (2, 16)
+    >>> bool(np.allclose(y[1], np.convolve(u[1], phi[1])[:16]))
+    True
     """
     xp = array_namespace(u, filters) if xp is None else xp
     T = u.shape[-1]

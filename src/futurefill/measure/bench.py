@@ -8,8 +8,8 @@ the run (all inputs known at once) is the floor; like the schedules, whose filte
 computed once when they are built, it is timed with its filter spectrum precomputed.
 
 Beside the measured times, ``predict=True`` gives each method the time the calibrated cost
-model predicts (:mod:`futurefill.calibration`, :func:`futurefill.plan.predict_time`), how much
-of it is overhead rather than arithmetic, and its FLOPs in units of the floor's.
+model predicts (:mod:`futurefill.measure.calibration`, :func:`futurefill.plan.predict_time`),
+how much of it is overhead rather than arithmetic, and its FLOPs in units of the floor's.
 """
 
 from __future__ import annotations
@@ -38,7 +38,8 @@ OFFLINE = "offline"
 
 @dataclass(frozen=True)
 class BenchResult(Run):
-    """One timed method of one configuration (first fields: :class:`futurefill._timing.Run`)."""
+    """One timed method of one configuration (first fields:
+    :class:`futurefill.measure._timing.Run`)."""
 
     seconds: float
     us_per_token: float
@@ -72,7 +73,7 @@ class BenchResult(Run):
         return self.cpu_seconds / self.predicted_seconds
 
     def as_dict(self) -> dict[str, Any]:
-        """Plain dict (for ``--json`` and :func:`futurefill.plot.plot_scaling`), with
+        """Plain dict (for ``--json`` and :func:`futurefill.measure.plot.plot_scaling`), with
         ``warmup_seconds`` beside ``first_run_seconds`` and the ratios to the prediction."""
         return {
             **asdict(self),

@@ -39,7 +39,7 @@ class OpenEndedResult(Run):
     Attributes
     ----------
     backend, schedule, length, channels, batch, dtype
-        What ran (see :class:`futurefill._timing.Run`); ``length`` is the stop point.
+        What ran (see :class:`futurefill.measure._timing.Run`); ``length`` is the stop point.
     open_seconds, known_seconds : float
         Best round of each, construction included.
     max_deviation : float

@@ -60,7 +60,7 @@ class Calibration(Target):
     Attributes
     ----------
     backend, device, dtype, batch, channels
-        What was measured (see :class:`futurefill._timing.Target`).
+        What was measured (see :class:`futurefill.measure._timing.Target`).
     step_seconds_by_width : mapping of int to float
         Seconds of one rollout step by the taps of its local window.
     task_seconds_by_size : mapping of int to float

@@ -54,7 +54,7 @@ class LatencyResult(Run):
     Attributes
     ----------
     backend, schedule, length, channels, batch, dtype
-        What ran (see :class:`futurefill._timing.Run`).
+        What ran (see :class:`futurefill.measure._timing.Run`).
     seconds : ndarray, shape (length,)
         Time of every ``step()`` call of the measured pass.
     warmup_seconds : ndarray

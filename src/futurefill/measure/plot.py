@@ -176,7 +176,7 @@ def plot_latency(
     ----------
     times : mapping of str to array
         Per-step times in seconds by schedule (e.g. ``{r.schedule: r.seconds for r in
-        futurefill.latency.measure_latency(...)}``).
+        futurefill.measure.latency.measure_latency(...)}``).
     path : str or path-like, optional
         Save the figure there (rendered by Agg; the format follows the suffix).
     title : str, optional

@@ -106,9 +106,17 @@ def plot_plan(
 
     Examples
     --------
+    On a figure of its own (without ``ax``: a new pyplot figure, which notebooks show);
+    ``ax.figure.savefig("plan.png")`` would save it:
+
     >>> import futurefill
-    >>> ax = futurefill.make_plan(16, schedule="continuous").plot()  # doctest: +SKIP
-    >>> ax.figure.savefig("plan.png")  # doctest: +SKIP
+    >>> from matplotlib.figure import Figure
+    >>> from futurefill.measure.plot_plan import TASKS_GID, plot_plan
+    >>> plan = futurefill.make_plan(16, schedule="continuous")
+    >>> ax = plot_plan(plan, ax=Figure().add_subplot())
+    >>> [tasks] = [c for c in ax.collections if c.get_gid() == TASKS_GID]
+    >>> len(tasks.get_paths()) == plan.num_tasks  # one rectangle per task
+    True
     """
     require_matplotlib()
     if not isinstance(plan, Plan):

@@ -41,7 +41,7 @@ class TuningResult(Target):
     Attributes
     ----------
     backend, device, dtype, batch, channels
-        What was tuned (see :class:`futurefill._timing.Target`); the stored values are keyed
+        What was tuned (see :class:`futurefill.measure._timing.Target`); the stored values are keyed
         by the width ``batch * channels``.
     length : int
         Steps of each timed generation.
@@ -136,7 +136,7 @@ def tune(
         The width to tune; executors look the stored values up by ``batch * channels``.
     length : int
         Steps of each timed generation (one depthwise layer with feedback, as in
-        :func:`futurefill.bench.bench_configuration`).
+        :func:`futurefill.measure.bench.bench_configuration`).
     candidates : iterable of int
         ``direct_below`` values to time (powers of two).
     epochs : iterable of int or None
@@ -155,6 +155,16 @@ def tune(
     Returns
     -------
     TuningResult
+
+    Examples
+    --------
+    Two candidates on a short run, not stored (the times depend on the machine; which one
+    wins does too):
+
+    >>> import futurefill
+    >>> result = futurefill.tune("numpy", length=8, candidates=[1, 2], repeats=1, store=False)
+    >>> sorted(result.direct_below_us), result.direct_below in (1, 2)
+    ([1, 2], True)
     """
     ex = get_backend(backend, device=device)
     length = check_int("length", length, 1)

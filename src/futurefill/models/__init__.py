@@ -4,6 +4,11 @@
 >>> model = ConvLM(mixer="stu", dim=16, layers=2, max_len=128, vocab_size=32, stu_k=8)
 >>> model.generate(None, 4, schedule="continuous").shape
 (1, 4)
+>>> from futurefill.models import MAX_LEN_LIMIT, MIXERS
+>>> model.config.mixer in MIXERS, MIXERS
+(True, ('stu', 'stu_full', 'hyena'))
+>>> MAX_LEN_LIMIT  # the largest max_len ConvLM.load accepts unless told otherwise
+131072
 """
 
 from .config import MIXERS, ModelConfig

@@ -64,6 +64,17 @@ class ModelConfig:
     Every field is checked when the configuration is built: a wrong type is a ``TypeError``
     (no string or bool is converted), a bad value a ``ValueError``, each one line naming the
     field.
+
+    Examples
+    --------
+    >>> from futurefill.models import ModelConfig
+    >>> cfg = ModelConfig(mixer="hyena", dim=8, layers=1, max_len=32, vocab_size=16)
+    >>> ModelConfig.from_json(cfg.to_json()) == cfg
+    True
+    >>> ModelConfig(dim=0)
+    Traceback (most recent call last):
+    ...
+    ValueError: dim must be >= 1, got 0
     """
 
     mixer: str = "stu"

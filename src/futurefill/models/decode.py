@@ -29,7 +29,17 @@ Array = Any
 
 
 class DecodableModel(Protocol):
-    """What generation needs of a model (:class:`~futurefill.models.ConvLM` provides it)."""
+    """What generation needs of a model (:class:`~futurefill.models.ConvLM` provides it).
+
+    Examples
+    --------
+    >>> from futurefill.models import ConvLM
+    >>> model = ConvLM(mixer="hyena", dim=8, layers=2, max_len=32, vocab_size=16)
+    >>> model.channel_slices  # layer i's channels in the stacked long convolution
+    (slice(0, 8, None), slice(8, 16, None))
+    >>> [f.shape for f in model.host_filters()]
+    [(8, 32), (8, 32)]
+    """
 
     @property
     def config(self) -> ModelConfig:
@@ -86,6 +96,22 @@ class Decoder:
     timings : dict
         Seconds spent in ``prefill``, in ``step`` (``decode``) and, of the latter, in the long
         convolution (``long_conv``: ``emit`` + ``advance``).
+
+    Examples
+    --------
+    Greedy decoding by hand gives the tokens of :meth:`ConvLM.generate
+    <futurefill.models.ConvLM.generate>`:
+
+    >>> from futurefill.models import ConvLM, Decoder
+    >>> model = ConvLM(mixer="hyena", dim=8, layers=1, max_len=32, vocab_size=16)
+    >>> decoder = Decoder(model, prompt_len=3, steps=3, backend="numpy")
+    >>> tokens = [int(decoder.prefill([[1, 2, 3]]).argmax(-1)[0])]
+    >>> for _ in range(3):
+    ...     tokens.append(int(decoder.step([tokens[-1]]).argmax(-1)[0]))
+    >>> tokens == model.generate([1, 2, 3], 4, backend="numpy")[0].tolist()
+    True
+    >>> decoder.state_size()["conv_buffer"] == model.decode_state_size(3, 4).conv_buffer
+    True
     """
 
     def __init__(
@@ -252,6 +278,17 @@ class Generation:
     decoder : Decoder or None
         The decode state at the end (its ``timings`` with ``timed=True``); ``None`` when the
         backend generated as a compiled program.
+
+    Examples
+    --------
+    >>> from futurefill.models import ConvLM, GenerationOptions, generate
+    >>> model = ConvLM(mixer="hyena", dim=8, layers=1, max_len=32, vocab_size=16)
+    >>> options = GenerationOptions(backend="numpy", return_logits=True)
+    >>> result = generate(model, [1, 2, 3], 4, options)
+    >>> result.tokens.shape, result.logits.shape
+    ((1, 4), (1, 4, 16))
+    >>> bool((result.logits.argmax(-1) == result.tokens).all())  # greedy
+    True
     """
 
     tokens: np.ndarray
@@ -282,6 +319,21 @@ def generate(
     Returns
     -------
     Generation
+
+    Examples
+    --------
+    The greedy tokens are those a whole-sequence :meth:`~futurefill.models.ConvLM.forward`
+    picks from the same positions:
+
+    >>> import numpy as np
+    >>> from futurefill.models import ConvLM, GenerationOptions, generate
+    >>> model = ConvLM(mixer="hyena", dim=8, layers=1, max_len=32, vocab_size=16)
+    >>> run = generate(model, [1, 2, 3], 4, GenerationOptions(backend="numpy"), timed=True)
+    >>> logits = model.forward(np.concatenate([[1, 2, 3], run.tokens[0, :-1]]), backend="numpy")
+    >>> bool(np.array_equal(logits[2:].argmax(-1), run.tokens[0]))
+    True
+    >>> sorted(run.decoder.timings)
+    ['decode', 'long_conv', 'prefill']
     """
     opts = GenerationOptions() if options is None else options
     if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int | np.integer):

@@ -125,7 +125,17 @@ class ConvLM:
 
     # ------------------------------------------------------------------ weights
     def host_filters(self) -> list[np.ndarray]:
-        """Per layer, the long filters ``(C_i, max_len)`` (float64, NumPy, computed once)."""
+        """Per layer, the long filters ``(C_i, max_len)`` (float64, NumPy, computed once).
+
+        Examples
+        --------
+        >>> from futurefill.models import ConvLM
+        >>> model = ConvLM(mixer="hyena", dim=8, layers=2, max_len=32, vocab_size=16)
+        >>> [f.shape for f in model.host_filters()]
+        [(8, 32), (8, 32)]
+        >>> model.host_filters() is model.host_filters()  # computed once
+        True
+        """
         with self._lock:
             if self._filters is None:
                 cfg = self._config
@@ -136,7 +146,20 @@ class ConvLM:
             return self._filters
 
     def backend_weights(self, executor: Executor) -> BackendWeights:
-        """The weights converted to ``executor``'s arrays in the model dtype (cached)."""
+        """The weights converted to ``executor``'s arrays in the model dtype (cached).
+
+        Examples
+        --------
+        >>> import futurefill
+        >>> from futurefill.models import ConvLM
+        >>> model = ConvLM(mixer="hyena", dim=8, layers=2, max_len=32, vocab_size=16)
+        >>> numpy = futurefill.get_backend("numpy")
+        >>> weights = model.backend_weights(numpy)
+        >>> len(weights.layers), type(weights.filters[0]).__name__  # NumPy's arrays
+        (2, 'ndarray')
+        >>> model.backend_weights(numpy) is weights  # cached
+        True
+        """
         dtype = executor.resolve_dtype(self._config.dtype)
         key = (executor.name, repr(executor.device), str(dtype))
         with self._lock:
@@ -165,6 +188,18 @@ class ConvLM:
         Returns
         -------
         array of the backend, shape (B, T, vocab_size) (``(T, vocab_size)`` for 1-D tokens)
+
+        Examples
+        --------
+        Causal: a position's logits do not depend on the tokens after it.
+
+        >>> import numpy as np
+        >>> from futurefill.models import ConvLM
+        >>> model = ConvLM(mixer="hyena", dim=8, layers=2, max_len=32, vocab_size=16)
+        >>> a = model.forward([[1, 2, 3, 4]], backend="numpy")
+        >>> b = model.forward([[1, 2, 9, 9]], backend="numpy")
+        >>> a.shape, bool(np.allclose(a[:, :2], b[:, :2])), bool(np.allclose(a, b))
+        ((1, 4, 16), True, False)
         """
         executor = get_backend(backend)
         tokens = token_array(tokens, self._config.vocab_size, executor)
@@ -261,6 +296,16 @@ class ConvLM:
 
         The file is written at exactly ``path`` (no suffix is added; ``.npz`` is the usual
         one), so ``ConvLM.load(path)`` reads it back.
+
+        Examples
+        --------
+        >>> import os, tempfile
+        >>> from futurefill.models import ConvLM
+        >>> model = ConvLM(mixer="hyena", dim=8, layers=2, max_len=32, vocab_size=16)
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     model.save(os.path.join(tmp, "model.npz"))
+        ...     os.listdir(tmp)
+        ['model.npz']
         """
         save_params(path, self._config, self._params)
 
@@ -285,6 +330,20 @@ class ConvLM:
         ModelFileError
             (a ``ValueError``) A bad file, configuration or weight, or a ``max_len`` above
             the limit; one line naming the file.
+
+        Examples
+        --------
+        >>> import os, tempfile
+        >>> import numpy as np
+        >>> from futurefill.models import ConvLM
+        >>> model = ConvLM(mixer="hyena", dim=8, layers=2, max_len=32, vocab_size=16)
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     model.save(os.path.join(tmp, "model.npz"))
+        ...     copy = ConvLM.load(os.path.join(tmp, "model.npz"))
+        >>> copy.config == model.config
+        True
+        >>> bool(np.array_equal(copy.forward([1, 2, 3]), model.forward([1, 2, 3])))
+        True
         """
         cfg, params = load_params(path, max_len_limit=max_len_limit)
         return cls(cfg, params)

@@ -46,7 +46,21 @@ MAX_LEN_LIMIT = 2**17
 
 
 class ModelFileError(ValueError):
-    """A file that is not a valid futurefill model file; the message names the file."""
+    """A file that is not a valid futurefill model file; the message names the file.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> from futurefill.models import ConvLM
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     path = os.path.join(tmp, "model.npz")
+    ...     with open(path, "wb") as file:
+    ...         _ = file.write(b"not a model")
+    ...     ConvLM.load(path)
+    Traceback (most recent call last):
+    ...
+    futurefill.models.params.ModelFileError: '...model.npz' is not a futurefill model file ...
+    """
 
 
 def init_params(cfg: ModelConfig) -> dict[str, np.ndarray]:

@@ -41,6 +41,17 @@ class Request:
         requests at their arrival); ``None``: when it is submitted.
     return_logits : bool
         Keep the logits each token was chosen from (:attr:`RequestResult.logits`).
+
+    Examples
+    --------
+    >>> from futurefill.models import Request
+    >>> request = Request([1, 2, 3], max_new_tokens=4)
+    >>> request.prompt_len, request.online_steps  # the last prompt position gives token 1
+    (3, 3)
+    >>> Request([1, 2], top_k=5)
+    Traceback (most recent call last):
+    ...
+    ValueError: top_k needs temperature > 0 (greedy decoding takes the top 1)
     """
 
     prompt: Any = ()
@@ -109,6 +120,16 @@ class RequestResult:
         When each token was produced.
     logits : ndarray, shape (n, V), or None
         With ``Request(return_logits=True)``: the logits each token was chosen from.
+
+    Examples
+    --------
+    >>> from futurefill.models import ConvLM, Request, serve
+    >>> model = ConvLM(mixer="hyena", dim=8, layers=1, max_len=32, vocab_size=16)
+    >>> [result] = serve(model, [Request([1, 2, 3], 4, arrival=0.5)], backend="numpy")
+    >>> result.tokens.tolist() == model.generate([1, 2, 3], 4, backend="numpy")[0].tolist()
+    True
+    >>> result.arrival, result.token_latencies.shape, result.time_to_first_token > 0
+    (0.5, (3,), True)
     """
 
     request: Request
@@ -148,6 +169,20 @@ class ReplayClock:
         :func:`time.process_time` counts this process's CPU time instead (on a shared CPU, the
         time the work took without the waits for a core; meaningful for a single-threaded
         process on a CPU backend only).
+
+    Examples
+    --------
+    On a timer that stands still, only :meth:`skip_to` moves the clock:
+
+    >>> from futurefill.models import ReplayClock
+    >>> now = [100.0]
+    >>> clock = ReplayClock(timer=lambda: now[0])
+    >>> now[0] += 1.5
+    >>> clock()
+    1.5
+    >>> clock.skip_to(10.0)  # waiting for an arrival at 10 s costs no time
+    >>> clock()
+    10.0
     """
 
     def __init__(self, timer: Callable[[], float] = time.perf_counter) -> None:
@@ -159,11 +194,31 @@ class ReplayClock:
         return self._timer() - self._start
 
     def restart(self) -> None:
-        """Start again from 0 now."""
+        """Start again from 0 now.
+
+        Examples
+        --------
+        >>> from futurefill.models import ReplayClock
+        >>> clock = ReplayClock(timer=lambda: 7.0)
+        >>> clock.skip_to(3.0)
+        >>> clock.restart()
+        >>> clock()
+        0.0
+        """
         self._start = self._timer()
 
     def skip_to(self, when: float) -> None:
-        """Move the clock to ``when`` if that is later than now."""
+        """Move the clock to ``when`` if that is later than now.
+
+        Examples
+        --------
+        >>> from futurefill.models import ReplayClock
+        >>> clock = ReplayClock(timer=lambda: 7.0)
+        >>> clock.skip_to(3.0)
+        >>> clock.skip_to(1.0)  # earlier than now: nothing changes
+        >>> clock()
+        3.0
+        """
         ahead = when - self()
         if ahead > 0:
             self._start -= ahead

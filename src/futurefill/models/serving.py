@@ -146,7 +146,19 @@ class Server:
         return len(self._live)
 
     def check(self, request: Request) -> None:
-        """Raise (one line) if ``request`` cannot be served by this server and model."""
+        """Raise (one line) if ``request`` cannot be served by this server and model.
+
+        Examples
+        --------
+        >>> from futurefill.models import ConvLM, Request, Server
+        >>> model = ConvLM(mixer="hyena", dim=8, layers=1, max_len=32, vocab_size=16)
+        >>> server = Server(model, capacity=1, max_steps=4, backend="numpy")
+        >>> server.check(Request([1, 2, 3], 4))  # fine: returns None
+        >>> server.check(Request([99], 2))
+        Traceback (most recent call last):
+        ...
+        ValueError: prompt must be token ids in 0..15 (vocab_size = 16), got 99
+        """
         if not isinstance(request, Request):
             raise TypeError(f"expected a Request, got {type(request).__name__}")
         cfg = self.model.config
@@ -173,7 +185,18 @@ class Server:
 
     def submit(self, request: Request) -> int:
         """Queue ``request`` (checked first: a bad one is refused and nothing changes); return
-        its id, the key of its :attr:`results` entry."""
+        its id, the key of its :attr:`results` entry.
+
+        Examples
+        --------
+        >>> from futurefill.models import ConvLM, Request, Server
+        >>> model = ConvLM(mixer="hyena", dim=8, layers=1, max_len=32, vocab_size=16)
+        >>> server = Server(model, capacity=1, max_steps=4, backend="numpy")
+        >>> server.submit(Request([1, 2, 3], 4)), server.submit(Request([4], 2))
+        (0, 1)
+        >>> server.waiting, server.running  # admitted by the next step
+        (2, 0)
+        """
         self.check(request)
         rid = self._next_id
         self._next_id += 1
@@ -184,7 +207,19 @@ class Server:
     # ------------------------------------------------------------------ serving
     def step(self) -> list[int]:
         """Admit waiting requests into free slots (prefill, first token), then run one
-        position of every admitted request; return the ids of the requests that finished."""
+        position of every admitted request; return the ids of the requests that finished.
+
+        Examples
+        --------
+        >>> from futurefill.models import ConvLM, Request, Server
+        >>> model = ConvLM(mixer="hyena", dim=8, layers=1, max_len=32, vocab_size=16)
+        >>> server = Server(model, capacity=1, max_steps=4, backend="numpy")
+        >>> rid = server.submit(Request([1, 2, 3], 4))
+        >>> [server.step() for _ in range(3)]  # the prefill gives token 1, each step one more
+        [[], [], [0]]
+        >>> len(server.results[rid].tokens), server.busy
+        (4, False)
+        """
         done: list[int] = []
         while self._waiting and self.pool.free_slots:
             done += self._admit(*self._waiting.popleft())
@@ -314,6 +349,19 @@ def serve(
     Returns
     -------
     list of RequestResult
+
+    Examples
+    --------
+    Two requests served together get the tokens each would get alone:
+
+    >>> from futurefill.models import ConvLM, Request, serve
+    >>> model = ConvLM(mixer="hyena", dim=8, layers=1, max_len=32, vocab_size=16)
+    >>> requests = [Request([1, 2, 3], 4), Request([4], 3, arrival=0.5)]
+    >>> results = serve(model, requests, capacity=2, backend="numpy")
+    >>> [r.tokens.tolist() for r in results] == [
+    ...     model.generate(r.prompt, r.max_new_tokens, backend="numpy")[0].tolist()
+    ...     for r in requests]
+    True
     """
     requests = list(requests)
     if not requests:

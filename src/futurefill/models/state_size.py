@@ -38,6 +38,16 @@ class DecodeStateSize:
         Long-convolution channels of one layer.
     plan_total, plan_buffer_length : int
         Positions of the plan and buffer slots per channel.
+
+    Examples
+    --------
+    >>> from futurefill.models import ConvLM
+    >>> model = ConvLM(mixer="hyena", dim=8, layers=2, max_len=64, vocab_size=16)
+    >>> size = model.decode_state_size(16, 32, schedule="continuous")
+    >>> size.conv_state == size.conv_buffer + size.window_taps + size.short_conv
+    True
+    >>> size.per_layer()["naive_buffer"] == size.naive_buffer / 2
+    True
     """
 
     conv_buffer: int
@@ -95,6 +105,19 @@ def decode_state_size(
     Returns
     -------
     DecodeStateSize
+
+    Examples
+    --------
+    What the decoder of the same generation holds, computed without building it:
+
+    >>> from futurefill.models import ConvLM, Decoder, decode_state_size
+    >>> model = ConvLM(mixer="hyena", dim=8, layers=1, max_len=32, vocab_size=16)
+    >>> size = decode_state_size(model.config, 3, 4)
+    >>> decoder = Decoder(model, prompt_len=3, steps=3)
+    >>> _ = decoder.prefill([[1, 2, 3]])
+    >>> held = decoder.state_size()
+    >>> (held["conv_buffer"], held["window_taps"]) == (size.conv_buffer, size.window_taps)
+    True
     """
     opts = GenerationOptions() if options is None else options
     batch = 1 if opts.batch is None else opts.batch

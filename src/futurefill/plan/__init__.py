@@ -8,6 +8,17 @@
 * :func:`~futurefill.plan.checks.validate_plan` — the exactness proof;
 * :class:`PlanCost` — the cost model; :func:`predicted_seconds` — its calibrated time
   (:mod:`futurefill.plan.cost`).
+
+Examples
+--------
+>>> from futurefill.plan import MAX_POSITIONS, SCHEDULES, TASK_COLUMNS, list_schedules, make_plan
+>>> set(SCHEDULES) <= set(list_schedules())  # the built-in ones are always registered
+True
+>>> plan = make_plan(16, "epoched", epoch=4)
+>>> plan.tasks().shape == (plan.num_tasks, len(TASK_COLUMNS))
+True
+>>> MAX_POSITIONS == 2**30  # the most prompt + length a plan can have
+True
 """
 
 from . import registry

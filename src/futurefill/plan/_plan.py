@@ -26,12 +26,13 @@ import functools
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from .._checks import check_int, next_pow2
+from ._records import StepPatterns, TaskOffsets, TaskShape, Tiling
 from ._tables import TASK_COLUMNS, IntArray, PlanError, PlanTables, readonly
 from .checks import validate_plan
 from .cost import PlanCost, plan_cost
@@ -55,88 +56,6 @@ _REQUIRED_COLUMNS = TASK_COLUMNS[:5]
 #: Largest supported ``prompt + length`` (positions are stored as int32).
 MAX_POSITIONS = 1 << 30
 _INT32 = np.iinfo(np.int32)
-
-
-class TaskOffsets(NamedTuple):
-    """One task in the coordinates of an executor's buffer (slot = position - origin).
-
-    ``fill_future(buffer[..., src_start:src_stop], spectra[spectrum], fft_size, read_start,
-    read_start + dst_stop - dst_start)`` is added to ``buffer[..., dst_start:dst_stop]``.
-    """
-
-    src_start: int
-    src_stop: int
-    dst_start: int
-    dst_stop: int
-    read_start: int
-    fft_size: int
-    spectrum: tuple[int, int, int]
-
-
-class TaskShape(NamedTuple):
-    """A task up to where it sits: a source block of ``src_length`` slots starting at some
-    offset ``a`` adds to ``dst_length`` slots starting at ``a + shift``."""
-
-    src_length: int
-    dst_length: int
-    shift: int
-    filter_start: int
-    filter_stop: int
-    fft_size: int
-
-    @property
-    def read_start(self) -> int:
-        """Where the first target sits in the linear convolution of the block."""
-        return self.shift - self.filter_start
-
-    @property
-    def spectrum(self) -> tuple[int, int, int]:
-        """The ``(filter_start, filter_stop, fft_size)`` key of the filter spectrum used."""
-        return (self.filter_start, self.filter_stop, self.fft_size)
-
-
-@dataclass(frozen=True)
-class StepPatterns:
-    """The plan as compiled backends want it: static task shapes, dynamic offsets.
-
-    Attributes
-    ----------
-    shapes : tuple of TaskShape
-        The distinct task shapes of the plan.
-    shape_of_task : ndarray of int32, shape (num_tasks,)
-        Index into :attr:`shapes` of every task, in plan order.
-    offsets : ndarray of int32, shape (num_tasks,)
-        Source slot ``a`` of every task (its target starts at ``a + shape.shift``).
-    patterns : tuple of tuple of int
-        Pattern ``p`` is the list of shape indices of the tasks run after a step, in order;
-        pattern 0 is the empty list.
-    pattern_of_step : ndarray of int32, shape (length,)
-        The pattern run after each step; its tasks are ``task_ptr[t]:task_ptr[t+1]``.
-    """
-
-    shapes: tuple[TaskShape, ...]
-    shape_of_task: IntArray
-    offsets: IntArray
-    patterns: tuple[tuple[int, ...], ...]
-    pattern_of_step: IntArray
-
-
-class Tiling(NamedTuple):
-    """What a schedule builder returns: the tables :meth:`Plan.from_tasks` takes.
-
-    Attributes
-    ----------
-    window_start : array-like of int, shape (length,)
-        First input position summed directly by each online step.
-    tasks : mapping, optional
-        Task columns by name (see :meth:`Plan.from_tasks`); no tasks when omitted.
-    keep_prompt : bool
-        Keep the prompt inputs instead of filling their future at prefill.
-    """
-
-    window_start: npt.ArrayLike
-    tasks: Mapping[str, npt.ArrayLike] | None = None
-    keep_prompt: bool = False
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -169,6 +88,15 @@ class Plan(PlanTables):
         FFT size of the prefill convolution (0 without a prompt).
     defaulted : frozenset of str
         Parameters of :attr:`spec` that took their default value.
+
+    Examples
+    --------
+    >>> import futurefill
+    >>> plan = futurefill.make_plan(8, "continuous")
+    >>> plan.length, plan.num_tasks, str(plan.spec)
+    (8, 7, 'continuous(direct_below=1)')
+    >>> plan == futurefill.make_plan(8, futurefill.PlanSpec("continuous", direct_below=1))
+    True
     """
 
     # ------------------------------------------------------------------ construction
@@ -224,6 +152,22 @@ class Plan(PlanTables):
         ------
         PlanError
             The tables do not describe an exact, causal schedule.
+
+        Examples
+        --------
+        Steps 0 and 1 sum their inputs directly; after step 1 one task adds inputs 0 and 1
+        to outputs 2 and 3, whose windows then start at input 2:
+
+        >>> import numpy as np, futurefill
+        >>> plan = futurefill.Plan.from_tasks(4, window_start=[0, 0, 2, 2], tasks={
+        ...     "after_step": [1], "src_start": [0], "src_stop": [2], "dst_start": [2],
+        ...     "dst_stop": [4]})
+        >>> plan.tasks()  # filter slice and FFT size filled in
+        array([[1, 0, 2, 2, 4, 1, 4, 4]], dtype=int32)
+        >>> phi, u = np.array([[1.0, 2.0, 3.0, 4.0]]), np.array([[[1.0, -1.0, 2.0, 0.5]]])
+        >>> y = futurefill.OnlineConv.from_plan(phi, plan, backend="numpy").run(u)
+        >>> bool(np.allclose(y[0, 0], np.convolve(u[0, 0], phi[0])[:4]))
+        True
         """
         L = check_int("length", length, 1)
         P = check_int("prompt", prompt, 0)
@@ -334,6 +278,15 @@ class Plan(PlanTables):
         ----------
         step : int, optional
             Only the tasks run after this online step.
+
+        Examples
+        --------
+        >>> import futurefill
+        >>> plan = futurefill.make_plan(8, "continuous")
+        >>> plan.tasks().shape
+        (7, 8)
+        >>> plan.tasks(3)  # after step 3: inputs 0..3 fill outputs 4..7, FFT size 8
+        array([[3, 0, 4, 4, 8, 1, 8, 8]], dtype=int32)
         """
         table = np.stack([getattr(self, c) for c in TASK_COLUMNS], axis=1)
         if step is None:
@@ -341,7 +294,18 @@ class Plan(PlanTables):
         return table[self.task_ptr[step] : self.task_ptr[step + 1]]
 
     def task_offsets(self, i: int) -> TaskOffsets:
-        """Task ``i`` as buffer slots: what an executor needs to run it."""
+        """Task ``i`` as buffer slots: what an executor needs to run it.
+
+        Examples
+        --------
+        >>> import futurefill
+        >>> plan = futurefill.make_plan(8, "continuous", prompt=4)  # slots start at the prompt
+        >>> plan.origin, plan.tasks(0)[0, 1:5].tolist()
+        (4, [4, 5, 5, 6])
+        >>> off = plan.task_offsets(0)
+        >>> off.src_start, off.src_stop, off.dst_start, off.dst_stop
+        (0, 1, 1, 2)
+        """
         o = self.origin
         a, c = self.src_start.item(i), self.dst_start.item(i)
         lo, hi, n = self.filter_start.item(i), self.filter_stop.item(i), self.fft_size.item(i)
@@ -414,6 +378,16 @@ class Plan(PlanTables):
         See :func:`futurefill.plan.checks.validate_plan` for what is checked; when tasks share
         transforms, :func:`futurefill.plan.transforms.check_program` also proves that
         :attr:`transforms` computes exactly the tasks.
+
+        Examples
+        --------
+        >>> import futurefill
+        >>> futurefill.make_plan(16, "continuous").validate()  # returns None: proven
+        >>> bad = futurefill.Plan.from_tasks(2, window_start=[0, 1], validate=False)
+        >>> bad.validate()  # output 1 never gets input 0
+        Traceback (most recent call last):
+        ...
+        futurefill.plan._tables.PlanError: output 1: input 0 is never added (inputs missing)
         """
         validate_plan(self)
         if self.transforms.shares:
@@ -427,6 +401,13 @@ class Plan(PlanTables):
         channels, batch : int, optional
             Multiply the per-channel work; without either, the figures are per channel and
             batch row (and the table says so).
+
+        Examples
+        --------
+        >>> import futurefill
+        >>> plan = futurefill.make_plan(8, "continuous")
+        >>> int(plan.cost().online_flops), int(plan.cost(channels=2).online_flops)
+        (382, 764)
         """
         return plan_cost(self, channels=channels, batch=batch)
 

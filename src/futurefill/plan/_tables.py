@@ -30,7 +30,16 @@ IntArray = npt.NDArray[np.int32]
 
 
 class PlanError(ValueError):
-    """A plan breaks one of its invariants (coverage, causality or FFT sizing)."""
+    """A plan breaks one of its invariants (coverage, causality or FFT sizing).
+
+    Examples
+    --------
+    >>> from futurefill import Plan
+    >>> Plan.from_tasks(4, window_start=[0, 0, 2, 2])  # nothing adds inputs 0, 1 to y[2:]
+    Traceback (most recent call last):
+    ...
+    futurefill.plan._tables.PlanError: output 2: input 0 is never added (inputs missing)
+    """
 
 
 def readonly(a: npt.ArrayLike, dtype: npt.DTypeLike = np.int32) -> IntArray:

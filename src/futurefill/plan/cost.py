@@ -60,6 +60,18 @@ class PlanCost:
     the whole table, which says whether its figures are per channel and batch row
     (:attr:`per_channel`: no width was given, as when a plan is printed) or for ``channels x
     batch`` rows.
+
+    Examples
+    --------
+    >>> import futurefill
+    >>> cost = futurefill.make_plan(16, "naive").cost()
+    >>> cost.worst_step, int(cost.worst_step_flops)  # the last step sums 16 taps
+    (15, 32)
+    >>> print(futurefill.make_plan(8, "continuous").cost(channels=2))  # doctest: +ELLIPSIS
+    Plan('continuous', length=8, prompt=0, direct_below=1 [default])
+      figures                   : channels x batch = 2 x 1
+      FutureFill tasks          : 7
+    ...
     """
 
     plan: PlanTables
@@ -236,7 +248,21 @@ def _task_flops(plan: PlanTables) -> tuple[np.ndarray, np.ndarray]:
 @runtime_checkable
 class TimeModel(Protocol):
     """Measured costs of one backend, dtype and width from which a plan's time follows
-    (:class:`futurefill.measure.calibration.Calibration` is one)."""
+    (:class:`futurefill.measure.calibration.Calibration` is one).
+
+    Examples
+    --------
+    Any object with these four members is one:
+
+    >>> from types import SimpleNamespace
+    >>> model = SimpleNamespace(  # made-up costs: 1 per step, 0.5 per extra tap, n/2 per task
+    ...     call_seconds=0.5, output_seconds=0.0,
+    ...     window_seconds=lambda widths: 1.0 + 0.5 * (widths - 1),
+    ...     task_seconds=lambda sizes: sizes / 2)
+    >>> from futurefill.plan import TimeModel
+    >>> isinstance(model, TimeModel)
+    True
+    """
 
     @property
     def call_seconds(self) -> float:
@@ -276,6 +302,13 @@ class PredictedTime:
         the per-call overhead of a task.
     calls : float
         The per-call overhead of ``OnlineConv.step`` (0 for a rollout).
+
+    Examples
+    --------
+    >>> from futurefill.plan import PredictedTime
+    >>> t = PredictedTime(steps=8.0, windows=0.0, tasks=12.0, task_overhead=7.0, calls=0.0)
+    >>> t.seconds, t.overhead, t.overhead_share
+    (20.0, 15.0, 0.75)
     """
 
     steps: float
@@ -321,6 +354,20 @@ def predict_time(plan: PlanTables, model: TimeModel, *, calls: bool = False) -> 
     Returns
     -------
     PredictedTime
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace
+    >>> model = SimpleNamespace(  # made-up costs: 1 per step, 0.5 per extra tap, n/2 per task
+    ...     call_seconds=0.5, output_seconds=0.0,
+    ...     window_seconds=lambda widths: 1.0 + 0.5 * (widths - 1),
+    ...     task_seconds=lambda sizes: sizes / 2)
+    >>> import futurefill
+    >>> from futurefill.plan import predict_time
+    >>> predict_time(futurefill.make_plan(8, "continuous"), model)
+    PredictedTime(steps=8.0, windows=0.0, tasks=12.0, task_overhead=7.0, calls=0.0, output=0.0)
+    >>> predict_time(futurefill.make_plan(8, "naive"), model).windows  # 0 + 1 + ... + 7 taps
+    14.0
     """
     per_step = model.window_seconds(window_widths(plan))
     one_tap = float(model.window_seconds(np.ones(1, np.int64))[0])
@@ -339,5 +386,20 @@ def predict_time(plan: PlanTables, model: TimeModel, *, calls: bool = False) -> 
 
 
 def predicted_seconds(plan: PlanTables, model: TimeModel, *, calls: bool = False) -> float:
-    """Predicted seconds of the online steps of ``plan`` (see :func:`predict_time`)."""
+    """Predicted seconds of the online steps of ``plan`` (see :func:`predict_time`).
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace
+    >>> model = SimpleNamespace(  # made-up costs: 1 per step, 0.5 per extra tap, n/2 per task
+    ...     call_seconds=0.5, output_seconds=0.0,
+    ...     window_seconds=lambda widths: 1.0 + 0.5 * (widths - 1),
+    ...     task_seconds=lambda sizes: sizes / 2)
+    >>> import futurefill
+    >>> plans = {s: futurefill.make_plan(8, s) for s in ("naive", "epoched", "continuous")}
+    >>> {s: futurefill.predicted_seconds(p, model) for s, p in plans.items()}
+    {'naive': 22.0, 'epoched': 18.0, 'continuous': 20.0}
+    >>> futurefill.predicted_seconds(plans["naive"], model, calls=True)  # 8 calls of 0.5 more
+    26.0
+    """
     return predict_time(plan, model, calls=calls).seconds

@@ -40,18 +40,49 @@ Builder = Callable[..., Tiling]
 
 
 def positive_int(name: str, value: Any) -> int:
-    """Parameter check: an int ``>= 1``."""
+    """Parameter check: an int ``>= 1``.
+
+    Examples
+    --------
+    >>> from futurefill.plan import positive_int
+    >>> positive_int("epoch", 4)
+    4
+    >>> positive_int("epoch", 0)
+    Traceback (most recent call last):
+    ...
+    ValueError: epoch must be ...
+    """
     return check_int(name, value, 1)
 
 
 def executor_direct_below(executor: Any, batch: int, channels: int, dtype: Any) -> int:
     """Tuned-default rule (see :class:`ScheduleInfo`): the executor's measured
-    ``direct_below`` crossover for this width and dtype."""
+    ``direct_below`` crossover for this width and dtype.
+
+    Examples
+    --------
+    >>> import numpy as np, futurefill
+    >>> from futurefill.plan import executor_direct_below
+    >>> k0 = executor_direct_below(futurefill.get_backend("numpy"), 1, 2, np.float64)
+    >>> k0 >= 1 and k0 & (k0 - 1) == 0  # a power of two
+    True
+    """
     return int(executor.default_direct_below(batch, channels, dtype))
 
 
 def power_of_two(name: str, value: Any) -> int:
-    """Parameter check: a power of two ``>= 1``."""
+    """Parameter check: a power of two ``>= 1``.
+
+    Examples
+    --------
+    >>> from futurefill.plan import power_of_two
+    >>> power_of_two("direct_below", 16)
+    16
+    >>> power_of_two("direct_below", 12)
+    Traceback (most recent call last):
+    ...
+    ValueError: direct_below must be a power of two, got 12
+    """
     value = check_int(name, value, 1)
     if value & (value - 1):
         raise ValueError(f"{name} must be a power of two, got {value}")
@@ -83,6 +114,13 @@ class ScheduleInfo:
     validate : bool
         Prove every plan it builds with :meth:`~futurefill.plan.Plan.validate` (on unless the
         schedule is proven by its own tests, like the built-in ones).
+
+    Examples
+    --------
+    >>> from futurefill.plan import schedule_info
+    >>> info = schedule_info("epoched")
+    >>> list(info.params), info.max_tasks(16, 0, epoch=4)
+    (['epoch'], 4)
     """
 
     name: str
@@ -124,6 +162,20 @@ def register_schedule(
     -------
     callable
         The decorator; it returns the builder unchanged.
+
+    Examples
+    --------
+    A schedule that sums every past input directly (the ``naive`` one again), proven exact
+    when each plan is built:
+
+    >>> import numpy as np
+    >>> from futurefill.plan import Tiling, make_plan, register_schedule
+    >>> @register_schedule("all_direct", replace=True)
+    ... def all_direct(length, prompt):
+    ...     # every step sums all past inputs: no tasks
+    ...     return Tiling(window_start=np.zeros(length, np.int64), keep_prompt=True)
+    >>> make_plan(8, "all_direct")
+    Plan('all_direct', length=8, prompt=0, tasks=0)
     """
     if not isinstance(name, str) or not name.isidentifier():
         raise ValueError(f"a schedule name must be an identifier, got {name!r}")
@@ -152,12 +204,30 @@ def register_schedule(
 
 
 def list_schedules() -> tuple[str, ...]:
-    """Names of the registered schedules, in registration order."""
+    """Names of the registered schedules, in registration order.
+
+    Examples
+    --------
+    >>> from futurefill import SCHEDULES, list_schedules
+    >>> set(SCHEDULES) <= set(list_schedules())
+    True
+    """
     return tuple(_REGISTRY)
 
 
 def schedule_info(name: str) -> ScheduleInfo:
-    """The :class:`ScheduleInfo` registered under ``name``."""
+    """The :class:`ScheduleInfo` registered under ``name``.
+
+    Examples
+    --------
+    >>> from futurefill.plan import schedule_info
+    >>> schedule_info("continuous").name
+    'continuous'
+    >>> schedule_info("nope")
+    Traceback (most recent call last):
+    ...
+    ValueError: unknown schedule 'nope'; choose one of ...
+    """
     try:
         return _REGISTRY[name]
     except KeyError:
@@ -185,6 +255,18 @@ def resolve_spec(
 
     This is the one place where backend-measured defaults (such as the continuous schedule's
     ``direct_below`` crossover) enter a plan.
+
+    Examples
+    --------
+    >>> import numpy as np, futurefill
+    >>> from futurefill.plan import resolve_spec
+    >>> numpy = futurefill.get_backend("numpy")
+    >>> spec = resolve_spec("continuous", numpy, batch=1, channels=2, dtype=np.float64)
+    >>> spec.get("direct_below") == numpy.default_direct_below(1, 2, np.float64)
+    True
+    >>> given = futurefill.PlanSpec("continuous", direct_below=4)  # a given value stays
+    >>> resolve_spec(given, numpy, batch=1, channels=2, dtype=np.float64).get("direct_below")
+    4
     """
     spec = PlanSpec.coerce(schedule)
     info = schedule_info(spec.schedule)
@@ -223,6 +305,15 @@ def make_plan(
     -------
     Plan
         Equal arguments return the same (cached) object.
+
+    Examples
+    --------
+    >>> import futurefill
+    >>> plan = futurefill.make_plan(16, "epoched", epoch=4, prompt=2)
+    >>> plan
+    Plan('epoched(epoch=4)', length=16, prompt=2, tasks=3)
+    >>> futurefill.make_plan(16, futurefill.PlanSpec("epoched", epoch=4), prompt=2) is plan
+    True
     """
     length = check_int("length", length, 1)
     prompt = check_int("prompt", prompt, 0)

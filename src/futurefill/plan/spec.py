@@ -48,7 +48,14 @@ class PlanSpec:
 
     @classmethod
     def coerce(cls, spec: str | PlanSpec | None) -> PlanSpec:
-        """A :class:`PlanSpec` from a schedule name, a spec, or ``None`` (the default)."""
+        """A :class:`PlanSpec` from a schedule name, a spec, or ``None`` (the default).
+
+        Examples
+        --------
+        >>> from futurefill import PlanSpec
+        >>> PlanSpec.coerce("naive"), PlanSpec.coerce(None)
+        (PlanSpec('naive'), PlanSpec('continuous'))
+        """
         if spec is None:
             return cls()
         if isinstance(spec, PlanSpec):
@@ -63,14 +70,30 @@ class PlanSpec:
         return dict(self._params)
 
     def get(self, name: str, default: Any = None) -> Any:
-        """The value of parameter ``name``, or ``default`` when it was not given."""
+        """The value of parameter ``name``, or ``default`` when it was not given.
+
+        Examples
+        --------
+        >>> from futurefill import PlanSpec
+        >>> spec = PlanSpec("epoched", epoch=4)
+        >>> spec.get("epoch"), spec.get("radix", 2)
+        (4, 2)
+        """
         for key, value in self._params:
             if key == name:
                 return value
         return default
 
     def with_params(self, **params: Any) -> PlanSpec:
-        """A copy with ``params`` set (``None`` leaves a parameter as it is)."""
+        """A copy with ``params`` set (``None`` leaves a parameter as it is).
+
+        Examples
+        --------
+        >>> from futurefill import PlanSpec
+        >>> spec = PlanSpec("continuous", direct_below=8)
+        >>> spec.with_params(direct_below=16), spec.with_params(direct_below=None)
+        (PlanSpec('continuous', direct_below=16), PlanSpec('continuous', direct_below=8))
+        """
         merged = dict(self._params)
         merged.update({k: v for k, v in params.items() if v is not None})
         return PlanSpec(self.schedule, **merged)

@@ -19,7 +19,16 @@ __all__ = ["default_epoch", "epoched"]
 
 
 def default_epoch(length: int, prompt: int = 0) -> int:
-    """The authors' epoch length ``int(sqrt(L * log2 L))``, at least 1 and at most ``L``."""
+    """The authors' epoch length ``int(sqrt(L * log2 L))``, at least 1 and at most ``L``.
+
+    Examples
+    --------
+    >>> from futurefill.plan import default_epoch, make_plan
+    >>> default_epoch(16), default_epoch(1024)
+    (8, 101)
+    >>> make_plan(16, "epoched").spec.get("epoch")
+    8
+    """
     return max(1, min(length, int(math.sqrt(length * math.log2(max(length, 2))))))
 
 
