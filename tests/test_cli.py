@@ -408,6 +408,19 @@ def test_bench_reports_warmup_apart(capsys):
     assert row["warmup_seconds"] == pytest.approx(expected)
 
 
+def test_demo_prints_the_time_it_took(capsys, monkeypatch):
+    """The time the demo reports is its own measurement, wall and processor time, from
+    after the argument checks to the end (fake clocks: no wall-clock time asserted)."""
+    clocks = {"perf_counter": iter([100.0, 142.5]), "process_time": iter([7.0, 46.5])}
+    for name, values in clocks.items():
+        monkeypatch.setattr(f"futurefill.cli.demo.{name}", lambda values=values: next(values))
+    argv = ["demo", "--length", "16", "--channels", "1", "--model-prompt", "0"]
+    assert cli([*argv, "--model-tokens", "4"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[-1] == "futurefill demo took 42.5 s (39.5 s of processor time)"
+    assert all(next(values, None) is None for values in clocks.values())  # read twice each
+
+
 def test_demo_without_a_model_prompt(capsys):
     argv = ["demo", "--length", "16", "--channels", "1", "--model-prompt", "0"]
     assert cli([*argv, "--model-tokens", "4"]) == 0

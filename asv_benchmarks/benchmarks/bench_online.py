@@ -16,8 +16,9 @@ from .common import (
     LENGTHS,
     SCHEDULES,
     Stream,
-    best_time,
     load_backend,
+    paired_minima,
+    prepared_stream,
 )
 
 PARAM_NAMES = ["backend", "schedule", "length", "channels"]
@@ -32,9 +33,7 @@ class Generation:
     warmup_time = 0.0  # setup warms up (compiles) explicitly
 
     def setup(self, backend: str, schedule: str, length: int, channels: int) -> None:
-        executor = load_backend(backend)
-        self.stream = Stream(executor, schedule, length, channels)
-        self.stream.generate()  # warm-up: compilation, FFT plans, caches
+        self.stream = prepared_stream(backend, schedule, length, channels)  # warmed up
 
     def time_generate(self, backend: str, schedule: str, length: int, channels: int) -> None:
         """Wall time of a whole generation (divide by ``length`` for time per token)."""
@@ -67,26 +66,30 @@ class Ratios:
     """Speedup over naive and distance to the offline floor, timed inside one process.
 
     Machines differ and so do runs on a shared one; ratios measured back to back in the same
-    process are what stays comparable across commits. Each time is the best of 3 runs.
+    process are what stays comparable across commits. ``track_speedup_over_naive`` times what
+    ``Generation.time_generate`` times, for ``naive`` and for ``schedule``: the same warmed-up
+    streams (:func:`~benchmarks.common.prepared_stream`), the garbage collector off as in asv's
+    samples. Each time is the smallest of several interleaved calls
+    (:func:`~benchmarks.common.paired_minima`), the time of the work without the time slices
+    that other processes take from it.
     """
 
     params: ClassVar[list[list[Any]]] = [BACKENDS, FAST_SCHEDULES, LENGTHS, CHANNELS]
     param_names = PARAM_NAMES
     timeout = 600
-    repeat = 1  # each value already is the best of 3 timed runs
+    repeat = 1  # each value already is a ratio of minima of several timed calls
 
     def setup(self, backend: str, schedule: str, length: int, channels: int) -> None:
-        executor = load_backend(backend)
-        self.stream = Stream(executor, schedule, length, channels)
-        self.executor = executor
-        self.backend, self.length, self.channels = backend, length, channels
+        self.stream = prepared_stream(backend, schedule, length, channels)
+        self.naive = prepared_stream(backend, "naive", length, channels)
+        self.stream.offline()  # warm-up of the floor's FFT
 
     def track_speedup_over_naive(
         self, backend: str, schedule: str, length: int, channels: int
     ) -> float:
         """``time(naive) / time(schedule)`` for a whole generation; above 1 means faster."""
-        naive = Stream(self.executor, "naive", length, channels)
-        return best_time(naive.generate) / best_time(self.stream.generate)
+        naive, scheduled = paired_minima(self.naive.generate, self.stream.generate)
+        return naive / scheduled
 
     track_speedup_over_naive.unit = "x"  # type: ignore[attr-defined]
 
@@ -95,6 +98,7 @@ class Ratios:
     ) -> float:
         """``time(schedule) / time(causal_conv)``: how far online generation is from the floor
         of one FFT convolution of the whole, already known, sequence."""
-        return best_time(self.stream.generate) / best_time(self.stream.offline)
+        scheduled, offline = paired_minima(self.stream.generate, self.stream.offline)
+        return scheduled / offline
 
     track_ratio_to_offline.unit = "x"  # type: ignore[attr-defined]

@@ -16,6 +16,7 @@ for it. Environment variables:
 from __future__ import annotations
 
 import contextlib
+import gc
 import importlib.util
 import os
 import shutil
@@ -128,6 +129,8 @@ class Stream:
         prompt: int = 0,
     ) -> None:
         self.executor = executor
+        #: What the stream generates: ``(schedule, length, channels, prompt)``.
+        self.spec = (schedule, length, channels, prompt)
         self.conv = futurefill.OnlineConv(
             filters(channels, prompt + length),
             length,
@@ -168,12 +171,48 @@ class Stream:
         self.executor.synchronize()
 
 
-def best_time(fn: Callable[[], Any], repeats: int = 3) -> float:
-    """Smallest wall-clock time of ``repeats`` calls of ``fn`` (after one warm-up call)."""
-    fn()
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
+#: The clock the paired timings read (a test replaces it with a fake one).
+clock: Callable[[], float] = time.perf_counter
+
+#: Timed calls of each callable in :func:`paired_minima`.
+PAIRED_RUNS = 15
+
+
+def prepared_stream(backend: str, schedule: str, length: int, channels: int) -> Stream:
+    """The stream every generation benchmark times (``Generation`` and both sides of
+    ``Ratios``): ``length`` online steps of ``channels`` channels, batch 1, no prompt, already
+    generated once so that compilation, FFT plans and caches are not timed."""
+    stream = Stream(load_backend(backend), schedule, length, channels)
+    stream.generate()
+    return stream
+
+
+def _timed(fn: Callable[[], Any]) -> float:
+    """Wall time of one call, with the garbage collector off as in asv's ``time_`` samples."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        start = clock()
         fn()
-        best = min(best, time.perf_counter() - start)
-    return best
+        return clock() - start
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def paired_minima(
+    first: Callable[[], Any], second: Callable[[], Any], runs: int = PAIRED_RUNS
+) -> tuple[float, float]:
+    """Smallest wall times of ``runs`` calls of ``first`` and of ``second``, called alternately.
+
+    On a busy machine a call of a few milliseconds is often descheduled for a time slice
+    (several milliseconds), so single calls, and medians of a few, of the same work differ by
+    whole time slices. Other work only ever adds time, so the smallest of many calls is the
+    time of the work itself; interleaving the two gives both the same chances. The callables
+    must be warmed up already (:func:`prepared_stream`).
+    """
+    times: tuple[list[float], list[float]] = ([], [])
+    for _ in range(runs):
+        times[0].append(_timed(first))
+        times[1].append(_timed(second))
+    return min(times[0]), min(times[1])
