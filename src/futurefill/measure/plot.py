@@ -109,7 +109,8 @@ def plot_scaling(
     """Time per token against length on log-log axes, one line per schedule, slopes in the legend.
 
     A slope of 1 means O(L) work per token (naive), 0.5 the epoched schedule's O(sqrt(L log L)),
-    about 0 (plus logarithms) the continuous schedule's O(log^2 L).
+    about 0 (plus logarithms) the continuous, deadline and reuse schedules, whose work per
+    token is polylogarithmic (amortised for deadline, which spreads tasks over later steps).
 
     Parameters
     ----------
