@@ -239,7 +239,9 @@ class OnlineConv:
     # ------------------------------------------------------------------ validation
     def _input(self, u: Array, shape: tuple[int, ...], what: str) -> Array:
         """``u`` converted by :func:`~futurefill._inputs.convert_input` and of ``shape``."""
-        u = convert_input(self._executor, u, self._io_dtype, what)
+        ex = self._executor
+        if not (ex.is_native(u) and u.dtype == self._io_dtype):  # the usual case: no call
+            u = convert_input(ex, u, self._io_dtype, what)
         got = tuple(u.shape)
         if got != shape:
             fixed = len(got) == len(shape) and got[0] != shape[0] and got[1:] == shape[1:]
