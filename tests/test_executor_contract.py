@@ -107,7 +107,7 @@ def test_plugin_executor_written_from_the_docs_is_exact(mylib, schedule: str) ->
         assert conv.plan.spec.get("radix") == 4
 
 
-def test_plugin_refusal_is_the_error_message(mylib) -> None:
+def test_plugin_refusal_is_the_error_message_else_inputs_are_converted(mylib) -> None:
     conv = futurefill.OnlineConv(np.ones((1, 4)), 4, backend="mylib")
     with pytest.raises(TypeError, match=r"^u_t: mylib takes arrays, not lists: numpy.asarray"):
         conv.step([[1.0]])
