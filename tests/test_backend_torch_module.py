@@ -122,10 +122,16 @@ def test_inputs_are_checked(phi) -> None:
     module = make(phi, prompt=0)
     with pytest.raises(ValueError, match="shape"):
         module(torch.zeros(B, C + 1, dtype=torch.float64))
-    with pytest.raises(TypeError, match="dtype"):
-        module(torch.zeros(B, C, dtype=torch.float32))
-    with pytest.raises(TypeError, match="torch"):
-        module(np.zeros((B, C)))
+    with pytest.raises(TypeError, match="real numbers"):
+        module(torch.zeros(B, C, dtype=torch.complex128))
+    with pytest.raises(TypeError, match="device meta"):
+        module(torch.zeros(B, C, dtype=torch.float64, device="meta"))
+    assert module.position == 0
+    # float32 and NumPy inputs are converted: the outputs of converting by hand.
+    by_hand = make(phi, prompt=0)
+    u = torch.linspace(-1, 1, B * C, dtype=torch.float32).reshape(B, C)
+    assert torch.equal(module(u), by_hand(u.double()))
+    assert torch.equal(module(u.numpy()), by_hand(u.double()))
 
 
 # ---------------------------------------------------------------------- state dict

@@ -241,14 +241,6 @@ def test_state_size_counts_every_component(backend: Executor) -> None:
 
 
 # ---------------------------------------------------------------------- rejected input
-def _foreign_array(backend: Executor, shape: tuple[int, ...]):
-    if backend.name == "numpy":
-        import array_api_strict as xs
-
-        return xs.zeros(shape, dtype=xs.float64)
-    return np.zeros(shape)
-
-
 def _state_snapshot(conv: OnlineConv) -> tuple:
     state = conv.state_dict()
     return (
@@ -292,12 +284,10 @@ def test_rejected_calls_leave_state_unchanged_and_usable(backend: Executor, rng)
         conv.prefill(as_b(u[..., :P]))
     with pytest.raises(ValueError, match="shape"):
         conv.step(as_b(u[:, :2, P + 1]))
-    with pytest.raises(TypeError, match="dtype"):
-        conv.step(backend.asarray(u[..., P + 1].copy(), dtype="float32"))
-    with pytest.raises(TypeError, match="backend"):
-        conv.step(_foreign_array(backend, (B, C)))
-    with pytest.raises(TypeError, match="backend"):
-        conv.step(u[..., P + 1].tolist())
+    with pytest.raises(TypeError, match="real numbers"):
+        conv.step(backend.asarray(u[..., P + 1] + 0j))
+    with pytest.raises(TypeError, match="array of numbers"):
+        conv.step([[0.0] * C, [0.0]])
     with pytest.raises(TypeError, match="slice"):
         conv.emit(as_b(u[:, :1, P + 1]), channels=0)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="contiguous"):

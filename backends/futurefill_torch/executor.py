@@ -117,6 +117,15 @@ class TorchExecutor(defaults.TunedCrossover, ArrayAPIExecutor):
     def is_native(self, x: object) -> bool:
         return isinstance(x, torch.Tensor) and x.device == self.device
 
+    def refusal(self, x: object) -> str | None:
+        """A tensor on another device is refused (as torch does), not copied over."""
+        if isinstance(x, torch.Tensor):
+            return (
+                f"a tensor on device {x.device}, this stream is on device {self.device}: "
+                f"move it with .to({str(self.device)!r})"
+            )
+        return None
+
     def asarray(self, x: Any, dtype: Any = None) -> torch.Tensor:
         if dtype is not None and not isinstance(dtype, torch.dtype):
             dtype = self.resolve_dtype(dtype)

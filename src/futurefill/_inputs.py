@@ -32,35 +32,59 @@ def convert_input(executor: Executor, u: Any, dtype: Any, what: str) -> Array:
         Anything NumPy can read (lists, NumPy arrays, arrays of other libraries on the CPU)
         or an array of the executor's backend.
     dtype
-        The stream's working dtype (the executor's float32 or float64).
+        The stream's dtype (the executor's float32 or float64, or its half type).
     what : str
         How the input is named in messages.
     """
     if executor.is_native(u):
-        if u.dtype == dtype:
-            return u
-        xp = executor.xp
-        if not xp.isdtype(u.dtype, ("real floating", "integral", "bool")):
-            raise TypeError(f"{what} must be real numbers, got dtype {u.dtype}")
-        cast = xp.astype(u, dtype)
-        if not bool(xp.all(xp.astype(cast, u.dtype) == u)):
-            raise TypeError(f"{what} has dtype {u.dtype}; casting it to {dtype} would round it")
-        return cast
+        return u if u.dtype == dtype else _cast_exactly(executor, u, dtype, what)
+    reason = executor.refusal(u)  # e.g. a JAX tracer: why it cannot be used, not converted
+    if reason:
+        raise TypeError(f"{what}: {reason}")
+    if isinstance(u, np.ma.MaskedArray):  # np.asarray would drop the mask
+        raise TypeError(f"{what} must be a plain array, not a masked array: fill it first")
     try:
         host = np.asarray(u)
     except Exception as error:  # a ragged list, an object NumPy cannot read
         raise TypeError(f"{what} must be an array of numbers: {error}") from None
     if host.dtype.kind not in "fiub":
         raise TypeError(f"{what} must be real numbers, got dtype {host.dtype}")
-    target = np.dtype(executor.to_numpy(executor.zeros((0,), dtype)).dtype)
+    half = executor.half_dtype(dtype) is not None  # NumPy may not know it: float32 first
+    single = executor.resolve_dtype("float32")
+    work = single if half else dtype
+    target = np.dtype(np.float32 if work == single else np.float64)  # no array: traceable
     if host.dtype != target:
         cast = host.astype(target)
         with np.errstate(invalid="ignore"):
             same = np.array_equal(cast.astype(host.dtype), host, equal_nan=host.dtype.kind == "f")
         if not same:
-            raise TypeError(f"{what} has dtype {host.dtype}; casting it to {target} would round it")
+            raise _rounds(what, host.dtype, dtype)
         host = cast
-    return executor.asarray(np.ascontiguousarray(host), dtype=dtype)
+    u = executor.asarray(np.ascontiguousarray(host), dtype=work)
+    return _cast_exactly(executor, u, dtype, what) if half else u
+
+
+def _rounds(what: str, have: Any, dtype: Any) -> TypeError:
+    """The error for a cast from ``have`` to ``dtype`` that would round the input."""
+    name = dtype.__name__ if isinstance(dtype, type) else str(dtype)  # NumPy's are classes
+    return TypeError(f"{what} has dtype {have}; casting it to {name} would round it")
+
+
+def _cast_exactly(executor: Executor, u: Array, dtype: Any, what: str) -> Array:
+    """The backend's array ``u`` cast to ``dtype``, refused when the cast would round it."""
+    xp = executor.xp
+    if not xp.isdtype(u.dtype, ("real floating", "integral", "bool")):
+        raise TypeError(f"{what} must be real numbers, got dtype {u.dtype}")
+    cast = xp.astype(u, dtype)
+    if _widens(xp, u.dtype, dtype):
+        return cast
+    back = xp.astype(cast, u.dtype)
+    same = back == u
+    if xp.isdtype(u.dtype, "real floating"):  # NaN stays NaN
+        same = same | (xp.isnan(u) & xp.isnan(back))
+    if not bool(xp.all(same)):
+        raise _rounds(what, u.dtype, dtype)
+    return cast
 
 
 def convert_shaped(
@@ -83,3 +107,15 @@ def convert_shaped(
     if finite and not bool(xp.all(xp.isfinite(u))):
         raise ValueError(f"{what} contains NaN or infinite values")
     return u
+
+
+def _widens(xp: Any, have: Any, dtype: Any) -> bool:
+    """Whether ``have`` is a float type that ``dtype`` holds exactly (float32 in float64).
+
+    From the types' limits: ``can_cast`` does not say it everywhere (torch's allows float64
+    to float32).
+    """
+    if not xp.isdtype(have, "real floating") or not xp.isdtype(dtype, "real floating"):
+        return False
+    a, b = xp.finfo(have), xp.finfo(dtype)
+    return bool(b.eps <= a.eps and b.max >= a.max and b.smallest_normal <= a.smallest_normal)

@@ -10,7 +10,7 @@ overrides only what its library does its own way:
 * attributes: :attr:`~Executor.name`, :attr:`~Executor.xp` (the array-API namespace),
   :attr:`~Executor.device`;
 * arrays: :meth:`~Executor.is_native`, :meth:`~Executor.refusal` (why an input that is not
-  native is refused, when the generic message would not say it; default ``None``),
+  native is refused rather than converted through NumPy; default ``None``: converted),
   :meth:`~Executor.asarray`, :meth:`~Executor.to_numpy`, :meth:`~Executor.resolve_dtype`,
   :meth:`~Executor.half_dtype` (default: the namespace's ``bfloat16``/``float16``, else
   ``None``), :meth:`~Executor.default_dtype` (the working dtype when none is asked; default:
@@ -96,8 +96,8 @@ class Executor(Protocol):
         """Whether ``x`` is a concrete array of this backend (and device)."""
 
     def refusal(self, x: object) -> str | None:
-        """Why ``x``, which is not native, is refused, when the generic message ("must be an
-        array of the backend") would not say it; ``None`` (the default) for that message."""
+        """Why ``x``, which is not native, is refused rather than converted through NumPy (a
+        JAX tracer, a tensor on another device); ``None`` (the default): converted if exact."""
 
     def asarray(self, x: Any, dtype: Any = None) -> Array:
         """Convert host data (NumPy arrays, lists) to this backend's arrays."""

@@ -1,10 +1,12 @@
 """A rollout's feedback as the interpreter runs it.
 
 Users write ``feedback(y) -> u`` in the dtype of their inputs (a half-precision type included)
-and may return a list or a tuple. The interpreter and the executors' compiled rollouts see a
-function of the compute dtype that returns the backend's arrays: :func:`adapt` makes it. It
-makes one per feedback, executor and dtypes (the last :data:`CACHE_SIZE` are kept), so that
-compiled programs, which executors cache by feedback, are reused across calls and streams.
+and may return a list, a tuple, a NumPy array or an array of another dtype: these are converted
+as inputs are (:mod:`futurefill._inputs`; refused when that would round them). The interpreter
+and the executors' compiled rollouts see a function of the compute dtype that returns the
+backend's arrays: :func:`adapt` makes it. It makes one per feedback, executor and dtypes (the
+last :data:`CACHE_SIZE` are kept), so that compiled programs, which executors cache by
+feedback, are reused across calls and streams.
 """
 
 from __future__ import annotations
@@ -16,9 +18,10 @@ from typing import Any
 
 import numpy as np
 
+from ._inputs import convert_input
 from .executor import Executor
 
-__all__ = ["CACHE_SIZE", "adapt", "exact_array"]
+__all__ = ["CACHE_SIZE", "adapt"]
 
 Array = Any
 Feedback = Callable[[Array], Array]
@@ -31,7 +34,9 @@ _lock = threading.Lock()
 
 def adapt(executor: Executor, feedback: Feedback, dtype: Any, compute_dtype: Any) -> Feedback:
     """``feedback`` (of arrays of ``dtype``) as a function of arrays of ``compute_dtype``
-    whose lists and tuples are converted by :func:`exact_array`."""
+    whose lists, tuples, NumPy arrays and backend arrays are converted to ``dtype`` by
+    :func:`~futurefill._inputs.convert_input` (anything else, e.g. a JAX tracer, is left to
+    the interpreter's check)."""
     key = (feedback, executor, dtype, compute_dtype)
     with _lock:
         known = _cache.get(key)
@@ -42,8 +47,8 @@ def adapt(executor: Executor, feedback: Feedback, dtype: Any, compute_dtype: Any
 
     def adapted(y: Array) -> Array:
         u = feedback(xp.astype(y, dtype) if half else y)
-        if isinstance(u, list | tuple):
-            u = exact_array(executor, u, dtype, compute_dtype)
+        if isinstance(u, list | tuple | np.ndarray) or executor.is_native(u):
+            u = convert_input(executor, u, dtype, "the feedback's value")
         return xp.astype(u, compute_dtype) if half else u
 
     with _lock:
@@ -51,28 +56,3 @@ def adapt(executor: Executor, feedback: Feedback, dtype: Any, compute_dtype: Any
         while len(_cache) > CACHE_SIZE:
             _cache.popitem(last=False)
     return adapted
-
-
-def exact_array(executor: Executor, value: Any, dtype: Any, compute_dtype: Any) -> Array:
-    """``value`` (a list or tuple of real numbers) as the backend's array of ``dtype``, or a
-    one-line error when it is no such thing or ``dtype`` cannot hold its values exactly."""
-    kind = type(value).__name__
-    try:
-        host = np.asarray(value)
-    except Exception as exc:  # ragged lists, traced values
-        raise TypeError(f"feedback returned a {kind} that is no array: {exc}") from None
-    if host.dtype.kind not in "fiub":
-        raise TypeError(f"feedback returned a {kind} of {host.dtype}: return real numbers")
-    array = executor.asarray(host, dtype=compute_dtype)
-    if dtype != compute_dtype:
-        array = executor.xp.astype(array, dtype)
-        back = executor.to_numpy(executor.xp.astype(array, compute_dtype))
-    else:
-        back = executor.to_numpy(array)
-    if not np.array_equal(np.asarray(back, np.float64), host.astype(np.float64), equal_nan=True):
-        name = getattr(dtype, "__name__", str(dtype))
-        raise ValueError(
-            f"feedback returned a {kind} whose values {name} cannot hold exactly; return an "
-            f"array of dtype {name}"
-        )
-    return array

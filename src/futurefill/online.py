@@ -16,6 +16,7 @@ import numpy as np
 
 from . import interpreter, snapshots
 from ._checks import check_int
+from ._inputs import convert_input
 from ._registry import get_backend
 from .executor import Executor
 from .feedback import adapt as adapt_feedback
@@ -252,13 +253,29 @@ class OnlineConv:
         )
 
     # ------------------------------------------------------------------ validation
-    def _check_input(self, u: Array, shape: tuple[int, ...], what: str, dtype: Any = None) -> None:
+    def _input(self, u: Array, shape: tuple[int, ...], what: str) -> Array:
+        """``u`` converted by :func:`~futurefill._inputs.convert_input` and of ``shape``."""
         ex = self._executor
-        dtype = self._io_dtype if dtype is None else dtype
+        if not (ex.is_native(u) and u.dtype == self._io_dtype):  # the usual case: no call
+            u = convert_input(ex, u, self._io_dtype, what)
+        got = tuple(u.shape)
+        if got != shape:
+            fixed = len(got) == len(shape) and got[0] != shape[0] and got[1:] == shape[1:]
+            raise ValueError(
+                f"{what} must have shape {shape}, got {got}"
+                + (
+                    f": the batch is fixed at construction (batch={shape[0]}); build the "
+                    f"OnlineConv with batch={got[0]} for {got[0]} sequences"
+                    if fixed
+                    else ""
+                )
+            )
+        return u
+
+    def _check_native(self, u: Array, shape: tuple[int, ...], what: str) -> None:
+        """Strict (snapshots): ``u`` is the backend's, of ``shape`` and the compute dtype."""
+        ex = self._executor
         if not ex.is_native(u):
-            reason = ex.refusal(u)
-            if reason:
-                raise TypeError(f"{what}: {reason}")
             raise TypeError(
                 f"{what} must be an array of the {ex.name!r} backend"
                 + ("" if ex.device is None else f" on device {ex.device!r}")
@@ -266,8 +283,8 @@ class OnlineConv:
             )
         if tuple(u.shape) != shape:
             raise ValueError(f"{what} must have shape {shape}, got {tuple(u.shape)}")
-        if u.dtype != dtype:
-            raise TypeError(f"{what} must have dtype {dtype}, got {u.dtype}; cast it first")
+        if u.dtype != self._dtype:
+            raise TypeError(f"{what} must have dtype {self._dtype}, got {u.dtype}")
 
     def _to_compute(self, u: Array) -> Array:
         """Half-precision inputs in the compute dtype (float32)."""
@@ -312,15 +329,12 @@ class OnlineConv:
         seg = self._segments
         ch = self._channel_range(channels)
         check_usable(seg.state)
-        if seg.open:
-            native = self._executor.is_native(u)
-            prompt = seg.prompt_length(tuple(u.shape) if native else None)
-        elif seg.plan.prompt == 0:
+        if not seg.open and seg.plan.prompt == 0:
             raise RuntimeError("this OnlineConv was planned without a prompt (prompt=0)")
-        else:
-            prompt = seg.plan.prompt
-        self._check_input(u, (self.batch, ch.stop - ch.start, prompt), "the prompt")
-        u = self._to_compute(u)
+        u = convert_input(self._executor, u, self._io_dtype, "the prompt")
+        prompt = seg.prompt_length(tuple(u.shape)) if seg.open else seg.plan.prompt
+        shape = (self.batch, ch.stop - ch.start, prompt)
+        u = self._to_compute(self._input(u, shape, "the prompt"))
         if not self._executor.all_finite(u):  # reduced on the device: one boolean comes back
             raise ValueError("the prompt contains NaN or infinite values")
         if seg.open:
@@ -341,7 +355,7 @@ class OnlineConv:
         """
         s = self._segments.room()
         interpreter.check_can_step(s, whole=True)
-        self._check_input(u, (s.batch, s.channels), "u_t")
+        u = self._input(u, (s.batch, s.channels), "u_t")
         return self._to_io(interpreter.step(self._executor, s, self._to_compute(u)))
 
     def emit(self, u: Array, channels: slice = _ALL) -> Array:
@@ -364,7 +378,7 @@ class OnlineConv:
         s = self._segments.room()
         interpreter.check_can_step(s)
         ch = self._channel_range(channels)
-        self._check_input(u, (self.batch, ch.stop - ch.start), "u_t")
+        u = self._input(u, (self.batch, ch.stop - ch.start), "u_t")
         return self._to_io(interpreter.emit(self._executor, s, self._to_compute(u), ch))
 
     def advance(self) -> None:
@@ -397,7 +411,7 @@ class OnlineConv:
         if not callable(feedback):
             raise TypeError("feedback must be callable")
         steps = self.remaining if steps is None else check_int("steps", steps, 1, self.remaining)
-        self._check_input(u0, (self.batch, self.channels), "u0")
+        u0 = self._input(u0, (self.batch, self.channels), "u0")
         feedback = adapt_feedback(self._executor, feedback, self._io_dtype, self._dtype)
         return self._to_io(self._segments.rollout(self._to_compute(u0), feedback, steps))
 
@@ -422,11 +436,12 @@ class OnlineConv:
         seg = self._segments
         s = seg.room()
         interpreter.check_can_step(s, whole=True)
-        shape = tuple(getattr(u, "shape", ()))
+        u = convert_input(self._executor, u, self._io_dtype, "u")
+        shape = tuple(u.shape)
         steps, remaining = (int(shape[-1]) if len(shape) == 3 else 0), seg.remaining
         if not 1 <= steps <= remaining:
             raise ValueError(f"u must have shape (B, C, T) with 1 <= T <= {remaining}, got {shape}")
-        self._check_input(u, (s.batch, s.channels, steps), "u")
+        u = self._input(u, (s.batch, s.channels, steps), "u")
         return self._to_io(seg.run(self._to_compute(u), steps))
 
     # ------------------------------------------------------------------ state
@@ -461,10 +476,7 @@ class OnlineConv:
         unchanged.
         """
 
-        def check(array: Array, shape: tuple[int, ...], what: str) -> None:
-            self._check_input(array, shape, what, self._dtype)
-
-        snapshots.load_state_dict(self._segments, state, self._filters_digest, check)
+        snapshots.load_state_dict(self._segments, state, self._filters_digest, self._check_native)
 
 
 def _half(executor: Executor, dtype: Any) -> Any:

@@ -169,13 +169,13 @@ class Segments:
         else:
             interpreter.reset(self.executor, self.state)
 
-    def prompt_length(self, shape: tuple[int, ...] | None) -> int:
-        """Open-ended: the length a prompt of ``shape`` gives (the first prefill decides it;
-        ``None`` for no array, which the caller refuses); raise unless a prefill may run now."""
+    def prompt_length(self, shape: tuple[int, ...]) -> int:
+        """Open-ended: the length a prompt of ``shape`` gives (the first prefill decides it);
+        raise unless a prefill may run now."""
         p, s = self.plan, self.state
         if self.position or s.num_emitted or p.prompt != self.prompt:
             raise RuntimeError("the prompt comes before the first step; call reset() first")
-        if s.prefilled.any() or shape is None:
+        if s.prefilled.any():
             return p.prompt
         if len(shape) != 3:
             raise ValueError(f"the prompt must have shape (B, c, P), got {shape}")
