@@ -362,7 +362,7 @@ def test_a_feedback_may_return_a_list_of_exact_values(backend, rng) -> None:
     exact = conv.rollout(u0, lambda y: np.full((B, C), 0.5, np.float32).tolist(), 3)
     assert exact.shape == (B, C, 3)
     with pytest.raises(TypeError, match=r"casting it to .*float32 would round it"):
-        conv.rollout(u0, lambda y: np.full((B, C), 0.1).tolist(), 3)
+        conv.rollout(u0, lambda y: np.full((B, C), 0.1), 3)
     with pytest.raises(TypeError, match="must be an array of numbers"):
         conv.rollout(u0, lambda y: [[0.5], [0.5, 0.5]], 3)
     assert conv.position == 3

@@ -94,6 +94,23 @@ def test_array_likes_give_the_outputs_of_converting_by_hand(
     assert np.abs(got[..., :known] - exact).max() <= RTOL64 * np.abs(exact).max()
 
 
+def test_python_floats_take_the_streams_precision(backend: Executor, rng) -> None:
+    """A list of Python floats is "weak" (NEP 50): a float32 stream rounds it to nearest, as
+    ``np.asarray(values, dtype=np.float32)`` does; a value beyond float32's range is refused."""
+    phi = decaying_filters(rng, C, P + L)
+    u = rng.standard_normal((B, C, P + L)) + 0.1  # not float32 numbers
+    ref, conv = (
+        OnlineConv(phi, L, prompt=P, batch=B, backend=backend, dtype="float32") for _ in range(2)
+    )
+    before = _state(conv)
+    with pytest.raises(TypeError, match="would round"):
+        conv.prefill(np.full((B, C, P), 1e39).tolist())
+    _assert_same(_state(conv), before)
+    want = _drive(ref, lambda x: _by_hand(backend, x, "float32"), u)
+    got = _drive(conv, lambda x: x.tolist(), u)
+    np.testing.assert_array_equal(got, want)
+
+
 def _state(conv: OnlineConv) -> tuple[np.ndarray, int, np.ndarray, np.ndarray]:
     snapshot = conv.state_dict()
     buffer = conv.backend.to_numpy(snapshot["buffer"]).copy()

@@ -3,9 +3,12 @@
 A plain list, a NumPy array given to a torch/JAX/CuPy stream, or float32 data for a float64
 stream are converted, as NumPy, PyTorch and JAX convert them in their own functions. What cannot
 be converted exactly is refused with the reason: complex values, non-numbers, and a cast that
-would round (float64 data with more precision than a float32 stream keeps, integers beyond the
-float's exact range). An array already of the stream's backend and dtype passes untouched (no
-copy, no host round trip).
+would round an array (float64 data with more precision than a float32 stream keeps, integers
+beyond the float's exact range). Python floats (a list, no dtype of their own) are "weak", as in
+NumPy 2 (NEP 50), JAX and PyTorch: they take the stream's precision, rounded to nearest; only
+a value beyond its range is refused. An array already of the stream's backend and dtype passes
+untouched (no copy, no host round trip). Filters are checked on the host
+(:func:`host_filters`).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import numpy as np
 
 from .executor import Executor
 
-__all__ = ["convert_input", "convert_shaped"]
+__all__ = ["convert_input", "convert_shaped", "host_filters"]
 
 Array = Any
 
@@ -54,14 +57,26 @@ def convert_input(executor: Executor, u: Any, dtype: Any, what: str) -> Array:
     work = single if half else dtype
     target = np.dtype(np.float32 if work == single else np.float64)  # no array: traceable
     if host.dtype != target:
-        cast = host.astype(target)
-        with np.errstate(invalid="ignore"):
-            same = np.array_equal(cast.astype(host.dtype), host, equal_nan=host.dtype.kind == "f")
+        with np.errstate(invalid="ignore", over="ignore"):
+            cast = host.astype(target)
+            if _weak(u, host):  # Python floats take the stream's precision (NEP 50)
+                same = np.array_equal(np.isinf(cast), np.isinf(host))
+            else:
+                same = np.array_equal(
+                    cast.astype(host.dtype), host, equal_nan=host.dtype.kind == "f"
+                )
         if not same:
             raise _rounds(what, host.dtype, dtype)
         host = cast
     u = executor.asarray(np.ascontiguousarray(host), dtype=work)
     return _cast_exactly(executor, u, dtype, what) if half else u
+
+
+def _weak(u: Any, host: np.ndarray) -> bool:
+    """Whether ``u`` holds Python floats (a list or a scalar, no dtype of its own): "weak"
+    values that take the precision of the array they meet, as NumPy 2 (NEP 50), JAX and
+    PyTorch treat them; they are rounded to the stream's dtype (an overflow is refused)."""
+    return host.dtype.kind == "f" and not hasattr(u, "dtype")
 
 
 def _rounds(what: str, have: Any, dtype: Any) -> TypeError:
@@ -119,3 +134,29 @@ def _widens(xp: Any, have: Any, dtype: Any) -> bool:
         return False
     a, b = xp.finfo(have), xp.finfo(dtype)
     return bool(b.eps <= a.eps and b.max >= a.max and b.smallest_normal <= a.smallest_normal)
+
+
+def host_filters(executor: Executor, filters: Array) -> np.ndarray:
+    """Validate filters on the host: a finite, real ``(C, N)`` array in native byte order."""
+    if executor.is_native(filters):
+        if executor.half_dtype(filters.dtype) is not None:  # NumPy may not know the type
+            filters = executor.xp.astype(filters, executor.resolve_dtype("float32"))
+        host = executor.to_numpy(filters)
+    elif isinstance(filters, np.ndarray):
+        host = filters
+    else:
+        raise TypeError(
+            f"filters must be a NumPy array or an array of the {executor.name!r} backend, got "
+            f"{type(filters).__module__}.{type(filters).__name__}"
+        )
+    if isinstance(host, np.ma.MaskedArray):
+        raise TypeError("filters must be a plain array, not a masked array: fill it first")
+    if host.ndim != 2 or 0 in host.shape:
+        raise ValueError(f"filters must have shape (channels, taps), got {host.shape}")
+    if host.dtype.kind not in "fiub":
+        raise TypeError(f"filters must be real, got dtype {host.dtype}")
+    if not host.dtype.isnative:
+        host = host.astype(host.dtype.newbyteorder("="))
+    if not np.all(np.isfinite(host)):
+        raise ValueError("filters contain NaN or infinite values")
+    return host

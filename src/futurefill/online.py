@@ -16,7 +16,7 @@ import numpy as np
 
 from . import interpreter, snapshots
 from ._checks import check_int
-from ._inputs import convert_input
+from ._inputs import convert_input, host_filters
 from ._registry import get_backend
 from .executor import Executor
 from .feedback import adapt as adapt_feedback
@@ -110,11 +110,11 @@ class OnlineConv:
         executor = get_backend(backend, device=device)
         prompt = check_int("prompt", prompt, 0)
         batch = check_int("batch", batch, 1)
-        host = _host_filters(executor, filters)
+        host = host_filters(executor, filters)
         if dtype is None:
-            native_half = executor.is_native(filters) and _half(executor, filters.dtype)
+            native_half = executor.is_native(filters) and executor.half_dtype(filters.dtype)
             dtype = filters.dtype if native_half else executor.default_dtype(host.dtype)
-        io_dtype = _half(executor, dtype)
+        io_dtype = executor.half_dtype(dtype)
         dtype = executor.resolve_dtype("float32" if io_dtype is not None else dtype)
         channels, taps = host.shape
         plan, segment_spec = first_plan(
@@ -477,34 +477,3 @@ class OnlineConv:
         """
 
         snapshots.load_state_dict(self._segments, state, self._filters_digest, self._check_native)
-
-
-def _half(executor: Executor, dtype: Any) -> Any:
-    """The backend's half-precision dtype for ``dtype``, or ``None``."""
-    return executor.half_dtype(dtype)
-
-
-def _host_filters(executor: Executor, filters: Array) -> np.ndarray:
-    """Validate filters on the host: a finite, real ``(C, N)`` array in native byte order."""
-    if executor.is_native(filters):
-        if _half(executor, filters.dtype) is not None:  # NumPy may not know the type
-            filters = executor.xp.astype(filters, executor.resolve_dtype("float32"))
-        host = executor.to_numpy(filters)
-    elif isinstance(filters, np.ndarray):
-        host = filters
-    else:
-        raise TypeError(
-            f"filters must be a NumPy array or an array of the {executor.name!r} backend, got "
-            f"{type(filters).__module__}.{type(filters).__name__}"
-        )
-    if isinstance(host, np.ma.MaskedArray):
-        raise TypeError("filters must be a plain array, not a masked array: fill it first")
-    if host.ndim != 2 or 0 in host.shape:
-        raise ValueError(f"filters must have shape (channels, taps), got {host.shape}")
-    if host.dtype.kind not in "fiub":
-        raise TypeError(f"filters must be real, got dtype {host.dtype}")
-    if not host.dtype.isnative:
-        host = host.astype(host.dtype.newbyteorder("="))
-    if not np.all(np.isfinite(host)):
-        raise ValueError("filters contain NaN or infinite values")
-    return host

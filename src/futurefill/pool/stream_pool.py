@@ -21,12 +21,11 @@ import numpy as np
 
 from .. import interpreter
 from .._checks import check_int
-from .._inputs import convert_shaped
+from .._inputs import convert_shaped, host_filters
 from .._labels import dtype_name
 from .._registry import get_backend
 from ..executor import Executor
 from ..memory import format_bytes
-from ..online import _host_filters
 from ..plan import Plan, PlanSpec, make_plan
 from ..plan.registry import resolve_spec
 from ..state import ConvState
@@ -106,7 +105,7 @@ class StreamPool:
         length = check_int("length", length, 1)
         capacity = check_int("capacity", capacity, 1)
         self._group_bytes = check_int("max_group_bytes", max_group_bytes, 1)
-        host = _host_filters(executor, filters)
+        host = host_filters(executor, filters)
         channels, taps = host.shape
         if taps < length:
             raise ValueError(f"filters have {taps} taps, fewer than length={length} steps")
