@@ -153,7 +153,7 @@ def _jobs(
         for d in sorted(args.channels)
     ]
     models = [
-        lambda s=s, n=n: model_rows(ex, s, n, **common)
+        lambda s=s, n=n: model_rows(ex, s, n, untimed=args.untimed, **common)
         for n in sorted(args.tokens)
         for s in args.models
     ]
@@ -181,7 +181,7 @@ def run(args: argparse.Namespace) -> int:
         "backend": repr(ex), "dtype": args.dtype, "budget_s": args.budget,
         "seconds": round(time.monotonic() - start, 1), "python": platform.python_version(),
         "naive_window": args.naive_window[0], "repeats": args.repeats[0],
-        "memory_probe": type(memory).__name__,
+        "memory_probe": type(memory).__name__, "untimed": args.untimed,
     }  # fmt: skip
     (args.out / "table.json").write_text(json.dumps(data, indent=1))
     print(text)
@@ -203,6 +203,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--naive-window", type=_ints, default=[1024], metavar="W",
                         help="naive steps timed at L/2 and at the end (if 2W < L)")  # fmt: skip
     parser.add_argument("--repeats", type=_ints, default=[1], help="timed rounds after a warm-up")
+    parser.add_argument("--untimed", action="store_true",
+                        help="also time each model run untimed (whole-step graphs)")  # fmt: skip
     parser.add_argument("--budget", type=float, default=300.0, help="seconds for the whole run")
     return run(parser.parse_args(argv))
 

@@ -95,7 +95,7 @@ def test_model_rows_speedup_ceiling_and_identity(backend) -> None:
     _cpu(backend)
     probe = CountingProbe()
     spec = ModelSpec("hyena", 2, 8)
-    rows = model_rows(backend, spec, 12, dtype="float64", memory=probe)
+    rows = model_rows(backend, spec, 12, dtype="float64", memory=probe, untimed=True)
     naive, cont = rows
     assert (naive.schedule, cont.schedule, cont.model) == ("naive", "continuous", "hyena 2x8")
     for r in rows:
@@ -104,7 +104,23 @@ def test_model_rows_speedup_ceiling_and_identity(backend) -> None:
         assert r.speedup == pytest.approx(naive.seconds / r.seconds, rel=1e-12)
         assert r.ceiling == pytest.approx(naive.seconds / r.rest, rel=1e-12)
         assert r.identical is True  # float64 greedy tokens: the schedules are exact
+        assert r.untimed > 0
+        assert r.untimed_speedup == pytest.approx(naive.untimed / r.untimed, rel=1e-12)
     assert [r.peak_bytes for r in rows] == probe.peaks and probe.resets == 2
+
+
+def test_a_run_whose_untimed_tokens_differ_is_not_identical(monkeypatch) -> None:
+    from futurefill.measure import gpu_table
+
+    real = gpu_table._untimed
+
+    def continuous_disagrees(model, new_tokens, schedule, ex):
+        seconds, tokens = real(model, new_tokens, schedule, ex)
+        return seconds, tokens if schedule == "naive" else tokens + 1
+
+    monkeypatch.setattr(gpu_table, "_untimed", continuous_disagrees)
+    rows = model_rows("numpy", ModelSpec("hyena", 1, 4), 6, dtype="float64", untimed=True)
+    assert [r.identical for r in rows] == [True, False]
 
 
 def test_markdown_has_a_row_per_result_under_the_headers() -> None:

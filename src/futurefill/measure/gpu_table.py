@@ -38,7 +38,7 @@ import numpy as np
 from .._registry import get_backend
 from ..executor import Executor
 from ..filters import decaying_random_filters
-from ..models import ConvLM
+from ..models import ConvLM, GenerationOptions, generate
 from ..online import OnlineConv
 from ..ops import filter_spectrum, next_pow2
 from .bench import OFFLINE, _offline, _time_offline, _time_rollout
@@ -158,8 +158,12 @@ class ModelRow:
         Naive's seconds over this run's, and over this run's ``rest`` (Amdahl: no schedule
         can beat the model without its long convolution).
     identical : bool or None
-        Whether the tokens equal naive's.
+        Whether the tokens (of both runs, with ``untimed``) equal naive's.
     peak_bytes : int or None
+    untimed, untimed_speedup : float or None
+        With ``untimed``: the seconds of the same generation not timed layer by layer (no
+        synchronisation inside a step; the executor's captured token steps or compiled
+        programs where it has them), and naive's untimed seconds over this run's.
     note : str
     """
 
@@ -174,6 +178,8 @@ class ModelRow:
     ceiling: float | None = None
     identical: bool | None = None
     peak_bytes: int | None = None
+    untimed: float | None = None
+    untimed_speedup: float | None = None
     note: str = ""
 
 
@@ -370,6 +376,7 @@ def model_rows(
     dtype: str = "float32",
     memory: MemoryProbe | None = None,
     budget: Budget | None = None,
+    untimed: bool = False,
 ) -> list[ModelRow]:
     """Generate ``new_tokens`` greedily from ``spec``'s model with each schedule (naive first).
 
@@ -385,6 +392,8 @@ def model_rows(
     memory : MemoryProbe, optional
     budget : Budget, optional
         Schedules that start after it is spent are returned as not run.
+    untimed : bool
+        Also time each schedule's generation untimed (:attr:`ModelRow.untimed`).
 
     Returns
     -------
@@ -405,23 +414,44 @@ def model_rows(
             continue
         memory.reset()
         (run,) = compare_schedules(model, 0, new_tokens, (schedule,), backend=ex, repeats=1)
-        rows.append(
-            replace(
-                empty, schedule=schedule, seconds=run.seconds, long_conv=run.long_conv,
-                rest=run.rest, peak_bytes=memory.peak(),
-            )
+        row = replace(
+            empty, schedule=schedule, seconds=run.seconds, long_conv=run.long_conv,
+            rest=run.rest, peak_bytes=memory.peak(),
         )  # fmt: skip
-        tokens.append(run.tokens)
+        same: np.ndarray | None = run.tokens
+        if untimed:
+            seconds, plain = _untimed(model, new_tokens, schedule, ex)
+            row = replace(row, untimed=seconds)
+            same = run.tokens if np.array_equal(plain, run.tokens) else None
+        rows.append(row)
+        tokens.append(same)
         gc.collect()
     base = rows[0].seconds
     return [
         replace(
             r,
+            untimed_speedup=_ratio(rows[0].untimed, r.untimed),
             speedup=_ratio(base, r.seconds),
             ceiling=_ratio(base, r.rest),
-            identical=None
-            if t is None or tokens[0] is None
-            else bool(np.array_equal(t, tokens[0])),
+            identical=_same(t, tokens[0], r.seconds is not None),
         )
         for r, t in zip(rows, tokens, strict=True)
     ]
+
+
+def _same(tokens: np.ndarray | None, naive: np.ndarray | None, ran: bool) -> bool | None:
+    """Whether a run's tokens equal naive's: ``None`` if either did not run, ``False`` if its
+    two runs (timed, untimed) disagreed (``tokens`` is then ``None`` though it ran)."""
+    if not ran or naive is None:
+        return None
+    return tokens is not None and bool(np.array_equal(tokens, naive))
+
+
+def _untimed(model: ConvLM, new_tokens: int, schedule: str, ex: Executor) -> tuple[float, Any]:
+    """Seconds and tokens of a greedy generation with no timing inside it."""
+    options = GenerationOptions(schedule=schedule, backend=ex, batch=1)
+    ex.synchronize()
+    start = time.perf_counter()
+    run = generate(model, None, new_tokens, options)
+    ex.synchronize()
+    return time.perf_counter() - start, run.tokens

@@ -39,7 +39,7 @@ LAYER_HEADERS = (
 )  # fmt: skip
 MODEL_HEADERS = (
     "backend", "model", "new tokens", "schedule", "total s", "long conv s", "rest s",
-    "speedup", "ceiling", "identical", "peak MiB", "note",
+    "speedup", "ceiling", "identical", "peak MiB", "untimed s", "untimed speedup", "note",
 )  # fmt: skip
 
 
@@ -78,6 +78,8 @@ def markdown(layers: Sequence[LayerRow], models: Sequence[ModelRow]) -> str:
                 _cell(r.ceiling, ".2f"),
                 _cell(r.identical),
                 _mib(r.peak_bytes),
+                _cell(r.untimed, ".2f"),
+                _cell(r.untimed_speedup, ".2f"),
                 r.note,
             )
             for r in models
@@ -100,7 +102,9 @@ def markdown(layers: Sequence[LayerRow], models: Sequence[ModelRow]) -> str:
             "",
             "long conv: emit + advance (synchronised); rest: the generation without it; "
             "speedup: naive's total over this one's; ceiling: naive's total over this one's "
-            "rest (Amdahl).",
+            "rest (Amdahl); untimed s (with --untimed): the same generation not timed layer by "
+            "layer (no synchronisation inside a step; the executor's captured token steps "
+            "where it has them), untimed speedup: naive's over this one's.",
             "",
         ]
     )
