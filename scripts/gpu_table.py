@@ -46,6 +46,9 @@ from futurefill.measure.gpu_table import (
 from futurefill.measure.gpu_table_render import as_json, markdown
 
 BACKENDS = ("torch", "torch-graphs", "cupy", "jax", "numpy")
+#: Steps of the warm-up of a layer run whole (not JAX): the first steps have the small tasks,
+#: a whole warm-up run would double the time of the longest configurations.
+WARMUP_STEPS = 4096
 
 
 class TorchProbe:
@@ -147,7 +150,13 @@ def _jobs(
     common = {"dtype": args.dtype, "memory": memory, "budget": budget}
     layers = [
         lambda d=d, n=n: layer_rows(
-            ex, d, n, window=args.naive_window[0], repeats=args.repeats[0], **common
+            ex,
+            d,
+            n,
+            window=args.naive_window[0],
+            repeats=args.repeats[0],
+            warmup_steps=_warmup_steps(args),
+            **common,
         )
         for n in sorted(args.lengths)
         for d in sorted(args.channels)
@@ -158,6 +167,20 @@ def _jobs(
         for s in args.models
     ]
     return [*layers, *models]
+
+
+def _natural(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return int(text)
+
+
+def _warmup_steps(args: argparse.Namespace) -> int | None:
+    """Steps of a schedule's warm-up: ``--warmup-steps`` (0: a whole run), by default 4096,
+    or a whole run on JAX, whose rollout program is compiled for its number of steps."""
+    if args.warmup_steps is None:
+        return None if args.backend == "jax" else WARMUP_STEPS
+    return args.warmup_steps or None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -181,6 +204,7 @@ def run(args: argparse.Namespace) -> int:
         "backend": repr(ex), "dtype": args.dtype, "budget_s": args.budget,
         "seconds": round(time.monotonic() - start, 1), "python": platform.python_version(),
         "naive_window": args.naive_window[0], "repeats": args.repeats[0],
+        "warmup_steps": _warmup_steps(args),
         "memory_probe": type(memory).__name__, "untimed": args.untimed,
     }  # fmt: skip
     (args.out / "table.json").write_text(json.dumps(data, indent=1))
@@ -196,15 +220,36 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     parser.add_argument("--channels", type=_ints, default=[64, 1024], metavar="D1,D2")
     parser.add_argument("--lengths", type=_ints, default=[16384, 65536, 131072], metavar="L1,..")
-    parser.add_argument("--tokens", type=_ints, default=[16384, 65536], metavar="N1,N2",
-                        help="new tokens of the model runs")  # fmt: skip
-    parser.add_argument("--models", type=_specs, default=_specs("hyena:4x256,hyena:4x1024"),
-                        metavar="MIXER:LxD,...")  # fmt: skip
-    parser.add_argument("--naive-window", type=_ints, default=[1024], metavar="W",
-                        help="naive steps timed at L/2 and at the end (if 2W < L)")  # fmt: skip
+    parser.add_argument(
+        "--tokens",
+        type=_ints,
+        default=[16384, 65536],
+        metavar="N1,N2",
+        help="new tokens of the model runs",
+    )
+    parser.add_argument(
+        "--models", type=_specs, default=_specs("hyena:4x256,hyena:4x1024"), metavar="MIXER:LxD,..."
+    )
+    parser.add_argument(
+        "--naive-window",
+        type=_ints,
+        default=[1024],
+        metavar="W",
+        help="naive steps timed at L/2 and at the end (if 2W < L)",
+    )
     parser.add_argument("--repeats", type=_ints, default=[1], help="timed rounds after a warm-up")
-    parser.add_argument("--untimed", action="store_true",
-                        help="also time each model run untimed (whole-step graphs)")  # fmt: skip
+    parser.add_argument(
+        "--warmup-steps",
+        type=_natural,
+        default=None,
+        metavar="N",
+        help="a schedule's warm-up steps (0: all; default 4096, JAX all)",
+    )
+    parser.add_argument(
+        "--untimed",
+        action="store_true",
+        help="also time each model run untimed (whole-step graphs)",
+    )
     parser.add_argument("--budget", type=float, default=300.0, help="seconds for the whole run")
     return run(parser.parse_args(argv))
 

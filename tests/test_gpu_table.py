@@ -44,11 +44,13 @@ def _cpu(backend: Executor) -> None:
         pytest.skip("the table times JAX's compiled rollouts: too slow for a unit test")
 
 
-@pytest.mark.parametrize("window", [None, 8])
-def test_layer_rows_ratios_come_from_the_measured_times(backend, window) -> None:
+@pytest.mark.parametrize(("window", "warmup_steps"), [(None, None), (8, 5)])
+def test_layer_rows_ratios_come_from_the_measured_times(backend, window, warmup_steps) -> None:
     _cpu(backend)
     probe = CountingProbe()
-    rows = layer_rows(backend, 3, 48, window=window, dtype="float64", memory=probe)
+    rows = layer_rows(
+        backend, 3, 48, window=window, warmup_steps=warmup_steps, dtype="float64", memory=probe
+    )
     assert [r.method for r in rows] == METHODS
     by = {r.method: r for r in rows}
     for r in rows:
@@ -140,7 +142,7 @@ def test_the_script_writes_the_table_and_its_json(tmp_path) -> None:
     cmd = [
         sys.executable, str(ROOT / "scripts" / "gpu_table.py"), "--backend", "numpy",
         "--channels", "2,3", "--lengths", "8,40", "--tokens", "6", "--models", "hyena:1x4",
-        "--naive-window", "4", "--dtype", "float64", "--out", str(out),
+        "--naive-window", "4", "--warmup-steps", "5", "--dtype", "float64", "--out", str(out),
     ]  # fmt: skip
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
@@ -156,7 +158,7 @@ def test_the_script_writes_the_table_and_its_json(tmp_path) -> None:
     windowed = [r["length"] for r in layers if r["timed_steps"] is not None]
     assert windowed == [40, 40]  # 2 * 4 < 40, not < 8
     assert [r["schedule"] for r in data["model"]] == ["naive", "continuous"]
-    assert data["run"]["memory_probe"] == "NoProbe"
+    assert data["run"]["memory_probe"] == "NoProbe" and data["run"]["warmup_steps"] == 5
     assert all(r["peak_bytes"] is None for r in layers + data["model"])
     assert (out / "table.md").read_text() in done.stdout
 
@@ -167,9 +169,26 @@ def test_the_script_writes_the_table_and_its_json(tmp_path) -> None:
         (["--models", "hyena:4"], "a model is MIXER:LAYERSxDIM"),
         (["--lengths", "0"], "expected positive integers"),
         (["--channels", "a"], "expected comma-separated integers"),
+        (["--warmup-steps", "-1"], "expected an integer >= 0"),
     ],
 )
 def test_the_script_refuses_bad_options(tmp_path, option, message) -> None:
     cmd = [sys.executable, str(ROOT / "scripts" / "gpu_table.py"), "--backend", "numpy", *option]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and message in done.stderr
+
+
+def test_a_short_warm_up_generates_only_its_steps(monkeypatch) -> None:
+    from futurefill.online import OnlineConv
+
+    seen: list[int | None] = []
+    real = OnlineConv.rollout
+
+    def recorded(self, u0, feedback, steps=None):
+        seen.append(steps)
+        return real(self, u0, feedback, steps)
+
+    monkeypatch.setattr(OnlineConv, "rollout", recorded)
+    layer_rows("numpy", 2, 32, schedules=("continuous",), warmup_steps=5, repeats=2)
+    # naive (no window: run whole) then continuous: a warm-up of 5 steps, two whole rounds
+    assert seen == [5, None, None, 5, None, None]

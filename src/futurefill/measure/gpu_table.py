@@ -198,9 +198,12 @@ def with_ratios(rows: Sequence[LayerRow]) -> list[LayerRow]:
     ]
 
 
-def _best(run: Callable[[], float], repeats: int) -> float:
-    """One warm-up call (compilation, FFT plans, graph capture), then the best of ``repeats``."""
-    run()
+def _best(
+    run: Callable[[], float], repeats: int, warm_up: Callable[[], Any] | None = None
+) -> float:
+    """One warm-up call (compilation, FFT plans, graph capture; ``run`` itself unless
+    ``warm_up`` is given), then the best of ``repeats`` calls of ``run``."""
+    (warm_up or run)()
     return min(run() for _ in range(repeats))
 
 
@@ -211,6 +214,7 @@ class _Layer:
         self, ex: Executor, channels: int, length: int, dtype: str, seed: int, memory: MemoryProbe
     ) -> None:
         self.ex, self.channels, self.length, self.dtype = ex, channels, length, dtype
+        self.warmup_steps: int | None = None
         host = decaying_random_filters(channels, length, seed=seed, normalize=True, dtype=dtype)
         self.filters = ex.asarray(host, dtype=dtype)
         self.rng = np.random.default_rng(seed + 1)
@@ -235,7 +239,16 @@ class _Layer:
             self.filters, self.length, schedule=method, dtype=self.dtype, backend=self.ex
         )
         self.memory.reset()
-        seconds = _best(lambda: _time_rollout(conv, self.u0)[0][0], repeats)
+
+        def warm_up() -> None:
+            conv.reset()
+            conv.rollout(self.u0, self.ex.xp.tanh, steps=self.warmup_steps)
+            self.ex.synchronize()
+
+        short = self.warmup_steps is not None and self.warmup_steps < self.length
+        seconds = _best(
+            lambda: _time_rollout(conv, self.u0)[0][0], repeats, warm_up if short else None
+        )
         return self.row(method, seconds)
 
     def floor(self, repeats: int) -> LayerRow:
@@ -300,6 +313,7 @@ def layer_rows(
     window: int | None = None,
     dtype: str = "float32",
     repeats: int = 1,
+    warmup_steps: int | None = None,
     seed: int = 0,
     memory: MemoryProbe | None = None,
     budget: Budget | None = None,
@@ -321,6 +335,11 @@ def layer_rows(
         Working precision.
     repeats : int
         Timed rounds after one warm-up round; each method keeps its best.
+    warmup_steps : int, optional
+        The warm-up of a schedule run whole generates only this many steps (``None``: a
+        whole run). FFT plans of sizes first used later are then made in the first timed
+        round (milliseconds each on a GPU); a compiled rollout (JAX) would be compiled there:
+        keep ``None`` for JAX.
     seed : int
         Seed of the filters and inputs.
     memory : MemoryProbe, optional
@@ -335,6 +354,7 @@ def layer_rows(
     """
     ex = get_backend(backend)
     layer = _Layer(ex, channels, length, dtype, seed, memory or NoProbe())
+    layer.warmup_steps = warmup_steps
     budget = budget or Budget(None)
     jobs: list[tuple[str, Callable[[], LayerRow]]] = [
         (NAIVE, lambda: layer.naive(window, repeats)),
