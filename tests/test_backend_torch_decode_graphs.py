@@ -7,7 +7,8 @@ the state's pattern graphs, and how the static inputs and outputs are bound. Her
 executor on the CPU gets a stand-in recorder that replays the captured bodies eagerly (the
 body runs with the slot, window start and task row read from device integers, exactly as it
 is captured on CUDA), and the graphed generation is compared with the eager one: greedy tokens
-identical, logits equal to float64 rounding.
+identical, logits equal to float64 rounding. On a CUDA device (the ``torch_cuda_graphs``
+variant, deselected elsewhere) the same comparison runs with real graphs.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from futurefill.models import ConvLM, GenerationOptions, generate
 from .conftest import selected_backends
 
 torch = pytest.importorskip("torch")
-if "torch" not in selected_backends():
+if not {"torch", "torch_cuda", "torch_cuda_graphs"} & set(selected_backends()):
     pytest.skip("torch is not among FUTUREFILL_TEST_BACKENDS", allow_module_level=True)
 
 from futurefill_torch import TorchExecutor  # noqa: E402
@@ -99,8 +100,10 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize(("mixer", "schedule", "prompt_len", "dtype"), CASES)
-def test_graphed_token_steps_give_the_eager_tokens(mixer, schedule, prompt_len, dtype) -> None:
+def _compare(mixer, schedule, prompt_len, dtype, eager_ex, graphed_ex):
+    """Greedy generation with ``eager_ex`` and ``graphed_ex``: tokens identical, logits
+    equal to rounding (the same operations; a reduction may be reassociated). Returns the
+    graphed generation's decoder."""
     n = 40
     model = ConvLM(
         mixer=mixer, dim=8, layers=3, vocab_size=32, max_len=prompt_len + n, stu_k=4,
@@ -108,15 +111,31 @@ def test_graphed_token_steps_give_the_eager_tokens(mixer, schedule, prompt_len, 
     )  # fmt: skip
     rng = np.random.default_rng(0)
     prompt = rng.integers(0, 32, size=(2, prompt_len)) if prompt_len else None
-    eager = _generate(model, prompt, n, schedule, TorchExecutor())
-    ex = StandInGraphs()
-    graphed = _generate(model, prompt, n, schedule, ex)
+    eager = _generate(model, prompt, n, schedule, eager_ex)
+    graphed = _generate(model, prompt, n, schedule, graphed_ex)
     decoder = graphed.decoder
     assert decoder is not None and decoder.program is not None
     np.testing.assert_array_equal(graphed.tokens, eager.tokens)
     scale = np.abs(eager.logits).max()
-    tol = 1e-12 if dtype == "float64" else 1e-5  # the same operations, maybe reassociated
+    tol = 1e-12 if dtype == "float64" else 1e-5
     assert np.abs(graphed.logits - eager.logits).max() <= tol * scale
+    return decoder
+
+
+@pytest.mark.parametrize("backend", ["torch_cuda_graphs"], indirect=True)
+@pytest.mark.parametrize(("mixer", "schedule", "prompt_len", "dtype"), CASES)
+def test_cuda_graphed_token_steps_give_the_eager_tokens(
+    backend, mixer, schedule, prompt_len, dtype
+) -> None:
+    eager = TorchExecutor(backend.device)
+    decoder = _compare(mixer, schedule, prompt_len, dtype, eager, backend)
+    assert backend.workspace_size(decoder.conv.state)["cuda_graphs_bytes"] > 0
+
+
+@pytest.mark.parametrize(("mixer", "schedule", "prompt_len", "dtype"), CASES)
+def test_graphed_token_steps_give_the_eager_tokens(mixer, schedule, prompt_len, dtype) -> None:
+    ex = StandInGraphs()
+    decoder = _compare(mixer, schedule, prompt_len, dtype, TorchExecutor(), ex)
     (recorder,) = ex.recorders
     plan = decoder.conv.plan
     keys = first_keys(plan, 0)
