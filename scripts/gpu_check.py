@@ -63,6 +63,7 @@ PARTS = (
             "tests/test_backend_torch.py",
             "tests/test_backend_torch_module.py",
             "tests/test_backend_torch_graphs.py",
+            "tests/test_backend_torch_decode_graphs.py",
             "tests/test_backend_torch_precision.py",
             "tests/test_models_stu.py",
         ),

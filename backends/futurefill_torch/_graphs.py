@@ -176,6 +176,9 @@ class PatternGraphs:
         self.row = torch.zeros(1, dtype=torch.int64, device=device)
         self.buffer: torch.Tensor = state.buffer
         self.bodies: dict[int, _PatternBody] = {}
+        #: The token-step graphs being captured (:mod:`futurefill_torch._decode_graphs`):
+        #: meanwhile the pattern bodies run inline, at the task row the host sets per replay.
+        self.decode_capture: Any = None
         #: Device memory held for the graphs (their pool and the offset tensors), in bytes.
         self.pool_bytes = 0
         self._build(state)
@@ -192,6 +195,9 @@ class PatternGraphs:
         if state.buffer is not self.buffer:
             self._rebind(state)
         body = self.bodies[pattern]
+        if self.decode_capture is not None:
+            body.body()  # part of the token step's graph; its row is set before each replay
+            return
         with self.guard():
             self.row.fill_(state.plan.task_ptr.item(step))
             (body.replay or body.body)()

@@ -22,7 +22,8 @@ from futurefill import defaults
 from futurefill.executor import ArrayAPIExecutor, ConvState, compat_namespace
 from futurefill.plan import TaskOffsets
 
-from ._graphs import CudaRecorder, PatternGraphs
+from ._decode_graphs import DecodeGraphs, indexed_emit, token_step_program
+from ._graphs import CudaRecorder, PatternGraphs, Recorder
 from ._opaque import opaque
 
 __all__ = ["SHIPPED", "TorchExecutor"]
@@ -200,11 +201,26 @@ class TorchExecutor(defaults.TunedCrossover, ArrayAPIExecutor):
         return {} if graphs is None else {"cuda_graphs_bytes": graphs.pool_bytes}
 
     # ------------------------------------------------------------------ kernels
+    def recorder(self, state: ConvState) -> Recorder | None:
+        """What captures ``state``'s graphs: a :class:`CudaRecorder` with ``cuda_graphs``,
+        else ``None`` (no graphs). Tests substitute a stand-in that replays eagerly."""
+        return CudaRecorder(state.buffer.device) if self.cuda_graphs else None
+
     def prepare(self, state: ConvState) -> None:
         state.taps_reversed = state.taps_reversed.contiguous()
-        if self.cuda_graphs and state.plan.num_tasks:
+        recorder = self.recorder(state)
+        if recorder is not None and state.plan.num_tasks:
             # every pattern's graph captured now, before the first step
-            state.workspace = PatternGraphs(state, CudaRecorder(state.buffer.device))
+            state.workspace = PatternGraphs(state, recorder)
+
+    def capture_decode(
+        self, state: ConvState, body: Any, tokens: Any, states: Any
+    ) -> DecodeGraphs | None:
+        """A model's whole token step (every layer's ``emit``, the rest of the layers, the
+        ``advance``) captured as one graph per ``(window width, step pattern)`` of the plan,
+        in the pool of the state's pattern graphs (see :mod:`futurefill_torch._decode_graphs`);
+        ``None`` without ``cuda_graphs`` or when the plan has too many such keys (naive)."""
+        return token_step_program(state, body, tokens, states)
 
     @opaque
     def prefill(self, state: ConvState, u: torch.Tensor, channels: slice) -> torch.Tensor:
@@ -232,6 +248,9 @@ class TorchExecutor(defaults.TunedCrossover, ArrayAPIExecutor):
             c0, c1, _ = channels.indices(buf.shape[1])
             buf = buf.narrow(1, c0, c1 - c0)
             taps = taps.narrow(0, c0, c1 - c0)
+        graphs = state.workspace
+        if isinstance(graphs, PatternGraphs) and graphs.decode_capture is not None:
+            return indexed_emit(graphs.decode_capture, buf, taps, u, width)
         last = taps.shape[1] - 1
         current = buf.select(2, slot)
         # Everything filled ahead (in the slot) + phi[0] * u_t + the window's older inputs,

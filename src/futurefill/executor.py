@@ -32,7 +32,9 @@ overrides only what its library does its own way:
   from the plan (:attr:`futurefill.Plan.step_patterns`), for backends with a compiler
   (default ``None``: the rollout runs step by step); :meth:`~Executor.generate_greedy` — a
   reference model's whole greedy generation compiled (default ``None``:
-  :func:`futurefill.models.generate` runs its Python loop);
+  :func:`futurefill.models.generate` runs its Python loop); :meth:`~Executor.capture_decode`
+  -- a model's whole token step (every layer's ``emit`` and the ``advance``) captured, e.g.
+  as one CUDA graph per step pattern (default ``None``: the decoder runs its Python step);
 * the batched kernels of a stream pool (:class:`futurefill.StreamPool`, many rows each at its
   own position): :meth:`~Executor.emit_rows` and :meth:`~Executor.fill_group`, with the
   declared capability :attr:`~Executor.fancy_indexing` (integer-array indices; default
@@ -70,12 +72,18 @@ from .state import ConvState
 __all__ = [
     "ArrayAPIExecutor",
     "ConvState",
+    "DecodeStep",
     "Executor",
     "Program",
     "compat_namespace",
 ]
 
 Array = Any
+
+#: One token step of a model's decode, ``(tokens, mixer states) -> (logits, mixer states)``:
+#: what :class:`futurefill.models.Decoder` hands to :meth:`Executor.capture_decode`, and what
+#: a captured program returned by it does (for the state's current step, then the next one).
+DecodeStep = Callable[[Array, list[Any]], tuple[Array, list[Any]]]
 
 #: A compiled rollout: ``program(state, u0, steps) -> ys`` of shape ``(B, C, steps)``; it
 #: runs steps ``state.step .. state.step + steps - 1`` and leaves ``state.buffer`` and
@@ -173,6 +181,20 @@ class Executor(Protocol):
         each program, the best kept). The result has ``tokens`` ``(B, new_tokens)``,
         ``logits`` (or ``None``) and the seconds ``compile_seconds``, ``prefill_seconds`` and
         ``decode_seconds``.
+        """
+
+    def capture_decode(
+        self, state: ConvState, body: DecodeStep, tokens: Array, states: list[Any]
+    ) -> DecodeStep | None:
+        """The token steps of a model's decode captured as whole programs, or ``None`` (the
+        default: the decoder runs ``body`` step by step).
+
+        ``body(tokens, states)`` runs the step ``state.step`` of every layer through the
+        interpreter (each layer's ``emit`` of ``state``, then one ``advance``) and returns the
+        logits and the new mixer states; ``tokens`` ``(B,)`` and ``states`` are examples of
+        its inputs (the states the first step starts from). Called once, before the first
+        decode step; the program returned runs the step ``state.step`` and advances it, with
+        the same results as ``body``.
         """
 
     def synchronize(self) -> None:
@@ -411,6 +433,11 @@ class ArrayAPIExecutor(GroupedKernels):
         state.buffer = xpx.at(state.buffer)[...].set(0)
 
     def generate_greedy(self, model: Any, prompt: Any, new_tokens: int, **options: Any) -> Any:
+        return None
+
+    def capture_decode(
+        self, state: ConvState, body: DecodeStep, tokens: Array, states: list[Any]
+    ) -> DecodeStep | None:
         return None
 
     def workspace_size(self, state: ConvState) -> dict[str, int]:

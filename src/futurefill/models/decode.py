@@ -15,7 +15,8 @@ from typing import Any, Protocol
 import numpy as np
 
 from .._registry import get_backend
-from ..executor import Executor
+from ..executor import DecodeStep, Executor
+from ..interpreter import check_can_step
 from ..online import OnlineConv
 from ..plan import PlanSpec
 from .config import ModelConfig
@@ -160,6 +161,10 @@ class Decoder:
         self.states = [w.mixer.initial_state(lw, batch, w.xp, w.device) for lw in w.layers]
         self.timed = timed
         self.timings = {"prefill": 0.0, "decode": 0.0, "long_conv": 0.0}
+        #: The token step captured by the executor (e.g. CUDA graphs), or ``None``.
+        self.program: DecodeStep | None = None
+        if not prompt_len:
+            self._capture()
 
     @property
     def batch(self) -> int:
@@ -195,7 +200,24 @@ class Decoder:
         if self.timed:
             self.executor.synchronize()
             self.timings["prefill"] += time.perf_counter() - start
+        self._capture()
         return logits
+
+    def _capture(self) -> None:
+        """Offer the whole token step to the executor (:meth:`Executor.capture_decode`), once,
+        before the first decode step: every layer's ``emit`` and the ``advance`` as one
+        program per step pattern (CUDA graphs on torch with ``cuda_graphs``). Not for a timed
+        decoder (it times the long convolution apart) nor an open-ended one (its plan grows)."""
+        if self.timed or self.conv.length is None:
+            return
+
+        def body(tokens: Array, states: list[Any]) -> tuple[Array, list[Any]]:
+            logits, new = position_pass(self.weights, tokens, states, self._long_conv)
+            self.conv.advance()
+            return logits, new
+
+        tokens = self.executor.asarray(np.zeros(self.batch, np.int64))
+        self.program = self.executor.capture_decode(self.conv.state, body, tokens, self.states)
 
     def _long_conv(self, layer: int, u: Array) -> Array:
         return self.conv.emit(u, channels=self.slices[layer])
@@ -217,6 +239,10 @@ class Decoder:
 
     def _step(self, tokens: Array) -> Array:
         """:meth:`step` without the checks, for tokens the decoder itself chose."""
+        if self.program is not None:
+            check_can_step(self.conv.state, whole=True)
+            logits, self.states = self.program(tokens, self.states)
+            return logits
         if not self.timed:
             logits, self.states = position_pass(self.weights, tokens, self.states, self._long_conv)
             self.conv.advance()
