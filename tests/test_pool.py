@@ -389,3 +389,56 @@ def test_the_serving_guide_example_runs():
     exec(compile(code, "docs/serving.md", "exec"), scope)
     pool = scope["pool"]
     assert pool.position(scope["c"]) == 103 and pool.position(scope["d"]) == 101
+
+
+def _lane_plans() -> list[futurefill.Plan]:
+    """Hand-written plans of length 16: two tasks of one shape after step 3 whose targets
+    overlap (lanes 0 and 1: they may not be one scatter-add), and a one-task plan."""
+    ws = np.zeros(16, np.int64)
+    ws[8:10], ws[10:14] = 2, 4
+    lanes = {  # after step 3: [0,2) -> [8,12) and [2,4) -> [10,14) (same shape), [0,2) -> [12,14)
+        "after_step": [3, 3, 3],
+        "src_start": [0, 2, 0],
+        "src_stop": [2, 4, 2],
+        "dst_start": [8, 10, 12],
+        "dst_stop": [12, 14, 14],
+    }
+    one = np.zeros(16, np.int64)
+    one[8:12] = 2
+    single = {
+        "after_step": [5],
+        "src_start": [0],
+        "src_stop": [2],
+        "dst_start": [8],
+        "dst_stop": [12],
+    }
+    return [
+        futurefill.Plan.from_tasks(16, window_start=ws, tasks=lanes),
+        futurefill.Plan.from_tasks(16, window_start=one, tasks=single),
+    ]
+
+
+@pytest.mark.parametrize("which", [0, 1], ids=["two_lanes", "one_task"])
+def test_tasks_of_one_shape_after_one_step_run_in_lanes(backend, rng, which):
+    plan = _lane_plans()[which]
+    if which == 0:
+        from futurefill.pool.grouping import task_lanes
+
+        assert sorted(task_lanes(plan).tolist()) == [0, 0, 1]
+    phi = decaying_filters(rng, C, 16)
+    pool = StreamPool(phi, 16, schedule=plan, capacity=3, backend=backend, dtype="float64")
+    ex = pool.backend
+    seqs = Sequences(phi)
+    outputs: dict[int, list[np.ndarray]] = {}
+    for t in range(16 + 4):
+        if t in (0, 2, 4) and t // 2 < 3:  # slots two steps apart: step 3 due together, then apart
+            slot = pool.admit()
+            seqs.inputs[slot], outputs[slot] = [np.zeros((C, 0))], []
+        chosen = [s for s in pool.active_slots if pool.steps(s) < 16 and (t + s) % 5 != 4]
+        u = rng.standard_normal((len(chosen), C))
+        y = host(ex, pool.step(chosen, ex.asarray(u)))
+        for i, s in enumerate(chosen):
+            seqs.inputs[s].append(u[i][:, None])
+            outputs[s].append(y[i])
+    for s, ys in outputs.items():
+        check_close(np.stack(ys, axis=-1), seqs.expected(s))
