@@ -103,9 +103,20 @@ class SlotTable:
             self.pending[row] = pending
         return pending
 
+    def noted(self, rows: np.ndarray, *, pending: bool = True) -> list[int]:
+        """The rows of ``rows`` with an undo journal or (with ``pending``) a pending prompt, in
+        order: the only ones a step has per-slot work for (none, without a Python loop over
+        ``rows``, when no slot has either)."""
+        kept = [self.journal] + ([self.pending] if pending else [])
+        if not any(kept):
+            return []
+        return [row for row in rows.tolist() if any(row in d for d in kept)]
+
     def check_prompts(self, rows: np.ndarray) -> None:
         """Raise, before anything changes, unless every pending prompt of ``rows`` has the
         same length in every channel (it is folded in at their next step)."""
+        if not self.pending:
+            return
         for row in rows.tolist():
             pending = self.pending.get(row)
             if pending is not None:
