@@ -30,12 +30,13 @@ def test_width_buckets_partition_the_rows_by_width(rng):
     for size in (1, 2, 7, 40):
         widths = rng.integers(1, 5, size)
         buckets = width_buckets(widths)
-        seen = np.concatenate([np.arange(size)[index] for _, index in buckets])
+        seen = np.concatenate([np.atleast_1d(np.arange(size)[index]) for _, index in buckets])
         np.testing.assert_array_equal(np.sort(seen), np.arange(size))  # each row once
         assert [w for w, _ in buckets] == sorted({int(w) for w in widths})
         for width, index in buckets:
             assert (widths[index] == width).all()
     assert width_buckets(np.full(4, 3)) == [(3, slice(None))]  # one width: no index
+    assert width_buckets(np.array([2, 1, 2]))[0] == (1, 1)  # one row: its position
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])

@@ -10,7 +10,6 @@ addition writes never overlap.
 
 from __future__ import annotations
 
-import itertools
 from typing import Any
 
 import numpy as np
@@ -68,18 +67,18 @@ def _work(state: ConvState) -> _WorkArrays:
     return state.workspace
 
 
-def width_buckets(widths: np.ndarray) -> list[tuple[int, Any]]:
+def width_buckets(widths: np.ndarray) -> list[tuple[int, int | slice | np.ndarray]]:
     """The distinct values of ``widths`` with where each occurs: ``(width, index)`` pairs, the
-    widths ascending; ``index`` is ``slice(None)`` when every entry has the one width (no
-    gather or scatter needed), else an int array of positions, ascending."""
-    lo, hi = int(widths.min()), int(widths.max())
-    if lo == hi:
-        return [(lo, slice(None))]
-    order = np.argsort(widths, kind="stable")
-    sorted_widths = widths[order]
-    cuts = np.flatnonzero(sorted_widths[1:] != sorted_widths[:-1]) + 1
-    bounds = [0, *cuts.tolist(), widths.size]
-    return [(int(sorted_widths[a]), order[a:b]) for a, b in itertools.pairwise(bounds)]
+    widths ascending; ``index`` is ``slice(None)`` when every entry has the one width, an int
+    for a width of one entry, else an int array of positions, ascending. (A Python pass: the
+    rows of a pool's call are few, and this runs at every step.)"""
+    values = widths.tolist()
+    if all(v == values[0] for v in values):
+        return [(values[0], slice(None))]
+    where: dict[int, list[int]] = {}
+    for i, v in enumerate(values):
+        where.setdefault(v, []).append(i)
+    return [(w, at[0] if len(at) == 1 else np.asarray(at)) for w, at in sorted(where.items())]
 
 
 class StridedGroupedKernels(GroupedKernels):
@@ -99,21 +98,25 @@ class StridedGroupedKernels(GroupedKernels):
         # the same bit for bit): the window ``start .. slot`` with the input in the slot, one
         # vecdot with the taps (phi[0] times the input included), plus the accumulated future
         # the slot held. Rows are bucketed by window width, so no row reads (or weighs) more
-        # columns than its own window; a bucket of one row reads its window in place.
+        # columns than its own window; a row alone in its bucket is read and written in place,
+        # the others through one gathered copy per bucket, their inputs stored right after
+        # the gather (while the buffer's lines are in the cache).
         buf = state.buffer
         taps = state.taps_reversed[channels]
         W = taps.shape[-1]
         y = np.empty(u.shape, buf.dtype)
         for width, index in width_buckets(slots - starts + 1):
-            if isinstance(index, slice) or index.size > 1:
-                window = _windows(buf, width, channels)[rows[index], :, starts[index]]
+            if isinstance(index, int):
+                window = buf[rows[index], channels, starts[index] : slots[index] + 1]
+                acc = window[..., -1].copy()
+                window[..., -1] = u[index]
             else:
-                g = int(index[0])
-                window = buf[rows[g], channels, starts[g] : slots[g] + 1]
-            acc = window[..., -1].copy()
-            window[..., -1] = u[index]
+                windows = _windows(buf, width, channels)
+                window = windows[rows[index], :, starts[index]]
+                windows[rows[index], :, starts[index], -1] = u[index]
+                acc = window[..., -1].copy()
+                window[..., -1] = u[index]
             y[index] = np.vecdot(window, taps[:, W - width :]) + acc
-        buf[rows, channels, slots] = u
         return y
 
     def fill_group(
