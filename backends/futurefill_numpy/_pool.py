@@ -73,7 +73,7 @@ def width_buckets(widths: np.ndarray) -> list[tuple[int, int | slice | np.ndarra
     for a width of one entry, else an int array of positions, ascending. (A Python pass: the
     rows of a pool's call are few, and this runs at every step.)"""
     values = widths.tolist()
-    if all(v == values[0] for v in values):
+    if values.count(values[0]) == len(values):
         return [(values[0], slice(None))]
     where: dict[int, list[int]] = {}
     for i, v in enumerate(values):

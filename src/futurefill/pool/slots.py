@@ -159,7 +159,7 @@ class SlotTable:
         if whole and self.emitted[rows].any():
             inside = rows[self.emitted[rows].any(axis=1)]
             raise RuntimeError(f"slot {int(inside[0])} is inside a step (emitted, not advanced)")
-        if np.unique(rows).size != rows.size:
+        if len(set(rows.tolist())) != rows.size:
             raise ValueError(f"slots must be distinct, got {rows.tolist()}")
         done = rows[self.step[rows] >= self.limit[rows]]
         if done.size and not finished:
