@@ -1,11 +1,20 @@
-"""The stream pool's gathers and scatters on NumPy, through strided window views.
+"""The stream pool's kernels on NumPy: window sums as a lock-step step computes them, and
+gathers and scatters through strided window views.
 
 A group of a pool's tasks reads one block of ``k`` inputs per row and adds one block of
 outputs per row. Indexing the ``(S, C, N)`` buffer with three broadcast index arrays makes
 NumPy compute an index per element; a view of every length-``k`` window instead, ``(S, C,
 N - k + 1, k)`` with the last two axes sharing one stride, is indexed with one row and one
 offset per block and copies whole blocks. The rows of a group are distinct, so the blocks an
-addition writes never overlap.
+addition writes never overlap. A group's spectrum and inverse go into work arrays kept in the
+pool's state between calls (grown to the largest group, at most the pool's
+``max_group_bytes``): fresh arrays of that size would be fresh pages, faulted in at every call.
+
+The window sums of a step are bucketed by window width (:func:`width_buckets`): each bucket is
+one ``vecdot`` over exactly its rows' windows -- no row reads the widest window of the call --
+and each row's sum is the lock-step step's own (the same ``vecdot`` over the same window, then
+the accumulated future), so a slot's outputs equal an :class:`futurefill.OnlineConv`'s of the
+same plan bit for bit when that plan's tasks run one by one.
 """
 
 from __future__ import annotations
