@@ -12,6 +12,7 @@ import contextlib
 import difflib
 import math
 import os
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
@@ -25,10 +26,12 @@ __all__ = [
     "CommandParser",
     "UsageError",
     "add_choice",
+    "add_clock",
     "add_options",
     "as_usage_error",
     "check_positions",
     "check_streams",
+    "clock_timer",
     "count",
     "lengths",
     "plot_path",
@@ -82,6 +85,22 @@ def add_choice(
     parser.add_argument(
         flag, choices=choices, default=choices[0], help=f"{text} (default: {choices[0]})"
     )
+
+
+def add_clock(parser: argparse.ArgumentParser) -> None:
+    """Add ``--clock {wall,cpu}``: the seconds a benchmark measures (see :func:`clock_timer`)."""
+    add_choice(
+        parser,
+        "--clock",
+        ("wall", "cpu"),
+        "seconds measured: wall clock, or this process's CPU time (on a shared CPU: the work "
+        "without the waits for a core; single-threaded CPU runs only, OPENBLAS_NUM_THREADS=1)",
+    )
+
+
+def clock_timer(args: argparse.Namespace) -> Callable[[], float]:
+    """The timer of ``--clock``: ``time.process_time`` for ``cpu``, else ``time.perf_counter``."""
+    return time.process_time if args.clock == "cpu" else time.perf_counter
 
 
 @contextlib.contextmanager

@@ -13,7 +13,16 @@ from __future__ import annotations
 import argparse
 
 from ..measure.bench_pool import PoolResult, measure_pool
-from ._args import add_choice, add_options, as_usage_error, count, resolve_backend, schedule_names
+from ._args import (
+    add_choice,
+    add_clock,
+    add_options,
+    as_usage_error,
+    clock_timer,
+    count,
+    resolve_backend,
+    schedule_names,
+)
 from ._table import print_or_json, print_table
 
 __all__ = ["add_arguments", "run"]
@@ -37,6 +46,7 @@ _HEADERS = (
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the options of ``futurefill bench-pool`` to ``parser``."""
     add_choice(parser, "--dtype", ("float64", "float32"), "working precision")
+    add_clock(parser)
     add_options(
         parser,
         [
@@ -89,6 +99,7 @@ def run(args: argparse.Namespace) -> int:
             schedule=schedule,
             dtype=args.dtype,
             repeats=args.repeats,
+            timer=clock_timer(args),
         )
         for schedule in args.schedules
     ]

@@ -29,8 +29,10 @@ from ..measure.bench_serve import ServeSummary, TraceSpec, run_all, synthetic_tr
 from ..models import ConvLM, ModelConfig
 from ._args import (
     add_choice,
+    add_clock,
     add_options,
     as_usage_error,
+    clock_timer,
     count,
     positive_real,
     resolve_backend,
@@ -80,13 +82,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             help=f"{text} (default: {full}; --quick: {quick})",
         )
     add_choice(parser, "--dtype", ("float32", "float64"), "working precision")
-    add_choice(
-        parser,
-        "--clock",
-        ("wall", "cpu"),
-        "seconds measured: wall clock, or this process's CPU time (on a shared CPU: the work "
-        "without the waits for a core; single-threaded CPU runs only, OPENBLAS_NUM_THREADS=1)",
-    )
+    add_clock(parser)
     add_options(
         parser,
         [
@@ -174,7 +170,7 @@ def run(args: argparse.Namespace) -> int:
         capacity=args.capacity,
         schedule=args.schedule[0],
         backend=executor,
-        timer=time.process_time if args.clock == "cpu" else time.perf_counter,
+        timer=clock_timer(args),
     )
 
     def show(rows: Sequence[ServeSummary]) -> None:

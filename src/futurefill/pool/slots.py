@@ -103,9 +103,20 @@ class SlotTable:
             self.pending[row] = pending
         return pending
 
+    def noted(self, rows: np.ndarray, *, pending: bool = True) -> list[int]:
+        """The rows of ``rows`` with an undo journal or (with ``pending``) a pending prompt, in
+        order: the only ones a step has per-slot work for (none, without a Python loop over
+        ``rows``, when no slot has either)."""
+        kept = [self.journal] + ([self.pending] if pending else [])
+        if not any(kept):
+            return []
+        return [row for row in rows.tolist() if any(row in d for d in kept)]
+
     def check_prompts(self, rows: np.ndarray) -> None:
         """Raise, before anything changes, unless every pending prompt of ``rows`` has the
         same length in every channel (it is folded in at their next step)."""
+        if not self.pending:
+            return
         for row in rows.tolist():
             pending = self.pending.get(row)
             if pending is not None:
@@ -148,7 +159,7 @@ class SlotTable:
         if whole and self.emitted[rows].any():
             inside = rows[self.emitted[rows].any(axis=1)]
             raise RuntimeError(f"slot {int(inside[0])} is inside a step (emitted, not advanced)")
-        if np.unique(rows).size != rows.size:
+        if len(set(rows.tolist())) != rows.size:
             raise ValueError(f"slots must be distinct, got {rows.tolist()}")
         done = rows[self.step[rows] >= self.limit[rows]]
         if done.size and not finished:

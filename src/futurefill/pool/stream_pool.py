@@ -369,8 +369,8 @@ class StreamPool:
     def _begin(self, rows: np.ndarray) -> None:
         """Fold pending prompts into their slots; journal the slots the step overwrites."""
         s = self._state
-        for row in rows.tolist():
-            self._slots.closed[row] = True
+        self._slots.closed[rows] = True
+        for row in self._slots.noted(rows):
             pending = self._slots.pending.pop(row, None)
             if pending is not None:
                 P = pending.length()
@@ -392,7 +392,7 @@ class StreamPool:
     def _fill(self, rows: np.ndarray) -> None:
         plan, s = self.plan, self._state
         steps = self._slots.step[rows]
-        for row in rows.tolist():
+        for row in self._slots.noted(rows, pending=False):
             journal = self._slots.journal.get(row)
             if journal is not None:
                 t = int(self._slots.step[row])
