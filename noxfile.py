@@ -149,12 +149,14 @@ def mutation(session: nox.Session) -> None:
     """Mutation testing with mutmut 3 of the plan, the interpreter, the kernels and the
     NumPy, JAX and torch executors (``scripts/mutation.py``; not in the default run).
 
-    Three groups, each judged by its fast relevant tests on one backend: ``core`` (the plan
+    Four groups, each judged by its fast relevant tests on one backend: ``core`` (the plan
     package, ``interpreter``, ``ops``, ``online`` and the NumPy executor, on numpy), ``jax``
-    (the JAX executor, its kernels and compiled-rollout generator) and ``torch`` (the torch
-    executor on the CPU). Arguments go to the script: ``nox -s mutation -- core`` runs one
-    group, ``-- core -k 'futurefill.plan.checks.*'`` some mutants, ``-- --fresh`` forgets
-    earlier results, ``-- --report`` prints the table of the last runs. One mutant at a time
+    (the JAX executor, its kernels and compiled-rollout generator), ``torch`` (the torch
+    executor on the CPU) and ``round3`` (the stream pool, the grouped kernels, input
+    conversion, undo, segments, snapshots and the NumPy deferred work, on numpy). Arguments
+    go to the script: ``nox -s mutation -- core`` runs one group, ``-- core -k
+    'futurefill.plan.checks.*'`` some mutants, ``-- --fresh`` forgets earlier results,
+    ``-- --report`` prints the table of the last runs. One mutant at a time
     by default (``-- -j 2`` for two). Results persist in ``.mutation/<group>/``, where
     ``mutmut results`` lists the survivors and ``mutmut show <mutant>`` shows one.
     """

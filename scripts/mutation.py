@@ -88,6 +88,30 @@ GROUPS: dict[str, Group] = {
         ),
         env={"FUTUREFILL_TEST_BACKENDS": "numpy"},
     ),
+    # What round 3 added to the single-stream and pool paths, judged on NumPy.
+    "round3": Group(
+        mutate=(
+            "src/futurefill/pool/*",
+            "src/futurefill/grouped_kernels.py",
+            "src/futurefill/_inputs.py",
+            "src/futurefill/undo.py",
+            "src/futurefill/segments.py",
+            "src/futurefill/snapshots.py",
+            "src/futurefill_numpy/_pool.py",
+            "src/futurefill_numpy/_deferred.py",
+        ),
+        tests=(
+            "tests/test_pool.py",
+            "tests/test_pool_regressions.py",
+            "tests/test_grouped_kernels.py",
+            "tests/test_pool_machine.py",
+            "tests/test_online.py",
+            "tests/test_open_length.py",
+            "tests/test_numpy_deferred.py",
+            "tests/test_failures.py",
+        ),
+        env={"FUTUREFILL_TEST_BACKENDS": "numpy"},
+    ),
     "jax": Group(
         mutate=("src/futurefill_jax/*",),
         # Every test compiles XLA programs (seconds each), so one test per code path: steps
@@ -231,11 +255,13 @@ def stage(name: str, group: Group, *, fresh: bool) -> Path:
         if "__pycache__" not in stale.parts and stale.relative_to(where) not in wanted:
             stale.unlink()
     shutil.copytree(ROOT / "tests", where / "tests", dirs_exist_ok=True)
+    shutil.copytree(ROOT / "docs", where / "docs", dirs_exist_ok=True)  # some tests read the guides
 
     project = tomllib.loads((ROOT / "pyproject.toml").read_text("utf-8"))
     pytest_opts = project["tool"]["pytest"]["ini_options"]
     settings = dict(project["tool"].get("mutmut", {}))
     settings["only_mutate"] = list(group.mutate)
+    settings["also_copy"] = ["docs"]
     settings["pytest_add_cli_args_test_selection"] = [
         t for t in group.tests if not t.startswith("tests/") or (ROOT / t.split("::")[0]).exists()
     ]
