@@ -390,12 +390,10 @@ def predicted_seconds(plan: PlanTables, model: TimeModel, *, calls: bool = False
 
     Examples
     --------
-    >>> from types import SimpleNamespace
-    >>> model = SimpleNamespace(  # made-up costs: 1 per step, 0.5 per extra tap, n/2 per task
-    ...     call_seconds=0.5, output_seconds=0.0,
-    ...     window_seconds=lambda widths: 1.0 + 0.5 * (widths - 1),
-    ...     task_seconds=lambda sizes: sizes / 2)
     >>> import futurefill
+    >>> from types import SimpleNamespace as made_up  # 1 per step, 0.5 per extra tap, n/2 a task
+    >>> model = made_up(call_seconds=0.5, output_seconds=0.0, task_seconds=lambda n: n / 2,
+    ...                 window_seconds=lambda widths: 1.0 + 0.5 * (widths - 1))
     >>> plans = {s: futurefill.make_plan(8, s) for s in ("naive", "epoched", "continuous")}
     >>> {s: futurefill.predicted_seconds(p, model) for s, p in plans.items()}
     {'naive': 22.0, 'epoched': 18.0, 'continuous': 20.0}
