@@ -24,6 +24,8 @@ LENGTHS = (1, 2, 3, 5, 16, 17, 100, 1000)
 # float64 FFT convolutions of length <= 2048: rounding errors ~1e-15 relative per level,
 # a dozen levels at most; 1e-12 leaves a wide margin yet catches any missing/double term.
 RTOL64 = 1e-12
+#: Cases left to the deep suite (``nox -s tests_deep``): each code path keeps a quick case.
+SLOW = pytest.mark.slow
 
 
 @pytest.fixture(autouse=True)
@@ -90,7 +92,7 @@ def test_steps_match_oracle(rng, schedule, length, prompt):
 
 @pytest.mark.parametrize("schedule", SCHEDULES)
 @pytest.mark.parametrize("length", LENGTHS)
-@pytest.mark.parametrize("prompt", [0, 7])
+@pytest.mark.parametrize("prompt", [0, pytest.param(7, marks=SLOW)])  # prompts: step loop below
 def test_rollout_matches_oracle(rng, schedule, length, prompt):
     phi = decaying_filters(rng, 3, prompt + length)
     up = rng.standard_normal((2, 3, prompt))
@@ -104,7 +106,10 @@ def test_rollout_matches_oracle(rng, schedule, length, prompt):
 
 
 @pytest.mark.parametrize("schedule", SCHEDULES)
-@pytest.mark.parametrize(("length", "cuts"), [(5, (2,)), (100, (1, 17, 64)), (1000, (15, 16, 513))])
+@pytest.mark.parametrize(
+    ("length", "cuts"),
+    [(5, (2,)), (100, (1, 17, 64)), pytest.param(1000, (15, 16, 513), marks=SLOW)],
+)
 @pytest.mark.parametrize("prompt", [0, 3])
 def test_rollout_equals_step_loop(rng, schedule, length, cuts, prompt):
     """Rollouts started mid-generation leave the same trajectory, position and buffer as a loop
@@ -136,7 +141,9 @@ def test_rollout_equals_step_loop(rng, schedule, length, cuts, prompt):
     assert rel_err(buf_r, buf_l) <= RTOL64
 
 
-@pytest.mark.parametrize("direct_below", [1, 2, 4, 32, 64, 128])
+@pytest.mark.parametrize(
+    "direct_below", [1, 2, 4, pytest.param(32, marks=SLOW), pytest.param(64, marks=SLOW), 128]
+)
 def test_rollout_direct_below(rng, direct_below):
     """Every crossover, including those above the unrolled group size and the fallback."""
     length, prompt = 300, 4
@@ -297,7 +304,7 @@ def test_compiled_rollouts_of_equal_plans_use_their_own_filters(rng) -> None:
     assert not np.allclose(outputs[0], outputs[1])
 
 
-@pytest.mark.parametrize("splits", [(5, None), (5, 1500, None)])
+@pytest.mark.parametrize("splits", [(5, None), pytest.param((5, 1500, None), marks=SLOW)])
 def test_rollout_over_whole_chunks(rng, splits):
     """Past ``CHUNK`` steps the compiled rollout runs whole chunks and looks at the classes
     whose tasks only come at chunk ends (the 1024- and 2048-step levels) once per chunk:
@@ -318,14 +325,14 @@ def test_rollout_over_whole_chunks(rng, splits):
 @pytest.mark.parametrize(
     ("radix", "direct_below", "splits"),
     [
-        (4, 32, (None,)),
+        pytest.param(4, 32, (None,), marks=SLOW),  # the split runs below cover it
         (4, 32, (1, 700, 131, None)),
         (8, 16, (300, 1111, None)),
         # the register of inputs 0..1023 is written after step 1023 and read after step 2047:
         # rollouts starting right after the one and at the other transform it again
         (8, 16, (1024, None)),
         (8, 16, (2047, None)),
-        (3, 64, (2000, None)),
+        pytest.param(3, 64, (2000, None), marks=SLOW),
     ],
 )
 def test_compiled_rollout_shares_transforms(rng, radix, direct_below, splits):

@@ -48,7 +48,7 @@ def uneven_blocks(length: int, prompt: int) -> Tiling:
 
 
 CASES = [
-    ("naive", 0),
+    pytest.param("naive", 0, marks=pytest.mark.slow),  # deep suite; naive runs with a prompt
     ("naive", 7),  # windows reach back into the prompt
     ("continuous", 7),
     ("epoched", 0),

@@ -409,7 +409,7 @@ def test_filters_are_copied_at_construction(backend: Executor, rng, filter_dtype
     assert _relative_error(run_online(conv, u), want) <= RTOL64
 
 
-@pytest.mark.parametrize("direct_below", [1, 2, 16])
+@pytest.mark.parametrize("direct_below", [1, pytest.param(2, marks=pytest.mark.slow_on("jax")), 16])
 @pytest.mark.parametrize("schedule", SCHEDULES)
 def test_rollouts_split_anywhere_are_exact(
     backend: Executor, rng, schedule: str, direct_below: int
