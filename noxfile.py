@@ -12,6 +12,9 @@ default run (see its docstring).
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import nox
 
 nox.options.default_venv_backend = "venv"
@@ -44,6 +47,21 @@ DOCTESTS = ("pytest", "--doctest-modules", "src/futurefill")
 QUICK_XLA_FLAGS = "--xla_backend_optimization_level=0"
 
 
+def _jax_compilation_cache(session: nox.Session) -> dict[str, str]:
+    """JAX's persistent compilation cache in an empty folder of the session's own: a program
+    compiled by one test (or one pytest-xdist worker) is loaded, not compiled again, by the
+    next one that builds the same program (the quick JAX run takes about a fifth less time).
+    Emptied at every start, so each run is timed as on a fresh machine; every program is kept
+    (no minimum compile time or size)."""
+    path = Path(session.create_tmp()) / "jax-compilation-cache"
+    shutil.rmtree(path, ignore_errors=True)
+    return {
+        "JAX_COMPILATION_CACHE_DIR": str(path),
+        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+        "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
+    }
+
+
 def _install_every_backend(session: nox.Session) -> None:
     backends = [TORCH_PIN, "jax[cpu]"] + (["cupy-cuda12x"] if _has_cuda() else [])
     session.install(*backends)
@@ -51,6 +69,7 @@ def _install_every_backend(session: nox.Session) -> None:
 
 
 def _run_groups(session: nox.Session, *args: str, env: dict[str, str] | None = None) -> None:
+    cache = _jax_compilation_cache(session)
     for backends, shared, options in RUNS:
         session.run(
             "pytest",
@@ -61,6 +80,7 @@ def _run_groups(session: nox.Session, *args: str, env: dict[str, str] | None = N
                 "FUTUREFILL_TEST_BACKENDS": backends,
                 "FUTUREFILL_TEST_SHARED": "1" if shared else "0",
                 "JAX_ENABLE_X64": "1",
+                **cache,
                 **(env or {}),
             },
         )

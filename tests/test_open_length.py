@@ -35,8 +35,16 @@ def test_segments_double_up_to_the_taps() -> None:
     assert open_length.segment_length(130, 130) == 0
 
 
-@pytest.mark.parametrize("prompt", [0, 5])
-@pytest.mark.parametrize("schedule", SCHEDULES)
+# With a prompt on JAX only continuous in the quick run (each segment compiles its own
+# kernels); the other schedules' prompted cases run in nox -s tests_deep.
+@pytest.mark.parametrize(
+    ("schedule", "prompt"),
+    [
+        pytest.param(s, p, marks=pytest.mark.slow_on("jax")) if p and s != "continuous" else (s, p)
+        for p in (0, 5)
+        for s in SCHEDULES
+    ],
+)
 def test_open_ended_streams_are_exact(
     backend: Executor, rng, small_segments, schedule: str, prompt: int
 ) -> None:
