@@ -9,22 +9,41 @@ two of its width. Padding rows repeat the first row -- with its own input in a w
 that the repeated store writes the same values, and with a zero contribution in a task group
 -- so admitting or releasing slots never compiles anything new: programs exist per (padded
 row count, window width or task shape) only.
+
+A pool step is two programs: the window sums of the stepped rows (above), then every task
+due, whatever its shape, in one program compiled once per pool
+(:meth:`JittedGroupedKernels.fill_groups`): for every task shape of the plan, a loop over the
+rows due in batches of a fixed size (one batched transform pair each). The rows due of each
+shape come in one packed index table whose size is fixed by the pool (its capacity times the
+most tasks of the shape one step has) and the counts are traced, so the program is the same
+whatever slots are due, admitted or released; a shape no stepped row has due runs no
+iteration. The batch of a shape is about the number of rows it has due when the capacity's
+slots are spread evenly over the plan (one for the rare large transforms, more for the
+frequent small ones), at most ``max_elements`` values per transform; a batch's unused rows
+are masked. A pool's counters (:class:`futurefill.pool.PoolStats`) count the groups the core
+formed, not these batches.
 """
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
 
-from futurefill.grouped_kernels import GroupedKernels
-from futurefill.plan import TaskShape
+from futurefill.grouped_kernels import GroupedKernels, TaskGroup
+from futurefill.plan import Plan, TaskShape
+from futurefill.pool.grouping import task_lanes
+
+from ._kernels import after
 from futurefill.state import ConvState
 
-__all__ = ["JittedGroupedKernels"]
+__all__ = ["JittedGroupedKernels", "TickTable", "tick_table"]
 
 Array = Any
 
@@ -38,8 +57,7 @@ def _pad_rows(values: np.ndarray, size: int) -> np.ndarray:
     return np.concatenate([values, np.repeat(values[:1], size - values.shape[0], axis=0)])
 
 
-@functools.partial(jax.jit, static_argnames=("start", "stop", "width"), donate_argnums=0)
-def _emit(buf, taps, rows, u, slots, starts, *, start, stop, width):  # type: ignore[no-untyped-def]
+def _emit_body(buf, taps, rows, u, slots, starts, *, start, stop, width):  # type: ignore[no-untyped-def]
     cols = slots[:, None] - (width - 1) + jnp.arange(width)
     inside = cols >= starts[:, None]
     ch = jnp.arange(start, stop)
@@ -54,21 +72,117 @@ def _emit(buf, taps, rows, u, slots, starts, *, start, stop, width):  # type: ig
         precision=jax.lax.Precision.HIGHEST,
     )
     y = y + taps[start:stop, -1] * u
-    buf = buf.at[rows[:, None], ch[None, :], slots[:, None]].set(u)
+    # the store's index computed from the sums: XLA orders it after the window's read and
+    # updates the donated buffer in place (otherwise it copies the whole buffer twice a call)
+    buf = buf.at[rows[:, None], ch[None, :], after(slots, y)[:, None]].set(u)
     return buf, y
 
 
-@functools.partial(jax.jit, static_argnames=("shape",), donate_argnums=0)
-def _fill(buf, spectrum, rows, src, live, *, shape):  # type: ignore[no-untyped-def]
+def _fill_body(buf, spectrum, rows, src, live, *, shape):  # type: ignore[no-untyped-def]
     C = buf.shape[1]
     ch = jnp.arange(C)[None, :, None]
     cols = src[:, None, None] + jnp.arange(shape.src_length)[None, None, :]
     block = buf[rows[:, None, None], ch, cols]
     n, r = shape.fft_size, shape.read_start
     z = jnp.fft.irfft(jnp.fft.rfft(block, n, axis=-1) * spectrum, n, axis=-1)
-    z = z[..., r : r + shape.dst_length] * live[:, None, None]
+    z = jnp.where(live[:, None, None], z[..., r : r + shape.dst_length], 0)
     target = src[:, None, None] + shape.shift + jnp.arange(shape.dst_length)[None, None, :]
     return buf.at[rows[:, None, None], ch, target].add(z)
+
+
+_emit = jax.jit(_emit_body, static_argnames=("start", "stop", "width"), donate_argnums=0)
+_fill = jax.jit(_fill_body, static_argnames=("shape",), donate_argnums=0)
+
+
+@dataclass(frozen=True)
+class TickTable:
+    """How a tick runs the tasks of a plan: per task shape, its batch size and its entries in
+    the packed index table (static: a tick's program is compiled for one table).
+
+    Attributes
+    ----------
+    shapes : tuple of TaskShape
+        The plan's task shapes.
+    batches : tuple of int
+        Rows per batched transform of each shape.
+    offsets, sizes : tuple of int
+        First entry and number of entries (a multiple of the batch) of each shape.
+    """
+
+    shapes: tuple[TaskShape, ...]
+    batches: tuple[int, ...]
+    offsets: tuple[int, ...]
+    sizes: tuple[int, ...]
+
+    @property
+    def entries(self) -> int:
+        """Entries of the packed table."""
+        return self.offsets[-1] + self.sizes[-1] if self.sizes else 0
+
+
+@functools.lru_cache(maxsize=16)
+def tick_table(plan: Plan, capacity: int, channels: int, max_elements: int) -> TickTable:
+    """The :class:`TickTable` of a pool of ``capacity`` slots of ``channels`` channels."""
+    shapes = plan.step_patterns.shapes
+    which = plan.step_patterns.shape_of_task.astype(np.int64)
+    tasks = np.bincount(which, minlength=len(shapes))
+    lanes = np.zeros(len(shapes), np.int64)
+    np.maximum.at(lanes, which, task_lanes(plan))
+    batches, offsets, sizes, offset = [], [], [], 0
+    for shape, n_tasks, lane in zip(shapes, tasks.tolist(), lanes.tolist(), strict=True):
+        most = capacity * (lane + 1)  # rows are distinct within a lane
+        spread = -(-capacity * n_tasks // plan.length)  # due per tick, slots spread evenly
+        fits = max(1, max_elements // (channels * shape.fft_size))
+        batch = max(1, min(_padded(spread), _padded(most), 1 << (fits.bit_length() - 1)))
+        size = -(-most // batch) * batch
+        batches.append(batch)
+        offsets.append(offset)
+        sizes.append(size)
+        offset += size
+    return TickTable(tuple(shapes), tuple(batches), tuple(offsets), tuple(sizes))
+
+
+def _pack(table: TickTable, groups: Sequence[TaskGroup]) -> tuple[np.ndarray, np.ndarray]:
+    """The rows and sources of ``groups`` as the packed ``(entries, 2)`` table of ``table``
+    (unused entries 0) and the count of each shape."""
+    index = {shape: j for j, shape in enumerate(table.shapes)}
+    packed = np.zeros((max(table.entries, 1), 2), np.int32)
+    counts = np.zeros(max(len(table.shapes), 1), np.int32)
+    for group in groups:
+        j = index[group.shape]
+        at = table.offsets[j] + int(counts[j])
+        packed[at : at + len(group), 0] = group.rows
+        packed[at : at + len(group), 1] = group.src
+        counts[j] += len(group)
+    return packed, counts
+
+
+@functools.partial(jax.jit, static_argnames=("table",), donate_argnums=0)
+def _tasks(buf, spectra, packed, counts, *, table):  # type: ignore[no-untyped-def]
+    """Every task of a step: for each shape, its rows due in batches (module docstring)."""
+    for j, shape in enumerate(table.shapes):
+        batch, offset = table.batches[j], table.offsets[j]
+
+        def run(i, buf, j=j, shape=shape, batch=batch, offset=offset):  # type: ignore[no-untyped-def]
+            entries = lax.dynamic_slice_in_dim(packed, offset + i * batch, batch, axis=0)
+            live = i * batch + jnp.arange(batch) < counts[j]
+            return _fill_body(buf, spectra[j], entries[:, 0], entries[:, 1], live, shape=shape)
+
+        buf = lax.fori_loop(0, (counts[j] + batch - 1) // batch, run, buf)
+    return buf
+
+
+def _padded_rows(
+    state: ConvState, rows: np.ndarray, u: Array, slots: np.ndarray, starts: np.ndarray
+) -> tuple[int, tuple[Array, ...]]:
+    """The static window width of a call and its row operands, padded to a power of two."""
+    G = rows.shape[0]
+    size = _padded(G)
+    W = int(state.taps_reversed.shape[-1])
+    width = min(_padded(int((slots - starts).max()) + 1), W)
+    u_pad = jnp.concatenate([u, jnp.repeat(u[:1], size - G, axis=0)]) if size > G else u
+    padded = (_pad_rows(rows, size), u_pad, _pad_rows(slots, size), _pad_rows(starts, size))
+    return width, tuple(jnp.asarray(a) for a in padded)
 
 
 class JittedGroupedKernels(GroupedKernels):
@@ -84,32 +198,35 @@ class JittedGroupedKernels(GroupedKernels):
         slots: np.ndarray,
         starts: np.ndarray,
     ) -> Array:
-        G = rows.shape[0]
-        size = _padded(G)
-        W = int(state.taps_reversed.shape[-1])
-        width = min(_padded(int((slots - starts).max()) + 1), W)
+        width, operands = _padded_rows(state, rows, u, slots, starts)
         start, stop, _ = channels.indices(int(state.buffer.shape[1]))
-        u_pad = jnp.concatenate([u, jnp.repeat(u[:1], size - G, axis=0)]) if size > G else u
         state.buffer, y = _emit(
-            state.buffer,
-            state.taps_reversed,
-            jnp.asarray(_pad_rows(rows, size)),
-            u_pad,
-            jnp.asarray(_pad_rows(slots, size)),
-            jnp.asarray(_pad_rows(starts, size)),
-            start=start,
-            stop=stop,
-            width=width,
+            state.buffer, state.taps_reversed, *operands, start=start, stop=stop, width=width
         )
-        return y[:G]
+        return y[: rows.shape[0]]
+
+    def fill_groups(
+        self, state: ConvState, groups: Sequence[TaskGroup], *, max_elements: int | None = None
+    ) -> None:
+        """Every task of ``groups`` in one compiled program (see the module docstring)."""
+        if not groups:
+            return
+        capacity, channels = int(state.buffer.shape[0]), int(state.buffer.shape[1])
+        if max_elements is None:
+            max_elements = max(len(g) * channels * g.shape.fft_size for g in groups)
+        table = tick_table(state.plan, capacity, channels, int(max_elements))
+        packed, counts = _pack(table, groups)
+        spectra = tuple(state.spectra[shape.spectrum] for shape in table.shapes)
+        state.buffer = _tasks(
+            state.buffer, spectra, jnp.asarray(packed), jnp.asarray(counts), table=table
+        )
 
     def fill_group(
         self, state: ConvState, shape: TaskShape, rows: np.ndarray, src: np.ndarray
     ) -> None:
         G = rows.shape[0]
         size = _padded(G)
-        live = np.zeros(size, state.buffer.dtype)
-        live[:G] = 1
+        live = np.arange(size) < G
         state.buffer = _fill(
             state.buffer,
             state.spectra[shape.spectrum],

@@ -36,8 +36,9 @@ overrides only what its library does its own way:
   -- a model's whole token step (every layer's ``emit`` and the ``advance``) captured, e.g.
   as one CUDA graph per step pattern (default ``None``: the decoder runs its Python step);
 * the batched kernels of a stream pool (:class:`futurefill.StreamPool`, many rows each at its
-  own position): :meth:`~Executor.emit_rows` and :meth:`~Executor.fill_group`, with the
-  declared capability :attr:`~Executor.fancy_indexing` (integer-array indices; default
+  own position): :meth:`~Executor.emit_rows`, :meth:`~Executor.fill_group` and
+  :meth:`~Executor.fill_groups` (every group of a step: one call each, or one program), with
+  the declared capability :attr:`~Executor.fancy_indexing` (integer-array indices; default
   ``False``: one slice per row). Their defaults live in
   :class:`futurefill.grouped_kernels.GroupedKernels`, a base of :class:`ArrayAPIExecutor`.
 
@@ -56,7 +57,7 @@ the class under the entry-point group ``futurefill.executors``; it is called as
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import array_api_extra as xpx
@@ -64,7 +65,7 @@ import numpy as np
 
 from . import ops
 from ._compat import array_namespace, compat_namespace
-from .grouped_kernels import GroupedKernels
+from .grouped_kernels import GroupedKernels, TaskGroup
 from .plan import Plan, TaskOffsets, TaskShape
 from .plan.transforms import FORWARD, PRODUCT
 from .state import ConvState
@@ -218,6 +219,12 @@ class Executor(Protocol):
     ) -> None:
         """The tasks of one shape due in several rows of a pool, as one batched transform
         pair (:meth:`futurefill.grouped_kernels.GroupedKernels.fill_group`)."""
+
+    def fill_groups(
+        self, state: ConvState, groups: Sequence[TaskGroup], *, max_elements: int | None = None
+    ) -> None:
+        """Every task due after one step of several rows of a pool, grouped by shape
+        (:meth:`futurefill.grouped_kernels.GroupedKernels.fill_groups`)."""
 
 
 _DTYPE_NAMES = ("float32", "float64")

@@ -9,7 +9,10 @@ executor has them. The buffer of a pool is one ``(S, C, N)`` array whose row ``s
 * :meth:`~GroupedKernels.fill_group` -- the tasks of one shape due in several rows
   (:class:`futurefill.pool.grouping.TaskGroup`): one gather of the source blocks, one forward
   FFT over the stack, one product with the shared filter spectrum, one inverse FFT and one
-  scatter-add at each row's own target.
+  scatter-add at each row's own target;
+* :meth:`~GroupedKernels.fill_groups` -- every task due after one step of several rows, one
+  :meth:`~GroupedKernels.fill_group` per group (an executor may make it one program: JAX
+  compiles one per pool).
 
 How rows are gathered and scattered is a declared capability, :attr:`fancy_indexing`: a
 namespace whose arrays take NumPy-style integer-array indices (NumPy, PyTorch, CuPy, JAX) gets
@@ -19,7 +22,8 @@ slice per row. The FFTs are batched either way.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import array_api_extra as xpx
@@ -29,9 +33,32 @@ from . import ops
 from .plan import TaskShape
 from .state import ConvState
 
-__all__ = ["GroupedKernels"]
+__all__ = ["GroupedKernels", "TaskGroup"]
 
 Array = Any
+
+
+@dataclass(frozen=True, eq=False)
+class TaskGroup:
+    """Tasks of one shape (and lane), one row per stepped slot that has one due.
+
+    Attributes
+    ----------
+    shape : TaskShape
+        What every task of the group computes, up to where it sits.
+    rows : ndarray of int64, shape (G,)
+        The slots (rows of the pool's buffer), all distinct.
+    src : ndarray of int64, shape (G,)
+        Buffer slot of the first input of each row's source block; its target starts at
+        ``src + shape.shift``.
+    """
+
+    shape: TaskShape
+    rows: np.ndarray
+    src: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.rows.shape[0])
 
 
 class GroupedKernels:
@@ -123,6 +150,28 @@ class GroupedKernels:
             xp=self.xp,
         )
         self.scatter(state, rows, everything, src + shape.shift, shape.dst_length, z, add=True)
+
+    def fill_groups(
+        self, state: ConvState, groups: Sequence[TaskGroup], *, max_elements: int | None = None
+    ) -> None:
+        """Run every task of ``groups``: the tasks due after one step of several rows
+        (:func:`futurefill.pool.grouping.due_groups`), :meth:`fill_group` for each group.
+
+        An executor may run them as one program instead (JAX compiles one per pool). Tasks
+        read inputs and add to accumulators, never the same slots, so their order is free.
+
+        Parameters
+        ----------
+        state : ConvState
+            The pool's state.
+        groups : sequence of TaskGroup
+            The groups, each split to at most ``max_elements``.
+        max_elements : int, optional
+            Largest ``rows x channels x FFT size`` of one batched transform (a one-program
+            executor sizes its own batches by it).
+        """
+        for group in groups:
+            self.fill_group(state, group.shape, group.rows, group.src)
 
     # ------------------------------------------------------------------ gather and scatter
     def gather(

@@ -18,36 +18,13 @@ slot still runs exactly its own plan's tasks; only the call that computes them i
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
 
 import numpy as np
 
-from ..plan import Plan, TaskShape
+from ..grouped_kernels import TaskGroup
+from ..plan import Plan
 
 __all__ = ["TaskGroup", "due_groups", "task_lanes"]
-
-
-@dataclass(frozen=True, eq=False)
-class TaskGroup:
-    """Tasks of one shape (and lane), one row per stepped slot that has one due.
-
-    Attributes
-    ----------
-    shape : TaskShape
-        What every task of the group computes, up to where it sits.
-    rows : ndarray of int64, shape (G,)
-        The slots (rows of the pool's buffer), all distinct.
-    src : ndarray of int64, shape (G,)
-        Buffer slot of the first input of each row's source block; its target starts at
-        ``src + shape.shift``.
-    """
-
-    shape: TaskShape
-    rows: np.ndarray
-    src: np.ndarray
-
-    def __len__(self) -> int:
-        return int(self.rows.shape[0])
 
 
 @functools.lru_cache(maxsize=16)

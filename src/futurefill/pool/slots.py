@@ -17,6 +17,7 @@ import numpy as np
 
 from ..executor import Executor
 from ..memory import check_memory
+from ..plan import Plan
 from .journal import UndoJournal
 from .prompt import PromptInputs
 
@@ -43,6 +44,13 @@ class PoolStats:
     slot_steps: int = 0
     tasks: int = 0
     transforms: int = 0
+
+    def count(self, slot_steps: int, groups: Sequence[Any]) -> None:
+        """Count one call that stepped ``slot_steps`` slots and ran ``groups`` (task groups)."""
+        self.calls += 1
+        self.slot_steps += slot_steps
+        self.tasks += sum(len(g) for g in groups)
+        self.transforms += len(groups)
 
 
 class SlotTable:
@@ -87,6 +95,16 @@ class SlotTable:
         self.pending.pop(row, None)
         self.poisoned.pop(row, None)
 
+    def copy_row(self, row: int, new: int, xp: Any) -> None:
+        """Give the claimed row ``new`` the position, prompt and journal of ``row`` (a fork)."""
+        self.step[new] = self.step[row]
+        self.prompt[new] = self.prompt[row]
+        self.closed[new] = self.closed[row]
+        if row in self.pending:
+            self.pending[new] = self.pending[row].copy(xp)
+        if row in self.journal:
+            self.journal[new] = self.journal[row].copy()
+
     def free(self, row: int) -> None:
         """Mark ``row`` free."""
         self.claim(row, 0)
@@ -102,6 +120,13 @@ class SlotTable:
             )
             self.pending[row] = pending
         return pending
+
+    def save_targets(self, xp: Any, plan: Plan, buffer: Any, rows: np.ndarray) -> None:
+        """Journal, for the marked rows of ``rows``, what the tasks of their step add to."""
+        for row in self.noted(rows, pending=False):
+            journal = self.journal.get(row)
+            if journal is not None:
+                journal.save_targets(xp, plan, buffer, row, int(self.step[row]))
 
     def noted(self, rows: np.ndarray, *, pending: bool = True) -> list[int]:
         """The rows of ``rows`` with an undo journal or (with ``pending``) a pending prompt, in

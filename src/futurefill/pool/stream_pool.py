@@ -31,7 +31,7 @@ from ..plan.registry import resolve_spec
 from ..state import ConvState
 from . import prompt as _prompt
 from . import snapshot
-from .grouping import due_groups
+from .grouping import TaskGroup, due_groups
 from .journal import UndoJournal
 from .slots import PoolStats, SlotTable, channel_range, check_pool_size, check_taps
 
@@ -104,7 +104,7 @@ class StreamPool:
         executor = get_backend(backend, device=device)
         length = check_int("length", length, 1)
         capacity = check_int("capacity", capacity, 1)
-        self._group_bytes = check_int("max_group_bytes", max_group_bytes, 1)
+        group_bytes = check_int("max_group_bytes", max_group_bytes, 1)
         host = host_filters(executor, filters)
         channels, taps = host.shape
         if taps < length:
@@ -128,6 +128,8 @@ class StreamPool:
         self._executor = executor
         self._dtype = dtype
         self._itemsize = itemsize
+        #: Largest rows x channels x FFT size of one batched transform (~3 such arrays).
+        self._max_elements = max(1, group_bytes // (3 * itemsize))
         self._taps = taps
         self._state: ConvState = interpreter.new_state(
             executor, plan, host, batch=capacity, dtype=dtype, prepare=False
@@ -304,13 +306,7 @@ class StreamPool:
         self._claim(new, int(self._slots.limit[row]))
         s = self._state
         s.buffer = xpx.at(s.buffer)[new, ...].set(s.buffer[row, ...])
-        self._slots.step[new] = self._slots.step[row]
-        self._slots.prompt[new] = self._slots.prompt[row]
-        self._slots.closed[new] = self._slots.closed[row]
-        if row in self._slots.pending:
-            self._slots.pending[new] = self._slots.pending[row].copy(self._executor.xp)
-        if row in self._slots.journal:
-            self._slots.journal[new] = self._slots.journal[row].copy()
+        self._slots.copy_row(row, new, self._executor.xp)
         return new
 
     # ------------------------------------------------------------------ stepping
@@ -389,26 +385,19 @@ class StreamPool:
         starts = self.plan.window_slot[steps].astype(np.int64)
         return self._executor.emit_rows(self._state, rows, u, channels, steps, starts)
 
-    def _fill(self, rows: np.ndarray) -> None:
-        plan, s = self.plan, self._state
-        steps = self._slots.step[rows]
-        for row in self._slots.noted(rows, pending=False):
-            journal = self._slots.journal.get(row)
-            if journal is not None:
-                t = int(self._slots.step[row])
-                journal.save_targets(self._executor.xp, plan, s.buffer, row, t)
-        scratch = 3 * self._itemsize
-        groups = due_groups(
-            plan, rows, steps, channels=self.channels, max_elements=self._group_bytes // scratch
+    def _due(self, rows: np.ndarray) -> list[TaskGroup]:
+        """The tasks due after this step of ``rows``, grouped; journal the slots they add to."""
+        plan, steps = self.plan, self._slots.step[rows]
+        self._slots.save_targets(self._executor.xp, plan, self._state.buffer, rows)
+        return due_groups(
+            plan, rows, steps, channels=self.channels, max_elements=self._max_elements
         )
-        for group in groups:
-            self._executor.fill_group(s, group.shape, group.rows, group.src)
+
+    def _fill(self, rows: np.ndarray) -> None:
+        groups = self._due(rows)
+        self._executor.fill_groups(self._state, groups, max_elements=self._max_elements)
         self._slots.step[rows] += 1
-        stats = self.stats
-        stats.calls += 1
-        stats.slot_steps += int(rows.size)
-        stats.tasks += sum(len(g) for g in groups)
-        stats.transforms += len(groups)
+        self.stats.count(int(rows.size), groups)
 
     # ------------------------------------------------------------------ speculation
     def mark(self, slot: int) -> None:
