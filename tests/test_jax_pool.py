@@ -141,3 +141,37 @@ def test_admitting_releasing_and_stepping_any_slots_compiles_nothing_new(rng) ->
     pool.admit(prompt=rng.standard_normal((C, 5)), length=L - 5)
     drive(L)
     assert [p._cache_size() for p in programs] == before
+
+
+def _buffer_copies(compiled_text: str, buffer_type: str) -> int:
+    """Instructions of compiled HLO text that copy a whole ``buffer_type`` array."""
+    assert buffer_type in compiled_text, "the program's text names its buffer"
+    return sum(
+        1
+        for line in compiled_text.splitlines()
+        if " copy(" in line and buffer_type in line.split(" copy(")[0]
+    )
+
+
+def test_pool_programs_update_the_buffer_in_place(rng) -> None:
+    """Neither program copies the donated ``(S, C, N)`` buffer: the window sums' store is
+    ordered after their read (a copy of the whole buffer per call otherwise)."""
+    S, C, L = 4, 8, 512
+    phi = decaying_filters(rng, C, L)
+    pool = StreamPool(phi, L, capacity=S, backend="jax", dtype="float64", direct_below=4)
+    state = pool._state
+    buffer_type = "f64[{},{},{}]".format(*state.buffer.shape)
+    jnp = jax.numpy
+    rows = jnp.arange(S)
+    emit = _pool._emit.lower(
+        state.buffer, state.taps_reversed, rows, jnp.zeros((S, C)), rows + 40, rows + 30,
+        start=0, stop=C, width=int(state.taps_reversed.shape[-1]),
+    )  # fmt: skip
+    assert _buffer_copies(emit.compile().as_text(), buffer_type) == 0
+    table = _pool.tick_table(state.plan, S, C, 10**9)
+    spectra = tuple(state.spectra[shape.spectrum] for shape in table.shapes)
+    packed = jnp.zeros((table.entries, 2), jnp.int32)
+    tasks = _pool._tasks.lower(
+        state.buffer, spectra, packed, jnp.zeros(len(table.shapes), jnp.int32), table=table
+    )
+    assert _buffer_copies(tasks.compile().as_text(), buffer_type) == 0
