@@ -85,11 +85,21 @@ def _scattered_run(pool: StreamPool, u: np.ndarray, lags: list[int], rng) -> np.
     return got
 
 
+SCHEDULES = [("continuous", {"direct_below": 2}), ("epoched", {"epoch": 8}), ("deadline", {})]
+
+
+# One row per batch compiles a program of its own per pool: for continuous in the quick run,
+# for the others in nox -s tests_deep.
 @pytest.mark.parametrize(
-    ("schedule", "params"),
-    [("continuous", {"direct_below": 2}), ("epoched", {"epoch": 8}), ("deadline", {})],
+    ("schedule", "params", "group_bytes"),
+    [
+        pytest.param(
+            s, p, 1, marks=[pytest.mark.slow] if s != "continuous" else [], id=f"{s}-one_row"
+        )
+        for s, p in SCHEDULES
+    ]
+    + [pytest.param(s, p, 1 << 28, id=s) for s, p in SCHEDULES],
 )
-@pytest.mark.parametrize("group_bytes", [1, 1 << 28])
 def test_pool_tasks_program_equals_numpy_convolve(
     rng, monkeypatch: pytest.MonkeyPatch, schedule: str, params: dict, group_bytes: int
 ) -> None:
