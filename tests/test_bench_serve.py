@@ -48,6 +48,24 @@ def test_bench_serve_table(capsys: pytest.CaptureFixture[str]) -> None:
         assert name in out
 
 
+def test_warm_up_serves_the_trace_once_more_before_timing(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from futurefill.cli import bench_serve
+
+    calls = []
+    real = bench_serve.run_all
+
+    def counted(*args: object, **kwargs: object) -> object:
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(bench_serve, "run_all", counted)
+    assert cli(["bench-serve", *TINY, "--warm-up"]) == 0
+    assert len(calls) == 2
+    assert "warm-up: the trace served once every way, untimed, in" in capsys.readouterr().out
+
+
 @pytest.fixture
 def no_long_work(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(*args: object, **kwargs: object) -> None:

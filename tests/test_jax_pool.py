@@ -174,8 +174,8 @@ def test_pool_programs_update_the_buffer_in_place(rng) -> None:
     jnp = jax.numpy
     rows = jnp.arange(S)
     emit = _pool._emit.lower(
-        state.buffer, state.taps_reversed, rows, jnp.zeros((S, C)), rows + 40, rows + 30,
-        start=0, stop=C, width=int(state.taps_reversed.shape[-1]),
+        state.buffer, state.taps_reversed, rows, jnp.zeros((S, C)), rows + 40, rows + 30, 0,
+        count=C, width=int(state.taps_reversed.shape[-1]),
     )  # fmt: skip
     assert _buffer_copies(emit.compile().as_text(), buffer_type) == 0
     table = _pool.tick_table(state.plan, S, C, 10**9)

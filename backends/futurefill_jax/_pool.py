@@ -4,11 +4,13 @@ Eagerly, every call of a pool kernel with a new number of rows or a new window w
 build a new XLA program, and every functional update would copy the whole ``(S, C, N)``
 buffer. Here each kernel is one jitted function whose buffer argument is donated (updated in
 place) and whose shapes are padded: the rows of a call up to the next power of two (1, 2, 4,
-..., as serving engines pad batches to captured sizes) and a window up to the next power of
-two of its width. Padding rows repeat the first row -- with its own input in a window sum, so
-that the repeated store writes the same values, and with a zero contribution in a task group
--- so admitting or releasing slots never compiles anything new: programs exist per (padded
-row count, window width or task shape) only.
+..., as serving engines pad batches to captured sizes) and a window to the plan's widest
+(:data:`FIXED_WIDTH` or narrower) or else up to the next power of two of the call's widest;
+the first channel of a call is traced. Padding rows repeat the first row -- with its own
+input in a window sum, so that the repeated store writes the same values, and with a zero
+contribution in a task group -- so admitting or releasing slots never compiles anything
+new: programs exist per (padded row count, window width or task shape) only, and layers of
+equal width share them.
 
 A pool step is two programs: the window sums of the stepped rows (above), then every task
 due, whatever its shape, in one program compiled once per pool
@@ -39,9 +41,9 @@ from jax import lax
 from futurefill.grouped_kernels import GroupedKernels, TaskGroup
 from futurefill.plan import Plan, TaskShape
 from futurefill.pool.grouping import task_lanes
+from futurefill.state import ConvState
 
 from ._kernels import after
-from futurefill.state import ConvState
 
 __all__ = ["JittedGroupedKernels", "TickTable", "tick_table"]
 
@@ -57,13 +59,22 @@ def _pad_rows(values: np.ndarray, size: int) -> np.ndarray:
     return np.concatenate([values, np.repeat(values[:1], size - values.shape[0], axis=0)])
 
 
-def _emit_body(buf, taps, rows, u, slots, starts, *, start, stop, width):  # type: ignore[no-untyped-def]
+#: Plans whose windows are at most this wide sum every call over the widest window (one window
+#: program per padded row count); wider windows are summed over the call's widest, rounded up
+#: to a power of two (a program per width met).
+FIXED_WIDTH = 64
+
+
+def _emit_body(buf, taps, rows, u, slots, starts, first, *, count, width):  # type: ignore[no-untyped-def]
+    """Window sums of channels ``first .. first + count - 1`` (``first`` traced: layers of
+    equal width share the program)."""
     cols = slots[:, None] - (width - 1) + jnp.arange(width)
     inside = cols >= starts[:, None]
-    ch = jnp.arange(start, stop)
+    ch = first + jnp.arange(count)
     window = buf[rows[:, None, None], ch[None, :, None], jnp.maximum(cols, 0)[:, None, :]]
     W = taps.shape[-1]
-    weights = taps[start:stop, W - width :]
+    taps = lax.dynamic_slice_in_dim(taps, first, count, axis=0)
+    weights = taps[:, W - width :]
     weights = weights.at[:, -1].set(1)  # the slot holds everything filled ahead of time
     y = jnp.einsum(
         "gcw,cw->gc",
@@ -71,7 +82,7 @@ def _emit_body(buf, taps, rows, u, slots, starts, *, start, stop, width):  # typ
         weights,
         precision=jax.lax.Precision.HIGHEST,
     )
-    y = y + taps[start:stop, -1] * u
+    y = y + taps[:, -1] * u
     # the store's index computed from the sums: XLA orders it after the window's read and
     # updates the donated buffer in place (otherwise it copies the whole buffer twice a call)
     buf = buf.at[rows[:, None], ch[None, :], after(slots, y)[:, None]].set(u)
@@ -90,7 +101,7 @@ def _fill_body(buf, spectrum, rows, src, live, *, shape):  # type: ignore[no-unt
     return buf.at[rows[:, None, None], ch, target].add(z)
 
 
-_emit = jax.jit(_emit_body, static_argnames=("start", "stop", "width"), donate_argnums=0)
+_emit = jax.jit(_emit_body, static_argnames=("count", "width"), donate_argnums=0)
 _fill = jax.jit(_fill_body, static_argnames=("shape",), donate_argnums=0)
 
 
@@ -179,7 +190,7 @@ def _padded_rows(
     G = rows.shape[0]
     size = _padded(G)
     W = int(state.taps_reversed.shape[-1])
-    width = min(_padded(int((slots - starts).max()) + 1), W)
+    width = W if W <= FIXED_WIDTH else min(_padded(int((slots - starts).max()) + 1), W)
     u_pad = jnp.concatenate([u, jnp.repeat(u[:1], size - G, axis=0)]) if size > G else u
     padded = (_pad_rows(rows, size), u_pad, _pad_rows(slots, size), _pad_rows(starts, size))
     return width, tuple(jnp.asarray(a) for a in padded)
@@ -201,7 +212,7 @@ class JittedGroupedKernels(GroupedKernels):
         width, operands = _padded_rows(state, rows, u, slots, starts)
         start, stop, _ = channels.indices(int(state.buffer.shape[1]))
         state.buffer, y = _emit(
-            state.buffer, state.taps_reversed, *operands, start=start, stop=stop, width=width
+            state.buffer, state.taps_reversed, *operands, start, count=stop - start, width=width
         )
         return y[: rows.shape[0]]
 

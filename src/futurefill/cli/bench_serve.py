@@ -11,8 +11,10 @@ percentile), and whether the tokens equal the pool's. Time waiting for the next 
 skipped (the replay clock); --clock cpu measures this process's CPU time instead of the wall
 clock. The defaults are the full-size run (Hyena 4 x 256, float32, 16 slots, 32 requests,
 prompts 0-4096, 64-4096 new tokens: long); --quick shrinks the trace (16 requests, prompts
-0-256, 16-128 new tokens, 40 per second) to under a minute. Exit status 1 if the one-by-one
-tokens differ from the pool's.
+0-256, 16-128 new tokens, 40 per second) to under a minute. --warm-up first serves the
+trace once every way, untimed (on JAX, compilation: otherwise the first row pays for the
+programs the others reuse); its time is printed apart. Exit status 1 if the one-by-one tokens
+differ from the pool's.
 """
 
 from __future__ import annotations
@@ -102,6 +104,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="schedule of the pool, e.g. reuse:radix=8 (default: continuous)",
     )
     parser.add_argument("--backend", help="backend (default: $FUTUREFILL_BACKEND, else numpy)")
+    parser.add_argument(
+        "--warm-up",
+        action="store_true",
+        help="serve the trace once every way before timing (compilation, caches); its time "
+        "is printed apart",
+    )
     parser.add_argument("--json", action="store_true", help="print the rows as JSON")
 
 
@@ -164,14 +172,24 @@ def run(args: argparse.Namespace) -> int:
             f"{spec.prompt[1]}, new tokens {spec.new[0]}-{spec.new[1]} ({tokens} in all), "
             f"seed {spec.seed}; model built in {time.perf_counter() - start:.1f} s"
         )
-    results = run_all(
-        model,
-        requests,
-        capacity=args.capacity,
-        schedule=args.schedule[0],
-        backend=executor,
-        timer=clock_timer(args),
-    )
+
+    def serve_all() -> list[ServeSummary]:
+        return run_all(
+            model,
+            requests,
+            capacity=args.capacity,
+            schedule=args.schedule[0],
+            backend=executor,
+            timer=clock_timer(args),
+        )
+
+    if args.warm_up:
+        begin = time.perf_counter()
+        serve_all()
+        if not args.json:
+            print(f"warm-up: the trace served once every way, untimed, in "
+                  f"{time.perf_counter() - begin:.1f} s")  # fmt: skip
+    results = serve_all()
 
     def show(rows: Sequence[ServeSummary]) -> None:
         print_table(
