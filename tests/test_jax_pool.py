@@ -50,6 +50,8 @@ def test_tick_table_holds_every_task_a_step_can_have_due(kind: str) -> None:
     # a memory cap of one FFT row per batch: every batch is one row
     tight = _pool.tick_table(plan, capacity, channels, channels * 2)
     assert set(tight.batches) == {1}
+    # no bound: the table of a bound no batch reaches (one program whatever is due)
+    assert _pool.tick_table(plan, capacity, channels, None) == table
 
 
 def test_pack_puts_each_group_at_its_shape() -> None:

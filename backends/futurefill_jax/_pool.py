@@ -130,10 +130,16 @@ class TickTable:
         """Entries of the packed table."""
         return self.offsets[-1] + self.sizes[-1] if self.sizes else 0
 
+    @functools.cached_property
+    def index(self) -> dict[TaskShape, int]:
+        """The position of each shape in :attr:`shapes`."""
+        return {shape: j for j, shape in enumerate(self.shapes)}
+
 
 @functools.lru_cache(maxsize=16)
-def tick_table(plan: Plan, capacity: int, channels: int, max_elements: int) -> TickTable:
-    """The :class:`TickTable` of a pool of ``capacity`` slots of ``channels`` channels."""
+def tick_table(plan: Plan, capacity: int, channels: int, max_elements: int | None) -> TickTable:
+    """The :class:`TickTable` of a pool of ``capacity`` slots of ``channels`` channels whose
+    batched transforms hold at most ``max_elements`` values (``None``: no bound)."""
     shapes = plan.step_patterns.shapes
     which = plan.step_patterns.shape_of_task.astype(np.int64)
     tasks = np.bincount(which, minlength=len(shapes))
@@ -143,8 +149,10 @@ def tick_table(plan: Plan, capacity: int, channels: int, max_elements: int) -> T
     for shape, n_tasks, lane in zip(shapes, tasks.tolist(), lanes.tolist(), strict=True):
         most = capacity * (lane + 1)  # rows are distinct within a lane
         spread = -(-capacity * n_tasks // plan.length)  # due per tick, slots spread evenly
-        fits = max(1, max_elements // (channels * shape.fft_size))
-        batch = max(1, min(_padded(spread), _padded(most), 1 << (fits.bit_length() - 1)))
+        batch = min(_padded(spread), _padded(most))
+        if max_elements is not None:  # the largest power of two that fits
+            fits = max(1, max_elements // (channels * shape.fft_size))
+            batch = min(batch, 1 << (fits.bit_length() - 1))
         size = -(-most // batch) * batch
         batches.append(batch)
         offsets.append(offset)
@@ -156,11 +164,10 @@ def tick_table(plan: Plan, capacity: int, channels: int, max_elements: int) -> T
 def _pack(table: TickTable, groups: Sequence[TaskGroup]) -> tuple[np.ndarray, np.ndarray]:
     """The rows and sources of ``groups`` as the packed ``(entries, 2)`` table of ``table``
     (unused entries 0) and the count of each shape."""
-    index = {shape: j for j, shape in enumerate(table.shapes)}
     packed = np.zeros((max(table.entries, 1), 2), np.int32)
     counts = np.zeros(max(len(table.shapes), 1), np.int32)
     for group in groups:
-        j = index[group.shape]
+        j = table.index[group.shape]
         at = table.offsets[j] + int(counts[j])
         packed[at : at + len(group), 0] = group.rows
         packed[at : at + len(group), 1] = group.src
@@ -223,9 +230,7 @@ class JittedGroupedKernels(GroupedKernels):
         if not groups:
             return
         capacity, channels = int(state.buffer.shape[0]), int(state.buffer.shape[1])
-        if max_elements is None:
-            max_elements = max(len(g) * channels * g.shape.fft_size for g in groups)
-        table = tick_table(state.plan, capacity, channels, int(max_elements))
+        table = tick_table(state.plan, capacity, channels, max_elements)
         packed, counts = _pack(table, groups)
         spectra = tuple(state.spectra[shape.spectrum] for shape in table.shapes)
         state.buffer = _tasks(

@@ -31,7 +31,7 @@ from ..plan.registry import resolve_spec
 from ..state import ConvState
 from . import prompt as _prompt
 from . import snapshot
-from .grouping import TaskGroup, due_groups
+from .grouping import due_groups
 from .journal import UndoJournal
 from .slots import PoolStats, SlotTable, channel_range, check_pool_size, check_taps
 
@@ -385,16 +385,13 @@ class StreamPool:
         starts = self.plan.window_slot[steps].astype(np.int64)
         return self._executor.emit_rows(self._state, rows, u, channels, steps, starts)
 
-    def _due(self, rows: np.ndarray) -> list[TaskGroup]:
-        """The tasks due after this step of ``rows``, grouped; journal the slots they add to."""
+    def _fill(self, rows: np.ndarray) -> None:
+        """Run the tasks due after this step of ``rows`` (journaling what they add to)."""
         plan, steps = self.plan, self._slots.step[rows]
         self._slots.save_targets(self._executor.xp, plan, self._state.buffer, rows)
-        return due_groups(
+        groups = due_groups(
             plan, rows, steps, channels=self.channels, max_elements=self._max_elements
         )
-
-    def _fill(self, rows: np.ndarray) -> None:
-        groups = self._due(rows)
         self._executor.fill_groups(self._state, groups, max_elements=self._max_elements)
         self._slots.step[rows] += 1
         self.stats.count(int(rows.size), groups)
