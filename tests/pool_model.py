@@ -17,7 +17,8 @@ import numpy as np
 
 from futurefill import StreamPool
 
-C, L, TAPS = 3, 24, 32
+# a pool's plan covers 12 steps: slots asked for more (or open-ended) run in segments
+C, L, TAPS = 3, 12, 32
 ALL = slice(0, C)
 #: A call that must be refused: the error it raises, and the call.
 Bad = tuple[type[Exception], Callable[[], Any]]
@@ -28,7 +29,7 @@ Check = Callable[["Seq"], bool]
 class Seq:
     """One sequence as the oracle sees it: its inputs on the host (prompt first)."""
 
-    limit: int
+    wanted: int | None  # the length asked for at admission; None: open-ended
     u: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros((C, TAPS)))
     given: int = 0  # prompt inputs (every channel the same: prefill gives all channels)
     pending: bool = False  # the pool holds prompt inputs not yet folded into the buffer
@@ -36,6 +37,15 @@ class Seq:
     steps: int = 0
     emitted: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(C, bool))
     mark: int | None = None  # steps at mark()
+
+    @property
+    def limit(self) -> int:
+        """Steps the sequence may take after its prompt."""
+        return self.wanted or TAPS - self.given
+
+    def room(self, prompt: int) -> bool:
+        """Whether a prompt of ``prompt`` inputs leaves the steps asked for (or one)."""
+        return prompt + (self.wanted or 1) <= TAPS
 
     @property
     def position(self) -> int:
@@ -181,7 +191,7 @@ def pool_bad_calls(pool: StreamPool, seqs: dict[int, Seq]) -> dict[str, Bad]:
     for bad in (str(pool.capacity), 0.0, True):
         calls[f"step slot {bad!r}"] = TypeError, partial(pool.step, [bad], zeros(1, C))
         calls[f"fork slot {bad!r}"] = TypeError, partial(pool.fork, bad)
-    for n in (0, L + 1):
+    for n in (0, TAPS + 1):
         calls[f"admit length {n}"] = ValueError, partial(pool.admit, length=n)
     calls["admit prompt shape"] = ValueError, partial(pool.admit, zeros(C + 1, 2))
     calls["admit NaN prompt"] = ValueError, partial(pool.admit, nans(C, 2))

@@ -294,7 +294,7 @@ def test_bad_calls_raise_and_change_nothing(rng):
         (lambda: pool.step([5], np.ones((1, C))), ValueError, "not in use"),
         (lambda: pool.step([a], np.ones((1, C), complex)), TypeError, "real"),
         (lambda: pool.prefill(a, np.full((C, 2), np.nan)), ValueError, "NaN"),
-        (lambda: pool.admit(length=L + 1), ValueError, "length"),
+        (lambda: pool.admit(length=N + 1), ValueError, "taps"),
         (lambda: pool.prefill(b, np.ones((C, N))), ValueError, "taps"),
         (lambda: pool.release(7), ValueError, "not in use"),
     ]:

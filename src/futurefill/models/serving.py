@@ -69,8 +69,11 @@ class Server:
     capacity : int
         Requests served at once (slots of the pool).
     max_steps : int, optional
-        Most positions a request runs one at a time (its ``online_steps``); the pool's buffers
-        are ``capacity x channels x max_steps`` values. The model's ``max_len`` by default.
+        Positions of a slot's buffer: the pool's buffers are ``capacity x channels x
+        max_steps`` values. A request running more positions one at a time (its
+        ``online_steps``) runs in segments of ``max_steps`` (see
+        :meth:`~futurefill.StreamPool.admit`: one FFT of its tokens so far per segment, its
+        inputs kept meanwhile). The model's ``max_len`` by default.
     schedule : str or PlanSpec
         Online-convolution schedule of every slot (``"continuous"`` by default).
     backend : str or Executor, optional
@@ -176,11 +179,6 @@ class Server:
         if P + steps > cfg.max_len:
             raise ValueError(
                 f"{P} prompt + {steps} online positions exceed the model's max_len = {cfg.max_len}"
-            )
-        if steps > self.pool.length:
-            raise ValueError(
-                f"the request runs {steps} positions one at a time; this server's slots take at "
-                f"most max_steps = {self.pool.length}"
             )
 
     def submit(self, request: Request) -> int:
@@ -341,7 +339,8 @@ def serve(
         Online-convolution schedule of the pool.
     backend : str or Executor, optional
     max_steps : int, optional
-        Slot length (see :class:`Server`); the longest request's ``online_steps`` by default.
+        Positions of a slot's buffer (see :class:`Server`); the longest request's
+        ``online_steps`` by default.
     clock : ReplayClock, optional
         The clock of the replay (restarted once the server is built); a wall-clock one by
         default.

@@ -9,10 +9,11 @@ its own inputs:
 >>> phi = futurefill.decaying_random_filters(4, 64, seed=0)  # 4 channels, 64 taps
 >>> u = np.random.default_rng(0).standard_normal((4, 16))
 >>> pool = futurefill.StreamPool(phi, length=32, capacity=4, backend="numpy")
->>> a, b = pool.admit(), pool.admit(prompt=u[:, :10])  # b starts after a 10-input prompt
+>>> a = pool.admit(length=20)  # at most 20 steps
+>>> b = pool.admit(prompt=u[:, :10])  # after a 10-input prompt, open-ended (until 64 taps)
 >>> y = pool.step([a, b], np.stack([u[:, 0], u[:, 10]]))  # one call, each at its position
->>> pool.position(a), pool.position(b), pool.steps(b), pool.remaining(b)
-(1, 11, 1, 31)
+>>> pool.position(a), pool.position(b), pool.steps(b), pool.remaining(a), pool.remaining(b)
+(1, 11, 1, 19, 53)
 >>> bool(np.allclose(y[1], futurefill.causal_conv(u[:, :11], phi)[:, 10]))
 True
 >>> c = pool.fork(b)  # b's exact state, diverging from here

@@ -21,8 +21,9 @@ from .. import ops
 from .._checks import next_pow2
 from ..executor import Executor
 from ..memory import check_memory
+from ..state import ConvState
 
-__all__ = ["PromptInputs", "chunk_outputs", "prompt_future"]
+__all__ = ["PromptInputs", "chunk_outputs", "prompt_future", "write_future"]
 
 Array = Any
 
@@ -94,3 +95,15 @@ def prompt_future(xp: Any, filters: Array, inputs: Array, prompt: int, steps: in
     check_memory(f"the FFT of a prompt of {C} channels x {prompt} inputs", 6 * C * n * 8)
     spectrum = ops.filter_spectrum(filters, 0, prompt + steps, n, xp=xp)
     return ops.fill_future(inputs[:, :prompt], spectrum, n, prompt, prompt + steps, xp=xp)
+
+
+def write_future(
+    xp: Any, state: ConvState, row: int, inputs: Array, prompt: int, steps: int
+) -> Array:
+    """``state``'s buffer with slots ``0 .. steps - 1`` of ``row`` (zeros) set to the
+    contribution of ``inputs[:, :prompt]``: a slot's prompt, or every input before its new
+    segment."""
+    if not prompt:
+        return state.buffer
+    future = prompt_future(xp, state.filters, inputs, prompt, steps)
+    return xpx.at(state.buffer)[row, :, :steps].set(future)

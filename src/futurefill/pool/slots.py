@@ -54,16 +54,29 @@ class PoolStats:
 
 
 class SlotTable:
-    """The cursor of every slot of a pool of ``capacity`` slots and ``channels`` channels."""
+    """The cursor of every slot of a pool of ``capacity`` slots and ``channels`` channels.
 
-    def __init__(self, capacity: int, channels: int) -> None:
+    A slot runs the pool's plan of ``length`` steps in *segments*: its first segment starts
+    after its prompt, and a slot allowed more steps than ``length`` (``wanted`` larger, or 0:
+    open-ended, until the filters' ``taps`` run out) starts another segment when one is done,
+    with every position so far as the new segment's prompt (its *history*, kept for such slots
+    only). ``prompt`` is the positions before the current segment, ``step`` the steps taken in
+    it, ``limit`` the steps it has; ``admitted`` is the prompt the slot was admitted with.
+    """
+
+    def __init__(self, capacity: int, channels: int, *, length: int, taps: int) -> None:
+        self.length = length
+        self.taps = taps
         self.active = np.zeros(capacity, bool)
         self.step = np.zeros(capacity, np.int64)
         self.limit = np.zeros(capacity, np.int64)
         self.prompt = np.zeros(capacity, np.int64)
+        self.admitted = np.zeros(capacity, np.int64)
+        self.wanted = np.zeros(capacity, np.int64)  # steps asked for at admission; 0: open
         self.closed = np.zeros(capacity, bool)  # the prompt was folded in: no more prefill
         self.emitted = np.zeros((capacity, channels), bool)
         self.pending: dict[int, PromptInputs] = {}
+        self.history: dict[int, PromptInputs] = {}
         self.journal: dict[int, UndoJournal] = {}
         self.poisoned: dict[int, str] = {}
 
@@ -83,32 +96,51 @@ class SlotTable:
             raise RuntimeError(f"all {self.capacity} slots are in use: {why}")
         return int(free[0])
 
-    def claim(self, row: int, limit: int) -> None:
-        """Mark ``row`` in use at step 0 with nothing pending, journaled or emitted."""
+    def claim(self, row: int, wanted: int) -> None:
+        """Mark ``row`` in use at step 0, allowed ``wanted`` steps (0: open-ended), with nothing
+        pending, journaled or emitted."""
         self.active[row] = True
         self.step[row] = 0
-        self.limit[row] = limit
         self.prompt[row] = 0
+        self.admitted[row] = 0
+        self.wanted[row] = wanted
+        self.limit[row] = min(self.length, self.end(row))
         self.closed[row] = False
         self.emitted[row] = False
-        self.journal.pop(row, None)
-        self.pending.pop(row, None)
-        self.poisoned.pop(row, None)
+        for kept in (self.journal, self.pending, self.history, self.poisoned):
+            kept.pop(row, None)
 
     def copy_row(self, row: int, new: int, xp: Any) -> None:
-        """Give the claimed row ``new`` the position, prompt and journal of ``row`` (a fork)."""
-        self.step[new] = self.step[row]
-        self.prompt[new] = self.prompt[row]
+        """Give the claimed row ``new`` the cursor, prompt, history and journal of ``row``."""
+        for cursor in (self.step, self.limit, self.prompt, self.admitted, self.wanted):
+            cursor[new] = cursor[row]
         self.closed[new] = self.closed[row]
-        if row in self.pending:
-            self.pending[new] = self.pending[row].copy(xp)
+        for kept in (self.pending, self.history):
+            if row in kept:
+                kept[new] = kept[row].copy(xp)
         if row in self.journal:
             self.journal[new] = self.journal[row].copy()
 
     def free(self, row: int) -> None:
         """Mark ``row`` free."""
-        self.claim(row, 0)
+        self.claim(row, 1)
         self.active[row] = False
+
+    def end(self, row: int) -> int:
+        """The position ``row`` stops at: its admission prompt plus the steps it asked for, or
+        the filters' taps for an open-ended slot."""
+        wanted = int(self.wanted[row])
+        return self.admission_prompt(row) + wanted if wanted else self.taps
+
+    def admission_prompt(self, row: int) -> int:
+        """The prompt ``row`` was admitted with (given so far, while it is pending)."""
+        pending = self.pending.get(row)
+        return int(pending.lengths.max()) if pending is not None else int(self.admitted[row])
+
+    def check_room(self, row: int, prompt: int) -> None:
+        """Raise unless a prompt of ``prompt`` inputs leaves ``row`` the steps it asked for (an
+        open-ended slot: one step)."""
+        check_taps(self.taps, prompt, int(self.wanted[row]) or 1)
 
     def prompt_inputs(self, row: int, executor: Executor, dtype: Any) -> PromptInputs:
         """The prompt ``row`` is being given (an empty one the first time)."""
@@ -147,10 +179,16 @@ class SlotTable:
             if pending is not None:
                 pending.length()
 
-    def prompt_length(self, row: int) -> int:
-        """Prompt inputs of ``row``: given so far while pending, else folded in."""
+    def position(self, row: int) -> int:
+        """Position of the next output of ``row``."""
         pending = self.pending.get(row)
-        return int(pending.lengths.max()) if pending is not None else int(self.prompt[row])
+        if pending is not None:
+            return int(pending.lengths.max())
+        return int(self.prompt[row] + self.step[row])
+
+    def segment_ends(self, rows: np.ndarray) -> np.ndarray:
+        """The rows of ``rows`` whose segment is done (they start the next one at this step)."""
+        return rows[self.closed[rows] & (self.step[rows] >= self.limit[rows])]
 
     def row(self, slot: int, *, whole: bool = False) -> int:
         """``slot`` checked: an int naming a slot in use, not poisoned (``whole``: not inside
@@ -186,11 +224,12 @@ class SlotTable:
             raise RuntimeError(f"slot {int(inside[0])} is inside a step (emitted, not advanced)")
         if len(set(rows.tolist())) != rows.size:
             raise ValueError(f"slots must be distinct, got {rows.tolist()}")
-        done = rows[self.step[rows] >= self.limit[rows]]
+        ends = np.where(self.wanted[rows] > 0, self.admitted[rows] + self.wanted[rows], self.taps)
+        done = rows[self.closed[rows] & (self.prompt[rows] + self.step[rows] >= ends)]
         if done.size and not finished:
             raise RuntimeError(
-                f"slots {done.tolist()} took all their steps; release() them or admit with a "
-                "larger length"
+                f"slots {done.tolist()} took all their steps (the length they were admitted "
+                "with, or as many as the filters' taps allow); release() them"
             )
         return rows
 

@@ -11,11 +11,13 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["FORMAT", "check_slot_state", "slot_state"]
+__all__ = ["CURSOR", "FORMAT", "check_slot_state", "slot_state"]
 
 #: Version of the layout; other versions are refused.
-FORMAT = 1
+FORMAT = 2
 _KIND = "futurefill.StreamPool slot"
+#: The slot's cursor (see :class:`futurefill.pool.slots.SlotTable`), one int each.
+CURSOR = ("wanted", "admitted", "prompt", "limit", "step")
 
 
 def slot_state(
@@ -24,13 +26,12 @@ def slot_state(
     filters_digest: str,
     dtype: str,
     channels: int,
-    limit: int,
-    step: int,
-    prompt: int,
+    cursor: dict[str, int],
     closed: bool,
     buffer: np.ndarray,
     pending: np.ndarray | None,
     pending_lengths: np.ndarray | None,
+    history: np.ndarray | None,
 ) -> dict[str, Any]:
     """The plain-data form of one slot (see :meth:`futurefill.StreamPool.state_dict`)."""
     return {
@@ -40,13 +41,12 @@ def slot_state(
         "filters": filters_digest,
         "dtype": dtype,
         "channels": channels,
-        "limit": limit,
-        "step": step,
-        "prompt": prompt,
+        **{key: cursor[key] for key in CURSOR},
         "closed": closed,
         "buffer": buffer,
         "pending": pending,
         "pending_lengths": pending_lengths,
+        "history": history,
     }
 
 
@@ -60,7 +60,9 @@ def check_slot_state(
     length: int,
     taps: int,
 ) -> dict[str, Any]:
-    """Validate a slot's plain data against a pool; return it with checked values.
+    """Validate a slot's plain data against a pool; return its checked values (``cursor``, a
+    dict of the :data:`CURSOR` ints, ``closed``, ``buffer``, ``pending``,
+    ``pending_lengths``, ``history``).
 
     Raises
     ------
@@ -76,17 +78,34 @@ def check_slot_state(
             raise ValueError(f"the slot was made with another {key} ({state.get(key)!r})")
     if state.get("channels") != channels:
         raise ValueError(f"the slot has {state.get('channels')} channels, this pool {channels}")
+    wanted = _int(state, "wanted", 0, taps)
     limit = _int(state, "limit", 1, length)
     step = _int(state, "step", 0, limit)
     prompt = _int(state, "prompt", 0, taps - limit)
+    admitted = _int(state, "admitted", 0, prompt)
     closed = state.get("closed")
     if not isinstance(closed, (bool, np.bool_)):
         raise TypeError(f"slot state 'closed' must be a bool, got {type(closed).__name__}")
-    if step and not closed:
-        raise ValueError("a slot that has taken steps has its prompt closed")
     buffer = _array(state, "buffer", (channels, limit))
     pending = state.get("pending")
     lengths = state.get("pending_lengths")
+    history = state.get("history")
+    if closed:
+        end = admitted + wanted if wanted else taps
+        if limit != min(length, end - prompt):
+            raise ValueError(
+                f"slot state 'limit' {limit} does not match its segment: prompt {prompt}, "
+                f"admitted {admitted}, wanted {wanted}, pool length {length}"
+            )
+        segments = end - admitted > length
+        if segments:
+            history = _array(state, "history", (channels, prompt))
+        elif history is not None or admitted != prompt:
+            raise ValueError("a slot of one segment has no history and its prompt is admitted")
+    elif step or prompt or admitted or history is not None:
+        raise ValueError("a slot that has taken steps has its prompt closed")
+    elif limit != min(length, wanted or taps):
+        raise ValueError(f"slot state 'limit' {limit} does not match wanted {wanted}")
     if pending is not None:
         if closed:
             raise ValueError("a slot with a pending prompt cannot have its prompt closed")
@@ -94,16 +113,21 @@ def check_slot_state(
         if lengths.shape != (channels,) or lengths.dtype.kind not in "iu" or lengths.min() < 0:
             raise ValueError("pending_lengths must be one non-negative int per channel")
         pending = _array(state, "pending", (channels, int(lengths.max())))
-        if int(lengths.max()) + limit > taps:
+        if int(lengths.max()) + (wanted or 1) > taps:
             raise ValueError("the slot's prompt plus its steps need more taps than the filters")
     return {
-        "limit": limit,
-        "step": step,
-        "prompt": prompt,
+        "cursor": {
+            "wanted": wanted,
+            "admitted": admitted,
+            "prompt": prompt,
+            "limit": limit,
+            "step": step,
+        },
         "closed": bool(closed),
         "buffer": buffer,
         "pending": pending,
         "pending_lengths": lengths,
+        "history": history,
     }
 
 

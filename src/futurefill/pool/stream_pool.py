@@ -5,7 +5,9 @@ at its own position, with prompts of any length; it forks sequences (parallel sa
 search, prefix sharing) and undoes drafted steps (speculative decoding). A :class:`StreamPool`
 does that for an online causal convolution: ``capacity`` slots, each an independent stream of
 the same filters, all running one prompt-free plan in their own coordinates (slot ``s`` at step
-``t`` produces the output at position ``prompt_s + t``). The work of a call is grouped across
+``t`` produces the output at position ``prompt_s + t``). A slot may take more steps than the
+plan has, up to open-ended: it then runs in segments, each with every position before it as its
+prompt (see :meth:`StreamPool.admit`). The work of a call is grouped across
 slots: the window sums of all stepped slots are one batched kernel, and the FutureFill tasks due
 in them are one batched transform pair per task shape (:mod:`futurefill.pool.grouping`).
 """
@@ -32,7 +34,7 @@ from ..state import ConvState
 from . import prompt as _prompt
 from . import snapshot
 from .grouping import due_groups
-from .journal import UndoJournal
+from .journal import SegmentRecord, UndoJournal
 from .slots import PoolStats, SlotTable, channel_range, check_pool_size, check_taps
 
 __all__ = ["PoolStats", "StreamPool"]
@@ -51,7 +53,8 @@ class StreamPool:
     filters : array, shape (C, N)
         Filter taps shared by every slot; ``N`` must cover a slot's prompt plus its steps.
     length : int
-        Most steps any slot takes after its prompt (each slot may ask for fewer).
+        Steps of the plan every slot runs: the span of a slot's buffer. A slot admitted for
+        more steps (or open-ended) runs in segments of ``length`` steps; see :meth:`admit`.
     capacity : int
         Number of slots.
     schedule : str, PlanSpec or Plan
@@ -69,7 +72,8 @@ class StreamPool:
     Notes
     -----
     Memory is ``capacity x C x length`` values for the buffers plus the filters and their
-    spectra (:attr:`memory_bytes`), refused with a :class:`MemoryError` naming the size when it
+    spectra (:attr:`memory_bytes`; a slot longer than ``length`` keeps its inputs besides),
+    refused with a :class:`MemoryError` naming the size when it
     would not fit. A prompt's future is folded into its slot at the slot's first step; see
     :meth:`prefill`. :meth:`rewind` needs a :meth:`mark` first (an undo journal: see
     :mod:`futurefill.pool.journal` for its cost).
@@ -137,7 +141,7 @@ class StreamPool:
         self._filters_digest = hashlib.sha256(
             np.ascontiguousarray(host, dtype=np.float64).tobytes()
         ).hexdigest()[:20]
-        self._slots = SlotTable(capacity, channels)
+        self._slots = SlotTable(capacity, channels, length=plan.length, taps=taps)
         self.stats = PoolStats()
 
     # ------------------------------------------------------------------ sizes
@@ -168,7 +172,7 @@ class StreamPool:
 
     @property
     def length(self) -> int:
-        """Most steps of a slot after its prompt."""
+        """Steps of the plan (of a slot's segment)."""
         return self.plan.length
 
     @property
@@ -192,17 +196,17 @@ class StreamPool:
 
     def position(self, slot: int) -> int:
         """Position of the next output of ``slot`` (its prompt length plus its steps)."""
-        row = self._slots.row(slot)
-        return int(self._slots.prompt_length(row) + self._slots.step[row])
+        return self._slots.position(self._slots.row(slot))
 
     def steps(self, slot: int) -> int:
         """Steps ``slot`` took since its prompt."""
-        return int(self._slots.step[self._slots.row(slot)])
+        row = self._slots.row(slot)
+        return self._slots.position(row) - self._slots.admission_prompt(row)
 
     def remaining(self, slot: int) -> int:
-        """Steps ``slot`` may still take."""
+        """Steps ``slot`` may still take (an open-ended slot: until the filters' taps)."""
         row = self._slots.row(slot)
-        return int(self._slots.limit[row] - self._slots.step[row])
+        return self._slots.end(row) - self._slots.position(row)
 
     def __repr__(self) -> str:
         p = self.plan
@@ -226,16 +230,30 @@ class StreamPool:
         prompt : array, shape (C, P), optional
             The prompt inputs of every channel.
         length : int, optional
-            Most steps this slot will take (default and at most: the pool's ``length``).
+            Most steps this slot will take, at most what the filters leave after the prompt;
+            ``None`` (default): open-ended, until the filters' taps run out.
+
+        Notes
+        -----
+        A slot allowed more steps than the pool's :attr:`length` runs in *segments*: when a
+        segment's ``length`` steps are done, the next step starts a new one with every position
+        so far as its prompt, whose contribution to the segment's outputs is one FFT
+        convolution of size ``next_pow2(position + length)`` (as a prompt's, at the first
+        step). Such a slot keeps its inputs (``C x position`` values), and a step that starts a
+        segment costs that FFT: about ``position / length`` times the work of an ordinary step
+        of the plan's largest task, paid once per ``length`` steps. Outputs are exact whatever
+        the segment boundaries. A pool whose ``length`` covers its slots never runs one.
         """
-        limit = self.length if length is None else check_int("length", length, 1, self.length)
+        wanted = 0 if length is None else check_int("length", length, 1)
+        given = 0
         if prompt is not None:
             u = convert_shaped(
                 self._executor, prompt, self._dtype, (self.channels, -1), "the prompt", finite=True
             )
-            check_taps(self._taps, int(u.shape[-1]), limit)
+            given = int(u.shape[-1])
+        check_taps(self._taps, given, wanted or 1)
         row = self._slots.free_row("release() one or build a larger pool")
-        self._claim(row, limit)
+        self._claim(row, wanted)
         if prompt is not None and int(u.shape[-1]):
             pending = self._slots.prompt_inputs(row, self._executor, self._dtype)
             pending.append(self._executor, u, _ALL)
@@ -280,7 +298,7 @@ class StreamPool:
                 "different lengths: prefill them range by range"
             )
         p, start = int(u.shape[-1]), int(given.max())
-        check_taps(self._taps, start + p, int(self._slots.limit[row]))
+        self._slots.check_room(row, start + p)
         pending = self._slots.prompt_inputs(row, self._executor, self._dtype)
         xp = self._executor.xp
         with self._slots.guard([row]):
@@ -303,7 +321,7 @@ class StreamPool:
         """A new slot with ``slot``'s exact state (buffer, position, prompt, journal)."""
         row = self._slots.row(slot, whole=True)
         new = self._slots.free_row("no room to fork into")
-        self._claim(new, int(self._slots.limit[row]))
+        self._claim(new, int(self._slots.wanted[row]))
         s = self._state
         s.buffer = xpx.at(s.buffer)[new, ...].set(s.buffer[row, ...])
         self._slots.copy_row(row, new, self._executor.xp)
@@ -363,22 +381,61 @@ class StreamPool:
         self._slots.emitted[rows] = False
 
     def _begin(self, rows: np.ndarray) -> None:
-        """Fold pending prompts into their slots; journal the slots the step overwrites."""
-        s = self._state
-        self._slots.closed[rows] = True
-        for row in self._slots.noted(rows):
-            pending = self._slots.pending.pop(row, None)
+        """Fold pending prompts into their slots, start the next segment of the slots whose
+        segment is done; journal the slots the step overwrites."""
+        xp, slots = self._executor.xp, self._slots
+        ends = slots.segment_ends(rows).tolist()
+        slots.closed[rows] = True
+        for row in sorted({*slots.noted(rows), *ends}):
+            journal = slots.journal.get(row)
+            before = None
+            if row in ends and journal is not None:
+                history = slots.history.get(row)
+                before = SegmentRecord(
+                    xp.asarray(self._state.buffer[row, ...], copy=True),
+                    prompt=int(slots.prompt[row]),
+                    limit=int(slots.limit[row]),
+                    history=0 if history is None else int(history.lengths[0]),
+                )
+            pending = slots.pending.pop(row, None)
             if pending is not None:
-                P = pending.length()
-                self._slots.prompt[row] = P
-                if P:
-                    future = _prompt.prompt_future(
-                        self._executor.xp, s.filters, pending.inputs, P, int(self._slots.limit[row])
-                    )
-                    s.buffer = xpx.at(s.buffer)[row, :, : future.shape[-1]].set(future)
-            journal = self._slots.journal.get(row)
+                self._fold(row, pending)
+            elif row in ends:
+                self._next_segment(row)
             if journal is not None:
-                journal.save_slot(self._executor.xp, s.buffer, row, int(self._slots.step[row]))
+                journal.save_slot(xp, self._state.buffer, row, int(slots.step[row]), before)
+
+    def _fold(self, row: int, pending: _prompt.PromptInputs) -> None:
+        """Start ``row``'s first segment after its prompt ``pending``: the prompt's future
+        written into the slot (kept as the slot's history when it will run more segments)."""
+        slots, P = self._slots, pending.length()
+        slots.admitted[row] = slots.prompt[row] = P
+        steps = slots.end(row) - P
+        slots.limit[row] = min(self.length, steps)
+        if steps > self.length:
+            slots.history[row] = pending
+        self._state.buffer = _prompt.write_future(
+            self._executor.xp, self._state, row, pending.inputs, P, int(slots.limit[row])
+        )
+
+    def _next_segment(self, row: int) -> None:
+        """Start ``row``'s next segment: its inputs so far become the segment's prompt."""
+        slots, s = self._slots, self._state
+        history = slots.history.get(row)
+        if history is None:  # a slot without a prompt, at its first new segment
+            history = slots.history[row] = _prompt.PromptInputs(
+                self._executor.zeros((self.channels, 0), self._dtype),
+                np.zeros(self.channels, np.int64),
+            )
+        done = int(slots.limit[row])
+        history.append(self._executor, s.buffer[row, :, :done], _ALL)
+        P = int(slots.prompt[row]) + done
+        slots.prompt[row], slots.step[row] = P, 0
+        slots.limit[row] = min(self.length, slots.end(row) - P)
+        s.buffer = xpx.at(s.buffer)[row, ...].set(0)
+        s.buffer = _prompt.write_future(
+            self._executor.xp, s, row, history.inputs, P, int(slots.limit[row])
+        )
 
     def _emit(self, rows: np.ndarray, u: Array, channels: slice) -> Array:
         steps = self._slots.step[rows]
@@ -409,7 +466,8 @@ class StreamPool:
     def rewind(self, slot: int, k: int) -> None:
         """Undo the last ``k`` steps of ``slot`` exactly, back to at most its :meth:`mark`.
 
-        Costs a copy of what those steps wrote (no transform); the slot stays marked.
+        Costs a copy of what those steps wrote (no transform; a whole buffer row for a step
+        that started a new segment); the slot stays marked.
         """
         row = self._slots.row(slot, whole=True)
         journal = self._slots.journal.get(row)
@@ -418,33 +476,46 @@ class StreamPool:
         k = check_int("k", k, 0, len(journal))
         s = self._state
         with self._slots.guard([row]):
-            s.buffer, step = journal.undo(s.buffer, row, k)
+            s.buffer, step, segment = journal.undo(s.buffer, row, k)
             if k:
                 self._slots.step[row] = step
+            if segment is not None:
+                self._slots.prompt[row] = segment.prompt
+                self._slots.limit[row] = segment.limit
+                self._slots.history[row].lengths[:] = segment.history
 
     # ------------------------------------------------------------------ snapshots
     def state_dict(self, slot: int) -> dict[str, Any]:
-        """``slot`` as plain data (NumPy arrays, ints, strings): its buffer, position and any
-        pending prompt, to :meth:`load_state_dict` into a pool of the same filters and plan
-        (here, in another process or on another machine). Its journal is not included."""
+        """``slot`` as plain data (NumPy arrays, ints, strings): its buffer, cursor, any
+        pending prompt and the history of a slot longer than the pool's ``length``, to
+        :meth:`load_state_dict` into a pool of the same filters and plan (here, in another
+        process or on another machine). Its journal is not included."""
         row = self._slots.row(slot, whole=True)
-        ex = self._executor
-        limit = int(self._slots.limit[row])
-        pending = self._slots.pending.get(row)
+        slots, ex = self._slots, self._executor
+
+        def host(inputs: _prompt.PromptInputs | None) -> np.ndarray | None:
+            if inputs is None:
+                return None
+            return ex.to_numpy(inputs.inputs[:, : int(inputs.lengths.max())]).copy()
+
+        limit = int(slots.limit[row])
+        pending = slots.pending.get(row)
+        segmented = slots.end(row) - slots.admission_prompt(row) > self.length
+        # a slot of several segments that has no prompt: its history is empty until one ends
+        blank = None
+        if segmented and slots.closed[row]:
+            blank = ex.to_numpy(ex.zeros((self.channels, 0), self._dtype)).copy()
         return snapshot.slot_state(
             plan_fingerprint=self.plan.fingerprint,
             filters_digest=self._filters_digest,
             dtype=dtype_name(self._dtype),
             channels=self.channels,
-            limit=limit,
-            step=int(self._slots.step[row]),
-            prompt=int(self._slots.prompt[row]),
-            closed=bool(self._slots.closed[row]),
+            cursor={key: int(getattr(slots, key)[row]) for key in snapshot.CURSOR},
+            closed=bool(slots.closed[row]),
             buffer=ex.to_numpy(self._state.buffer[row, :, :limit]).copy(),
-            pending=None
-            if pending is None
-            else ex.to_numpy(pending.inputs[:, : int(pending.lengths.max())]).copy(),
+            pending=host(pending),
             pending_lengths=None if pending is None else pending.lengths.copy(),
+            history=host(slots.history.get(row)) if row in slots.history else blank,
         )
 
     def load_state_dict(self, state: dict[str, Any]) -> int:
@@ -460,20 +531,25 @@ class StreamPool:
             taps=self._taps,
         )
         row = self._slots.free_row("release() one first")
-        ex = self._executor
-        limit = checked["limit"]
+        slots, ex = self._slots, self._executor
+
+        def inputs(values: np.ndarray, lengths: np.ndarray) -> _prompt.PromptInputs:
+            return _prompt.PromptInputs(ex.asarray(values, dtype=self._dtype), lengths.copy())
+
+        cursor = checked["cursor"]
         buffer = ex.asarray(checked["buffer"], dtype=self._dtype)
-        self._claim(row, limit)
+        self._claim(row, cursor["wanted"])
         s = self._state
-        s.buffer = xpx.at(s.buffer)[row, :, :limit].set(buffer)
-        self._slots.step[row] = checked["step"]
-        self._slots.prompt[row] = checked["prompt"]
-        self._slots.closed[row] = checked["closed"]
+        s.buffer = xpx.at(s.buffer)[row, :, : cursor["limit"]].set(buffer)
+        for key, value in cursor.items():
+            getattr(slots, key)[row] = value
+        slots.closed[row] = checked["closed"]
         if checked["pending"] is not None:
-            self._slots.pending[row] = _prompt.PromptInputs(
-                ex.asarray(checked["pending"], dtype=self._dtype),
-                np.asarray(checked["pending_lengths"], np.int64).copy(),
-            )
+            slots.pending[row] = inputs(checked["pending"], checked["pending_lengths"])
+        if checked["history"] is not None:
+            history = checked["history"]
+            lengths = np.full(self.channels, history.shape[-1], np.int64)
+            slots.history[row] = inputs(history, lengths)
         return row
 
     # ------------------------------------------------------------------ helpers
