@@ -38,6 +38,14 @@ def test_bench_serve_json_rows(capsys: pytest.CaptureFixture[str]) -> None:
         assert 0 <= r["ttft_p50"] <= r["ttft_p99"] and 0 <= r["token_p50"] <= r["token_p99"]
 
 
+def test_prefill_chunk_adds_a_row_with_the_pools_tokens(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli(["bench-serve", *TINY, "--prefill-chunk", "3", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["name"] for r in rows][:3] == ["pool", "pool chunks 3", "pool naive"]
+    assert rows[1]["identical"] == "yes" and rows[1]["tokens"] == rows[0]["tokens"]
+    assert cli(["bench-serve", *TINY, "--prefill-chunk", "0"]) == 2
+
+
 def test_bench_serve_table(capsys: pytest.CaptureFixture[str]) -> None:
     argv = ["--quick", *TINY, "--schedule", "reuse:radix=4", "--clock", "cpu"]
     assert cli(["bench-serve", *argv]) == 0

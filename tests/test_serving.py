@@ -76,6 +76,44 @@ def test_requests_longer_than_the_slots_run_in_segments(variant: str) -> None:
         check_logits(model, r, res.tokens, res.logits)
 
 
+@pytest.mark.parametrize("chunk", [1, 7, 64])
+@pytest.mark.parametrize("variant", ["stu_full", "hyena"])
+def test_chunked_prefill_gives_the_tokens_of_a_whole_prefill(variant: str, chunk: int) -> None:
+    """Prompts of 0..80 tokens run ``chunk`` tokens per step (shared, first come first
+    served) between decoding steps; with 8-position slots, so segments are crossed too."""
+    model = small_model(variant, max_len=128)
+    requests = [
+        dataclasses.replace(r, return_logits=True)
+        for r in trace(np.random.default_rng(1), PROMPTS, NEWS)
+    ]
+    results = serve(model, requests, capacity=3, prefill_chunk=chunk, max_steps=8)
+    for r, res in zip(requests, results, strict=True):
+        np.testing.assert_array_equal(res.tokens, alone(model, r))
+        check_logits(model, r, res.tokens, res.logits)
+
+
+def test_a_chunked_prompt_does_not_stall_the_requests_generating() -> None:
+    """A request generating keeps getting one token per step while an 80-token prompt runs
+    in chunks of 16 (5 steps); the long request's first token comes with its last chunk (and
+    its second from the decoding step that follows, as after a whole prefill)."""
+    model = small_model("hyena", max_len=128)
+    server = Server(model, capacity=2, max_steps=32, backend="numpy", prefill_chunk=16)
+    short = server.submit(Request([1, 2], 20))
+    server.step()
+    long = server.submit(Request(np.arange(80) % V, 3))
+    for k in range(5):  # the short one: 2 tokens (prefill, decode) in its first step
+        server.step()
+        assert server.running == 2
+        assert len(server._live[0].tokens) == 3 + k  # one more per step, prompt running
+        assert server._live[1].prefilled == 16 * (k + 1)
+        assert len(server._live[1].tokens) == (2 if k == 4 else 0)  # prompt done: 2 tokens
+    while server.busy:
+        server.step()
+    assert len(server.results[long].tokens) == 3 and len(server.results[short].tokens) == 20
+    with pytest.raises(ValueError, match="prefill_chunk"):
+        Server(model, capacity=1, prefill_chunk=0)
+
+
 def test_stop_tokens_end_requests_as_generate_does() -> None:
     model = small_model("hyena", max_len=128)
     requests = trace(np.random.default_rng(2), PROMPTS, [40] * len(PROMPTS))
@@ -135,9 +173,11 @@ def test_replay_clock_skips_idle_time_only() -> None:
     assert clock() == 0
 
 
-def test_server_on_every_backend(backend: futurefill.executor.Executor) -> None:
+@pytest.mark.parametrize("chunk", [None, 2], ids=["whole", "chunked"])
+def test_server_on_every_backend(backend: futurefill.executor.Executor, chunk: int | None) -> None:
     """Small (JAX compiles every operation of a new shape): three requests, two slots, the
-    second without a prompt, the third admitted into the slot the first frees."""
+    second without a prompt, the third admitted into the slot the first frees; prompts whole
+    or 2 tokens per step, slots of 4 positions (the first request crosses a segment)."""
     model = small_model("hyena", max_len=32, layers=1)
     rng = np.random.default_rng(4)
     requests = [
@@ -145,7 +185,7 @@ def test_server_on_every_backend(backend: futurefill.executor.Executor) -> None:
         Request((), 4, return_logits=True),
         Request(rng.integers(0, V, 3), 3, return_logits=True),
     ]
-    results = serve(model, requests, capacity=2, backend=backend)
+    results = serve(model, requests, capacity=2, backend=backend, prefill_chunk=chunk, max_steps=4)
     for r, res in zip(requests, results, strict=True):
         np.testing.assert_array_equal(res.tokens, alone(model, r))
         check_logits(model, r, res.tokens, res.logits)

@@ -7,7 +7,8 @@ naive schedule, every request alone one after another (a batch-1 Decoder, as Con
 and lock-step batches of --capacity requests through the batched Decoder, padded to the longest
 prompt and token count (padded work counts as time). Prints requests and tokens per second, the
 pool's throughput over each row's, time to first token and per-token latency (median and 99th
-percentile), and whether the tokens equal the pool's. Time waiting for the next arrival is
+percentile), and whether the tokens equal the pool's (--prefill-chunk N adds a row: the pool
+with prompts run N tokens per step, chunked prefill). Time waiting for the next arrival is
 skipped (the replay clock); --clock cpu measures this process's CPU time instead of the wall
 clock. The defaults are the full-size run (Hyena 4 x 256, float32, 16 slots, 32 requests,
 prompts 0-4096, 64-4096 new tokens: long); --quick shrinks the trace (16 requests, prompts
@@ -105,6 +106,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--backend", help="backend (default: $FUTUREFILL_BACKEND, else numpy)")
     parser.add_argument(
+        "--prefill-chunk",
+        type=count(1),
+        metavar="N",
+        help="also serve with prompts run N tokens per step, between decoding steps (a row "
+        "'pool chunks N')",
+    )
+    parser.add_argument(
         "--warm-up",
         action="store_true",
         help="serve the trace once every way before timing (compilation, caches); its time "
@@ -181,6 +189,7 @@ def run(args: argparse.Namespace) -> int:
             schedule=args.schedule[0],
             backend=executor,
             timer=clock_timer(args),
+            prefill_chunk=args.prefill_chunk,
         )
 
     if args.warm_up:

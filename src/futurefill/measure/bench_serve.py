@@ -250,15 +250,29 @@ def run_all(
     schedule: Any = "continuous",
     backend: str | Executor | None = None,
     timer: Callable[[], float] = time.perf_counter,
+    prefill_chunk: int | None = None,
 ) -> list[ServeSummary]:
     """Serve ``requests`` the four ways of the module docstring; one summary each (the pool
-    with ``schedule`` first). ``timer``: the seconds measured (see
+    with ``schedule`` first), and with ``prefill_chunk`` a fifth: the pool with prompts run
+    that many tokens per step (second). ``timer``: the seconds measured (see
     :class:`~futurefill.models.ReplayClock`)."""
     executor = get_backend(backend)
     clock = ReplayClock(timer)
     pool = serve(
         model, requests, capacity=capacity, schedule=schedule, backend=executor, clock=clock
     )
+    chunked = []
+    if prefill_chunk is not None:
+        served = serve(
+            model,
+            requests,
+            capacity=capacity,
+            schedule=schedule,
+            backend=executor,
+            clock=clock,
+            prefill_chunk=prefill_chunk,
+        )
+        chunked = [summarize(f"pool chunks {prefill_chunk}", served, _same(served, pool))]
     naive = serve(
         model, requests, capacity=capacity, schedule="naive", backend=executor, clock=clock
     )
@@ -268,6 +282,7 @@ def run_all(
     )
     return [
         summarize("pool", pool),
+        *chunked,
         summarize("pool naive", naive, _same(naive, pool)),
         summarize("one by one", alone, _same(alone, pool)),
         summarize("lock-step", batched, "padded"),

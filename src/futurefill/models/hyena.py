@@ -62,13 +62,18 @@ class HyenaMixer(Mixer):
         D = s.shape[-1] // 3
         return s[..., :D], s[..., D : 2 * D], s[..., 2 * D :]
 
-    def sequence_inputs(self, w: Weights, h: Array, xp: Any) -> tuple[Array, Array, State]:
+    def sequence_inputs(
+        self, w: Weights, h: Array, xp: Any, state: State | None = None
+    ) -> tuple[Array, Array, State]:
         proj = h @ w["mixer.w_in"] + w["mixer.b_in"]
-        x0, x1, v = self._split(short_conv(proj, w["mixer.short"], xp))
-        T = proj.shape[1]
+        seen = proj  # the projected positions so far that the short convolution reads
+        if state is not None:  # the positions before the chunk, oldest first
+            seen = xp.concat([*(p[:, None, :] for p in reversed(state)), proj], axis=1)
+        T, S = proj.shape[1], seen.shape[1]
+        x0, x1, v = self._split(short_conv(seen, w["mixer.short"], xp)[:, S - T :, :])
         zeros = xp.zeros_like(proj[:, 0, :])
-        state = tuple(proj[:, T - m, :] if m <= T else zeros for m in range(1, self.width))
-        return v * x1, x0, state
+        after = tuple(seen[:, S - m, :] if m <= S else zeros for m in range(1, self.width))
+        return v * x1, x0, after
 
     def position_inputs(
         self, w: Weights, h: Array, state: State, xp: Any

@@ -45,9 +45,12 @@ class Mixer:
         """The layer's long filters ``(C, max_len)`` on the host."""
         raise NotImplementedError
 
-    def sequence_inputs(self, w: Weights, h: Array, xp: Any) -> tuple[Array, Array, State]:
+    def sequence_inputs(
+        self, w: Weights, h: Array, xp: Any, state: State | None = None
+    ) -> tuple[Array, Array, State]:
         """``h`` ``(B, T, D)`` -> (conv inputs ``(B, T, C)``, aux for :meth:`outputs`, state
-        after the last position)."""
+        after the last position); ``state`` is the state before the first position (``None``:
+        the sequence starts there), so that a sequence may run in chunks."""
         raise NotImplementedError
 
     def position_inputs(

@@ -131,6 +131,7 @@ def sequence_pass(
     *,
     keep_inputs: bool = False,
     long_conv: Callable[[int, Array], Array] | None = None,
+    states: Sequence[State] | None = None,
 ) -> SequenceResult:
     """Run the network on whole sequences ``tokens`` ``(B, T)``.
 
@@ -146,24 +147,33 @@ def sequence_pass(
         layer's inputs ``u`` ``(B, C_layer, T)``; an offline FFT convolution
         (:func:`futurefill.causal_conv`) by default. A decoder passes the prefill of its
         shared online convolution, which returns the same outputs and keeps the future cache.
+    states : sequence of tuples, optional
+        Per layer, the mixer state before the first position (the ``states`` of the pass over
+        the positions before): the sequences continue from there, so a prompt may run in
+        chunks (``long_conv`` must then continue too, as a pool's chunked ``prefill`` does).
+        ``None``: the sequences start at ``tokens``.
     """
+    if states is not None and long_conv is None:
+        raise ValueError("a pass continuing from states needs the long_conv that continues too")
     xp, cfg, mixer = w.xp, w.cfg, w.mixer
     eps = cfg.norm_eps
     x = embed(w.top["embed"], tokens, xp)
+    before: Sequence[State | None] = [None] * len(w.layers) if states is None else states
     inputs: list[Array] = []
-    states: list[State] = []
+    after: list[State] = []
     for i, (lw, filt) in enumerate(zip(w.layers, w.filters, strict=True)):
-        u, aux, state = mixer.sequence_inputs(lw, rms_norm(x, lw["norm1"], eps, xp), xp)
+        h = rms_norm(x, lw["norm1"], eps, xp)
+        u, aux, state = mixer.sequence_inputs(lw, h, xp, before[i])
         u_t = xp.permute_dims(u, (0, 2, 1))  # (B, C, T): time last for the FFT
         y_t = causal_conv(u_t, filt, xp=xp) if long_conv is None else long_conv(i, u_t)
         y = xp.permute_dims(y_t, (0, 2, 1))
         x = x + mixer.outputs(lw, y, u, aux, xp)
         x = x + mlp(rms_norm(x, lw["norm2"], eps, xp), lw, xp)
-        states.append(state)
+        after.append(state)
         if keep_inputs:
             inputs.append(u_t)
     logits = rms_norm(x, w.top["norm"], eps, xp) @ w.top["head"]
-    return SequenceResult(logits=logits, conv_inputs=inputs, states=states)
+    return SequenceResult(logits=logits, conv_inputs=inputs, states=after)
 
 
 def position_pass(

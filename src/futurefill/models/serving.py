@@ -6,10 +6,12 @@ A :class:`Server` keeps the long convolutions of every layer in one
 :class:`futurefill.OnlineConv`, but with a slot per request, each at its own position. A
 request is admitted when a slot is free: its prompt runs layer by layer, each layer's long
 convolution the ``prefill`` of its channels of the request's slot, and the last prompt
-position gives its first token. Then every :meth:`Server.step` runs one position of all
-admitted requests together: per layer one ``pool.emit`` of the layer's channels for the
-active slots, the rest of the network (embedding, projections, MLPs, norms, head) batched over
-them (one row per slot), and one ``pool.advance``. A request leaves at its last token (or its
+position gives its first token; with ``prefill_chunk``, prompts run a chunk per step instead,
+each chunk continuing from the mixers' states and the slot's prompt so far. Then every
+:meth:`Server.step` runs one position of all admitted requests together: per layer one
+``pool.emit`` of the layer's channels for the active slots, the rest of the network
+(embedding, projections, MLPs, norms, head) batched over them (one row per slot), and one
+``pool.advance``. A request leaves at its last token (or its
 stop token) and its slot is released for the next.
 
 Each request's tokens are those :meth:`ConvLM.generate <futurefill.models.ConvLM.generate>`
@@ -33,6 +35,7 @@ from ..executor import Executor
 from ..plan import PlanSpec
 from ..pool import StreamPool
 from .decode import DecodableModel
+from .mixer_base import State
 from .network import position_pass, sequence_pass
 from .requests import ReplayClock, Request, RequestResult
 from .sampling import choose_token
@@ -54,6 +57,8 @@ class _Live:
     admitted: float
     rng: np.random.Generator
     next_input: int
+    prefilled: int = 0  # prompt tokens run so far
+    states: list[State] | None = None  # the mixers' states after them
     tokens: list[int] = field(default_factory=list)
     times: list[float] = field(default_factory=list)
     logits: list[np.ndarray] = field(default_factory=list)
@@ -80,6 +85,11 @@ class Server:
         Backend; the one in force by default.
     clock : callable, optional
         Returns the time in seconds (a fresh :class:`ReplayClock` by default).
+    prefill_chunk : int, optional
+        Prompt tokens run per :meth:`step` (chunked prefill): the admitted prompts, first
+        come first served, advance by at most this many tokens in all per step, between the
+        steps of the requests already generating, so that a long prompt does not stall them.
+        ``None`` (default): a prompt runs whole when its request is admitted.
 
     Examples
     --------
@@ -103,9 +113,13 @@ class Server:
         schedule: str | PlanSpec = "continuous",
         backend: str | Executor | None = None,
         clock: Callable[[], float] | None = None,
+        prefill_chunk: int | None = None,
     ) -> None:
         cfg = model.config
         capacity = check_int("capacity", capacity, 1)
+        if prefill_chunk is not None:
+            prefill_chunk = check_int("prefill_chunk", prefill_chunk, 1)
+        self.prefill_chunk = prefill_chunk
         max_steps = cfg.max_len if max_steps is None else check_int("max_steps", max_steps, 1)
         if max_steps > cfg.max_len:
             raise ValueError(f"max_steps={max_steps} exceeds the model's max_len = {cfg.max_len}")
@@ -130,6 +144,7 @@ class Server:
         self._states = SlotStates(self.executor, capacity)
         self._waiting: deque[tuple[int, Request, float]] = deque()
         self._live: dict[int, _Live] = {}
+        self._prefilling: deque[int] = deque()  # slots whose prompt runs, in admission order
         self._next_id = 0
 
     # ------------------------------------------------------------------ requests
@@ -204,8 +219,10 @@ class Server:
 
     # ------------------------------------------------------------------ serving
     def step(self) -> list[int]:
-        """Admit waiting requests into free slots (prefill, first token), then run one
-        position of every admitted request; return the ids of the requests that finished.
+        """Admit waiting requests into free slots, run their prompts (whole, or the next
+        ``prefill_chunk`` tokens of them) and give the first token of those whose prompt is
+        done, then run one position of every request generating; return the ids of the
+        requests that finished.
 
         Examples
         --------
@@ -221,14 +238,20 @@ class Server:
         done: list[int] = []
         while self._waiting and self.pool.free_slots:
             done += self._admit(*self._waiting.popleft())
-        if self._live:
+        budget = self.prefill_chunk
+        while budget and self._prefilling:
+            slot = self._prefilling[0]
+            live = self._live[slot]
+            n = min(budget, live.request.prompt_len - live.prefilled)
+            done += self._prefill(slot, n)
+            budget -= n
+        if len(self._live) > len(self._prefilling):
             done += self._decode()
         return done
 
     def _admit(self, rid: int, request: Request, arrival: float) -> list[int]:
-        pool = self.pool
         admitted = self.clock()
-        slot = pool.admit(length=max(request.online_steps, 1))
+        slot = self.pool.admit(length=max(request.online_steps, 1))
         live = _Live(
             rid,
             request,
@@ -238,21 +261,20 @@ class Server:
             self.model.config.bos,
         )
         self._live[slot] = live
-        try:
-            return self._prefill(slot, request)
-        except BaseException:  # the request is refused whole: nothing of it stays
-            self._live.pop(slot)
-            pool.release(slot)
-            raise
-
-    def _prefill(self, slot: int, request: Request) -> list[int]:
-        """Run the prompt of ``request`` (admitted at ``slot``); its first token if any."""
-        pool, w = self.pool, self.weights
         if not request.prompt_len:
+            w = self.weights
             self._states.put(
                 slot, [w.mixer.initial_state(lw, 1, w.xp, w.device) for lw in w.layers]
             )
             return []
+        self._prefilling.append(slot)
+        return [] if self.prefill_chunk else self._prefill(slot, request.prompt_len)
+
+    def _prefill(self, slot: int, n: int) -> list[int]:
+        """Run the next ``n`` prompt tokens of the request at ``slot`` (the first of the
+        prefilling ones); once its prompt is done, its first token. A failure drops the
+        request whole: nothing of it stays."""
+        pool, w, live = self.pool, self.weights, self._live[slot]
         xp = w.xp
 
         def prefill_layer(layer: int, u: Array) -> Array:
@@ -260,15 +282,28 @@ class Server:
                 pool.prefill(slot, u[0, ...], channels=self.slices[layer]), axis=0
             )
 
-        tokens = self.executor.asarray(np.array(request.prompt[None, :]))
-        result = sequence_pass(w, tokens, long_conv=prefill_layer)
+        start = live.prefilled
+        tokens = self.executor.asarray(np.array(live.request.prompt[None, start : start + n]))
+        try:
+            result = sequence_pass(w, tokens, long_conv=prefill_layer, states=live.states)
+        except BaseException:
+            self._prefilling.remove(slot)
+            self._live.pop(slot)
+            pool.release(slot)
+            raise
+        live.prefilled, live.states = start + n, result.states
+        if live.prefilled < live.request.prompt_len:
+            return []
+        self._prefilling.popleft()
         self._states.put(slot, result.states)
+        live.states = None
         logits = self.executor.to_numpy(result.logits[0, -1, :])
         return self._emit_tokens([slot], logits[None, :])
 
     def _decode(self) -> list[int]:
         pool, ex = self.pool, self.executor
-        slots = sorted(self._live)
+        prefilling = set(self._prefilling)
+        slots = sorted(s for s in self._live if s not in prefilling)
         rows = np.asarray(slots, np.int64)
         tokens = ex.asarray(np.asarray([self._live[s].next_input for s in slots], np.int64))
 
@@ -321,6 +356,7 @@ def serve(
     backend: str | Executor | None = None,
     max_steps: int | None = None,
     clock: ReplayClock | None = None,
+    prefill_chunk: int | None = None,
 ) -> list[RequestResult]:
     """Replay ``requests`` at their arrival times through a :class:`Server`; return their
     results in the order given.
@@ -344,6 +380,8 @@ def serve(
     clock : ReplayClock, optional
         The clock of the replay (restarted once the server is built); a wall-clock one by
         default.
+    prefill_chunk : int, optional
+        Prompt tokens per step (see :class:`Server`); whole prompts by default.
 
     Returns
     -------
@@ -381,6 +419,7 @@ def serve(
         schedule=schedule,
         backend=backend,
         clock=clock,
+        prefill_chunk=prefill_chunk,
     )
     clock.restart()  # building the server (pool, plan, weights) is not part of the replay
     for r in requests:

@@ -66,7 +66,9 @@ class STUMixer(Mixer):
         fold = np.where(np.arange(cfg.max_len) % 2 == 0, 2.0, 0.0)
         return projected * fold
 
-    def sequence_inputs(self, w: Weights, h: Array, xp: Any) -> tuple[Array, Array, State]:
+    def sequence_inputs(
+        self, w: Weights, h: Array, xp: Any, state: State | None = None
+    ) -> tuple[Array, Array, State]:
         return h @ w["mixer.m_in"], None, ()
 
     def position_inputs(
@@ -128,12 +130,17 @@ class FullSTUMixer(Mixer):
         """``h`` ``(..., D)`` once per filter: ``(..., K * D)``, channel ``k * D + d`` is ``d``."""
         return xp.concat([h] * w["mixer.m_plus"].shape[0], axis=-1)
 
-    def sequence_inputs(self, w: Weights, h: Array, xp: Any) -> tuple[Array, Array, State]:
+    def sequence_inputs(
+        self, w: Weights, h: Array, xp: Any, state: State | None = None
+    ) -> tuple[Array, Array, State]:
         tiled = self._tiled(w, h, xp)
         if "mixer.m_minus" not in w:
             return tiled, None, ()
         T = h.shape[1]
         sign = alternating_sign(T, h, xp)  # (T, 1)
+        if state:  # the sign of the chunk's first position, per sequence (B, 1)
+            sign = state[0][:, None, :] * sign  # (B, T, 1)
+            return xp.concat([tiled, sign * tiled], axis=-1), sign, (-sign[:, T - 1, :],)
         return xp.concat([tiled, sign * tiled], axis=-1), sign, (-sign[T - 1 :, :],)
 
     def position_inputs(
