@@ -19,7 +19,7 @@ from futurefill.executor import Executor
 
 from .conftest import decaying_filters
 from .pool_model import assert_same
-from .test_pool import SPECS, skip_on_jax
+from .test_pool import SPECS
 
 C, N, L = 3, 100, 16
 TOL = 1e-12
@@ -69,7 +69,8 @@ def step(pool: StreamPool, rng, streams: list[Stream]) -> None:
 
 @pytest.mark.parametrize("spec", SPECS, ids=str)
 def test_slots_longer_than_the_plan_run_exactly_to_their_end(backend, rng, spec):
-    skip_on_jax(backend, spec)
+    if backend.name == "jax" and spec != PlanSpec("continuous", direct_below=4):
+        pytest.skip("JAX runs one schedule here (each pool shape compiles its programs)")
     pool, phi = make_pool(backend, rng, spec)
     # open-ended without and with a prompt, 3 segments of a 5-input prompt, one segment
     wanted = [(0, None), (21, None), (5, 2 * L + 7), (3, L - 6)]

@@ -176,8 +176,8 @@ def test_replay_clock_skips_idle_time_only() -> None:
 @pytest.mark.parametrize("chunk", [None, 2], ids=["whole", "chunked"])
 def test_server_on_every_backend(backend: futurefill.executor.Executor, chunk: int | None) -> None:
     """Small (JAX compiles every operation of a new shape): three requests, two slots, the
-    second without a prompt, the third admitted into the slot the first frees; prompts whole
-    or 2 tokens per step, slots of 4 positions (the first request crosses a segment)."""
+    second without a prompt, the third admitted into the slot the first frees; prompts whole,
+    or 2 tokens per step with slots of 3 positions (the second request crosses a segment)."""
     model = small_model("hyena", max_len=32, layers=1)
     rng = np.random.default_rng(4)
     requests = [
@@ -185,7 +185,10 @@ def test_server_on_every_backend(backend: futurefill.executor.Executor, chunk: i
         Request((), 4, return_logits=True),
         Request(rng.integers(0, V, 3), 3, return_logits=True),
     ]
-    results = serve(model, requests, capacity=2, backend=backend, prefill_chunk=chunk, max_steps=4)
+    steps = None if chunk is None else 3
+    results = serve(
+        model, requests, capacity=2, backend=backend, prefill_chunk=chunk, max_steps=steps
+    )
     for r, res in zip(requests, results, strict=True):
         np.testing.assert_array_equal(res.tokens, alone(model, r))
         check_logits(model, r, res.tokens, res.logits)
