@@ -99,6 +99,8 @@ class SlotTable:
     def claim(self, row: int, wanted: int) -> None:
         """Mark ``row`` in use at step 0, allowed ``wanted`` steps (0: open-ended), with nothing
         pending, journaled or emitted."""
+        for kept in (self.journal, self.pending, self.history, self.poisoned):
+            kept.pop(row, None)
         self.active[row] = True
         self.step[row] = 0
         self.prompt[row] = 0
@@ -107,8 +109,6 @@ class SlotTable:
         self.limit[row] = min(self.length, self.end(row))
         self.closed[row] = False
         self.emitted[row] = False
-        for kept in (self.journal, self.pending, self.history, self.poisoned):
-            kept.pop(row, None)
 
     def copy_row(self, row: int, new: int, xp: Any) -> None:
         """Give the claimed row ``new`` the cursor, prompt, history and journal of ``row``."""
@@ -162,8 +162,8 @@ class SlotTable:
 
     def noted(self, rows: np.ndarray, *, pending: bool = True) -> list[int]:
         """The rows of ``rows`` with an undo journal or (with ``pending``) a pending prompt, in
-        order: the only ones a step has per-slot work for (none, without a Python loop over
-        ``rows``, when no slot has either)."""
+        order: with :meth:`segment_ends`, the only ones a step has per-slot work for (none,
+        without a Python loop over ``rows``, when no slot has either)."""
         kept = [self.journal] + ([self.pending] if pending else [])
         if not any(kept):
             return []
