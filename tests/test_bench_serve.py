@@ -158,5 +158,5 @@ def test_summary_follows_its_definitions() -> None:
     assert (s.requests, s.tokens, s.seconds) == (3, 6, 6.0)  # 1.0 .. 7.0
     assert s.tokens_per_second == 1.0 and s.requests_per_second == 0.5
     assert s.ttft_p50 == 1.0  # ttfts 1.0, 0.5, 4.5
-    assert s.token_p50 == 0.5  # gaps 0.5, 1.5, 0.5
+    assert s.token_p50 == 0.5 and s.token_max == 1.5  # gaps 0.5, 1.5, 0.5
     assert s.ttft_p99 == pytest.approx(np.percentile([1.0, 0.5, 4.5], 99))

@@ -1,21 +1,20 @@
 """Serving benchmark: continuous batching over a stream pool vs one-by-one and lock-step.
 
-Replays a seeded synthetic trace of greedy requests (Poisson arrivals at --rate per second,
-prompt and new-token counts uniform in their ranges) on a random Hyena model, four ways: the
-pool server (futurefill.models.serve, --capacity slots, --schedule), the same server with the
-naive schedule, every request alone one after another (a batch-1 Decoder, as ConvLM.generate),
-and lock-step batches of --capacity requests through the batched Decoder, padded to the longest
-prompt and token count (padded work counts as time). Prints requests and tokens per second, the
-pool's throughput over each row's, time to first token and per-token latency (median and 99th
-percentile), and whether the tokens equal the pool's (--prefill-chunk N adds a row: the pool
-with prompts run N tokens per step, chunked prefill). Time waiting for the next arrival is
-skipped (the replay clock); --clock cpu measures this process's CPU time instead of the wall
-clock. The defaults are the full-size run (Hyena 4 x 256, float32, 16 slots, 32 requests,
-prompts 0-4096, 64-4096 new tokens: long); --quick shrinks the trace (16 requests, prompts
-0-256, 16-128 new tokens, 40 per second) to under a minute. --warm-up first serves the
-trace once every way, untimed (on JAX, compilation: otherwise the first row pays for the
-programs the others reuse); its time is printed apart. Exit status 1 if the one-by-one tokens
-differ from the pool's.
+Replays a seeded synthetic trace of greedy requests (Poisson arrivals at --rate per second, prompt
+and new-token counts uniform in their ranges) on a random Hyena model, four ways: the pool server
+(futurefill.models.serve, --capacity slots, --schedule), the same server with the naive schedule,
+every request alone one after another (a batch-1 Decoder, as ConvLM.generate), and lock-step
+batches of --capacity requests through the batched Decoder, padded to the longest prompt and token
+count (padded work counts as time). Prints requests and tokens per second, the pool's throughput
+over each row's, time to first token and per-token latency (median, 99th percentile and longest),
+and whether the tokens equal the pool's (--prefill-chunk N adds a row: the pool with prompts run N
+tokens per step, chunked prefill). Time waiting for the next arrival is skipped (the replay clock);
+--clock cpu measures this process's CPU time instead of the wall clock. The defaults are the
+full-size run (Hyena 4 x 256, float32, 16 slots, 32 requests, prompts 0-4096, 64-4096 new tokens:
+long); --quick shrinks the trace (16 requests, prompts 0-256, 16-128 new tokens, 40 per second) to
+under a minute. --warm-up first serves the trace once every way, untimed (on JAX, compilation:
+otherwise the first row pays for the programs the others reuse); its time is printed apart. Exit
+status 1 if the one-by-one tokens differ from the pool's.
 """
 
 from __future__ import annotations
@@ -65,6 +64,7 @@ _HEADERS = (
     "TTFT p99 s",
     "token p50 ms",
     "token p99 ms",
+    "token max ms",
     "total s",
     "same tokens",
 )
@@ -145,6 +145,7 @@ def _rows(results: Sequence[ServeSummary]) -> list[tuple[str, ...]]:
             f"{r.ttft_p99:.2f}",
             f"{1e3 * r.token_p50:.1f}",
             f"{1e3 * r.token_p99:.1f}",
+            f"{1e3 * r.token_max:.1f}",
             f"{r.seconds:.1f}",
             r.identical,
         )

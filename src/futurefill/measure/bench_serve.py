@@ -181,8 +181,9 @@ class ServeSummary:
         From the first arrival to the last token.
     ttft_p50, ttft_p99 : float
         Time to first token (queueing and prefill included), median and 99th percentile.
-    token_p50, token_p99 : float
-        Gap between consecutive tokens of a request, over all requests.
+    token_p50, token_p99, token_max : float
+        Gap between consecutive tokens of a request, over all requests (``token_max``: the
+        longest stall any request saw).
     identical : str
         ``"yes"``/``"NO"``: tokens equal those of the first row; ``"padded"`` for lock-step
         batches (their prompts were padded); ``"-"`` for the first row.
@@ -196,6 +197,7 @@ class ServeSummary:
     ttft_p99: float
     token_p50: float
     token_p99: float
+    token_max: float
     identical: str = "-"
 
     @property
@@ -233,6 +235,7 @@ def summarize(name: str, results: Sequence[RequestResult], identical: str = "-")
         ttft_p99=float(np.percentile(ttft, 99)),
         token_p50=float(np.percentile(gaps, 50)),
         token_p99=float(np.percentile(gaps, 99)),
+        token_max=float(gaps.max()),
         identical=identical,
     )
 
