@@ -114,6 +114,25 @@ def test_a_chunked_prompt_does_not_stall_the_requests_generating() -> None:
         Server(model, capacity=1, prefill_chunk=0)
 
 
+def test_requests_without_a_token_limit_run_to_the_stop_token_or_max_len() -> None:
+    model = small_model("hyena", max_len=48)
+    rng = np.random.default_rng(5)
+    prompt = rng.integers(0, V, 7)
+    bounded = alone(model, Request(prompt, 42))  # 7 + 42 - 1 = 48 positions: all of max_len
+    stop = int(bounded[5])  # a token that comes, so the open request stops there
+    requests = [Request(prompt, None), Request(prompt, None, stop_token=stop), Request((), None)]
+    results = serve(model, requests, capacity=2, max_steps=16)
+    np.testing.assert_array_equal(results[0].tokens, bounded)
+    first = int(np.flatnonzero(bounded == stop)[0])
+    np.testing.assert_array_equal(results[1].tokens, bounded[: first + 1])
+    np.testing.assert_array_equal(results[2].tokens, alone(model, Request((), 48)))
+    assert [r.request.max_new_tokens for r in results] == [42, 42, 48]
+    with pytest.raises(ValueError, match="leaves no new token"):
+        serve(model, [Request(np.zeros(49, np.int64), None)])
+    with pytest.raises(ValueError, match="within"):
+        _ = Request([1], None).online_steps
+
+
 def test_stop_tokens_end_requests_as_generate_does() -> None:
     model = small_model("hyena", max_len=128)
     requests = trace(np.random.default_rng(2), PROMPTS, [40] * len(PROMPTS))

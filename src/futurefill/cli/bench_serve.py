@@ -173,7 +173,7 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     model = ConvLM(cfg)
     requests = synthetic_trace(spec, cfg.vocab_size)
-    tokens = sum(r.max_new_tokens for r in requests)
+    tokens = sum(r.new_tokens for r in requests)
     if not args.json:
         print(f"{model}, backend {executor.name}, {args.capacity} slots, {args.clock} clock")
         print(

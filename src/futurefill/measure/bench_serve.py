@@ -105,6 +105,7 @@ def lockstep(
     batch; ``batch=1`` generates them one after another. Results in the order given, timed by
     ``clock`` (restarted; a wall-clock :class:`~futurefill.models.ReplayClock` by default)."""
     executor = get_backend(backend)
+    requests = [r.within(model.config.max_len) for r in requests]
     order = sorted(range(len(requests)), key=lambda i: requests[i].arrival or 0.0)
     results: dict[int, RequestResult] = {}
     clock = ReplayClock() if clock is None else clock
@@ -129,7 +130,7 @@ def _run_batch(
     """One padded batch, from now until its longest row is done."""
     bos = model.config.bos
     P = max(r.prompt_len for r in batch)
-    N = max(r.max_new_tokens for r in batch)
+    N = max(r.new_tokens for r in batch)
     start = clock()
     decoder = Decoder(
         model,
@@ -157,11 +158,11 @@ def _run_batch(
     return [
         RequestResult(
             request=r,
-            tokens=out[row, : r.max_new_tokens],
+            tokens=out[row, : r.new_tokens],
             arrival=r.arrival or 0.0,
             admitted=start,
-            finish=float(stamps[r.max_new_tokens - 1]),
-            token_times=stamps[: r.max_new_tokens],
+            finish=float(stamps[r.new_tokens - 1]),
+            token_times=stamps[: r.new_tokens],
         )
         for row, r in enumerate(batch)
     ]

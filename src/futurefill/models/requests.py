@@ -3,6 +3,7 @@ the clock of a replay (:class:`ReplayClock`)."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,8 +26,9 @@ class Request:
     prompt : sequence of int or None
         Prompt token ids (stored as a read-only int64 array). Empty (or None): start from the
         model's ``bos`` token without a prompt, as ``generate(None, ...)`` does.
-    max_new_tokens : int
-        Tokens to generate (fewer if ``stop_token`` comes first).
+    max_new_tokens : int or None
+        Tokens to generate (fewer if ``stop_token`` comes first); ``None``: as many as the
+        model's ``max_len`` allows (see :meth:`within`), the server sets the number.
     stop_token : int, optional
         The request ends once it produced this token (the stop token is its last).
     temperature : float
@@ -52,10 +54,12 @@ class Request:
     Traceback (most recent call last):
     ...
     ValueError: top_k needs temperature > 0 (greedy decoding takes the top 1)
+    >>> Request([1, 2, 3], None, stop_token=0).within(16).max_new_tokens  # until the stop token
+    14
     """
 
     prompt: Any = ()
-    max_new_tokens: int = 16
+    max_new_tokens: int | None = 16
     stop_token: int | None = None
     temperature: float = 0.0
     top_k: int | None = None
@@ -76,9 +80,10 @@ class Request:
             raise ValueError(f"prompt token ids must be >= 0, got {int(prompt.min())}")
         prompt.flags.writeable = False
         object.__setattr__(self, "prompt", prompt)
-        object.__setattr__(
-            self, "max_new_tokens", check_int("max_new_tokens", self.max_new_tokens, 1)
-        )
+        if self.max_new_tokens is not None:
+            object.__setattr__(
+                self, "max_new_tokens", check_int("max_new_tokens", self.max_new_tokens, 1)
+            )
         for name in ("stop_token", "seed"):
             if getattr(self, name) is not None:
                 object.__setattr__(self, name, check_int(name, getattr(self, name), 0))
@@ -98,10 +103,41 @@ class Request:
         return int(self.prompt.size)
 
     @property
+    def new_tokens(self) -> int:
+        """``max_new_tokens``, which a request without one has only once :meth:`within` gave
+        it its number."""
+        if self.max_new_tokens is None:
+            raise ValueError(
+                "a request with max_new_tokens=None has no length until a model's max_len "
+                "bounds it: Request.within(max_len)"
+            )
+        return self.max_new_tokens
+
+    @property
     def online_steps(self) -> int:
         """Positions the request runs one at a time (see
-        :func:`~futurefill.models.decode.online_steps`)."""
-        return online_steps(self.prompt_len, self.max_new_tokens)
+        :func:`~futurefill.models.decode.online_steps`; needs :attr:`new_tokens`)."""
+        return online_steps(self.prompt_len, self.new_tokens)
+
+    def within(self, max_len: int) -> Request:
+        """This request, with ``max_new_tokens=None`` replaced by the most tokens a model of
+        ``max_len`` positions gives after its prompt (the request itself otherwise).
+
+        Raises
+        ------
+        ValueError
+            If the prompt leaves no new token.
+        """
+        if self.max_new_tokens is not None:
+            return self
+        # the last prompt position gives the first token, which is fed unless it is the last
+        most = max_len - self.prompt_len + 1 if self.prompt_len else max_len
+        if most < 1:
+            raise ValueError(
+                f"a prompt of {self.prompt_len} tokens leaves no new token within the model's "
+                f"max_len = {max_len}"
+            )
+        return dataclasses.replace(self, max_new_tokens=most)
 
 
 @dataclass(frozen=True)

@@ -180,6 +180,7 @@ class Server:
         if not isinstance(request, Request):
             raise TypeError(f"expected a Request, got {type(request).__name__}")
         cfg = self.model.config
+        request = request.within(cfg.max_len)
         P, steps = request.prompt_len, request.online_steps
         if P:
             check_token_range(0, int(request.prompt.max()), cfg.vocab_size, "prompt")
@@ -198,7 +199,9 @@ class Server:
 
     def submit(self, request: Request) -> int:
         """Queue ``request`` (checked first: a bad one is refused and nothing changes); return
-        its id, the key of its :attr:`results` entry.
+        its id, the key of its :attr:`results` entry. A request with ``max_new_tokens=None``
+        runs until its stop token or the model's ``max_len`` (:meth:`Request.within`); its
+        result's ``request`` carries that number.
 
         Examples
         --------
@@ -211,6 +214,7 @@ class Server:
         (2, 0)
         """
         self.check(request)
+        request = request.within(self.model.config.max_len)
         rid = self._next_id
         self._next_id += 1
         arrival = self.clock() if request.arrival is None else request.arrival
@@ -409,6 +413,7 @@ def serve(
     requests = [
         r if r.arrival is not None else dataclasses.replace(r, arrival=0.0) for r in requests
     ]
+    requests = [r.within(model.config.max_len) for r in requests]
     if max_steps is None:
         max_steps = min(max(max(r.online_steps for r in requests), 1), model.config.max_len)
     clock = ReplayClock() if clock is None else clock
