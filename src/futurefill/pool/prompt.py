@@ -43,6 +43,11 @@ class PromptInputs:
     inputs: Array
     lengths: np.ndarray
 
+    @classmethod
+    def empty(cls, executor: Executor, channels: int, dtype: Any) -> PromptInputs:
+        """No inputs yet, for ``channels`` channels."""
+        return cls(executor.zeros((channels, 0), dtype), np.zeros(channels, np.int64))
+
     def copy(self, xp: Any) -> PromptInputs:
         """An independent copy."""
         return PromptInputs(xp.asarray(self.inputs, copy=True), self.lengths.copy())

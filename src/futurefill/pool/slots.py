@@ -146,11 +146,7 @@ class SlotTable:
         """The prompt ``row`` is being given (an empty one the first time)."""
         pending = self.pending.get(row)
         if pending is None:
-            channels = self.emitted.shape[1]
-            pending = PromptInputs(
-                executor.zeros((channels, 0), dtype), np.zeros(channels, np.int64)
-            )
-            self.pending[row] = pending
+            pending = self.pending[row] = PromptInputs.empty(executor, self.emitted.shape[1], dtype)
         return pending
 
     def save_targets(self, xp: Any, plan: Plan, buffer: Any, rows: np.ndarray) -> None:

@@ -384,7 +384,7 @@ class StreamPool:
         """Fold pending prompts into their slots, start the next segment of the slots whose
         segment is done; journal the slots the step overwrites."""
         xp, slots = self._executor.xp, self._slots
-        ends = slots.segment_ends(rows).tolist()
+        ends = set(slots.segment_ends(rows).tolist())
         slots.closed[rows] = True
         for row in sorted({*slots.noted(rows), *ends}):
             journal = slots.journal.get(row)
@@ -423,9 +423,8 @@ class StreamPool:
         slots, s = self._slots, self._state
         history = slots.history.get(row)
         if history is None:  # a slot without a prompt, at its first new segment
-            history = slots.history[row] = _prompt.PromptInputs(
-                self._executor.zeros((self.channels, 0), self._dtype),
-                np.zeros(self.channels, np.int64),
+            history = slots.history[row] = _prompt.PromptInputs.empty(
+                self._executor, self.channels, self._dtype
             )
         done = int(slots.limit[row])
         history.append(self._executor, s.buffer[row, :, :done], _ALL)
