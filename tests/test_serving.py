@@ -310,3 +310,33 @@ def test_serve_checks_every_request_before_any_work(monkeypatch: pytest.MonkeyPa
         Server(model, capacity=1, max_steps=65)
     with pytest.raises(ValueError, match="capacity"):
         Server(model, capacity=0)
+
+
+# ---------------------------------------------------------------------- compiled position pass
+def test_backends_that_run_eagerly_keep_the_eager_position_pass() -> None:
+    """NumPy compiles nothing: the server runs ``position_pass`` (JAX's compiled one is
+    tested in ``test_jax_compiled_rows.py``); asking for the compiled pass there is refused."""
+    from futurefill.models.compiled_rows import CompiledRows
+
+    numpy = futurefill.get_backend("numpy")
+    assert numpy.compile_function(lambda x: x) is None
+    assert not CompiledRows.available(numpy)
+    model = small_model("hyena", max_len=16)
+    with pytest.raises(ValueError, match="does not compile functions"):
+        CompiledRows(model.backend_weights(numpy), numpy)
+    assert Server(model, capacity=2, backend="numpy")._compiled is None
+
+
+def test_slot_states_refuse_replacements_of_other_shapes() -> None:
+    from futurefill.models.slot_states import SlotStates
+
+    states = SlotStates(futurefill.get_backend("numpy"), 3)
+    with pytest.raises(RuntimeError, match="no state was put yet"):
+        states.layer(0)
+    states.put(1, [(np.ones((1, 4)),)])
+    held = states.layer(0)
+    with pytest.raises(ValueError, match="do not have the shapes held"):
+        states.replace_layers([(np.zeros((3, 5)),)])
+    assert states.layer(0)[0] is held[0]
+    states.replace_layers([(np.full((3, 4), 2.0),)])
+    np.testing.assert_array_equal(states.take(np.asarray([0, 2]))[0][0], np.full((2, 4), 2.0))

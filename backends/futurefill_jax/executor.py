@@ -188,6 +188,12 @@ class JaxExecutor(JittedGroupedKernels, ArrayAPIExecutor):
 
         return program
 
+    def compile_function(
+        self, fn: Callable[..., Any], *, donate: tuple[int, ...] = ()
+    ) -> Callable[..., Any] | None:
+        """``jax.jit(fn)``, the positional arguments ``donate`` donated."""
+        return jax.jit(fn, donate_argnums=donate)
+
     def generate_greedy(self, model: Any, prompt: Any, new_tokens: int, **options: Any) -> Any:
         """Greedy generation from a reference model as compiled programs (what
         :func:`futurefill.models.generate` runs where the executor's ``generate_greedy``

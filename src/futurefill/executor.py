@@ -35,6 +35,8 @@ overrides only what its library does its own way:
   :func:`futurefill.models.generate` runs its Python loop); :meth:`~Executor.capture_decode`
   -- a model's whole token step (every layer's ``emit`` and the ``advance``) captured, e.g.
   as one CUDA graph per step pattern (default ``None``: the decoder runs its Python step);
+  :meth:`~Executor.compile_function` -- a pure function of arrays compiled (default ``None``:
+  functions run eagerly; a serving loop then runs the model's position pass op by op);
 * the batched kernels of a stream pool (:class:`futurefill.StreamPool`, many rows each at its
   own position): :meth:`~Executor.emit_rows`, :meth:`~Executor.fill_group` and
   :meth:`~Executor.fill_groups` (every group of a step: one call each, or one program), with
@@ -196,6 +198,18 @@ class Executor(Protocol):
         its inputs (the states the first step starts from). Called once, before the first
         decode step; the program returned runs the step ``state.step`` and advances it, with
         the same results as ``body``.
+        """
+
+    def compile_function(
+        self, fn: Callable[..., Any], *, donate: tuple[int, ...] = ()
+    ) -> Callable[..., Any] | None:
+        """``fn``, a pure function of arrays (and of dicts and tuples of arrays), compiled for
+        this backend with the same results, or ``None`` (the default: functions run eagerly).
+
+        The compiled function may specialize on its arguments' shapes and dtypes (compiling
+        once per combination met) and may reuse the memory of the positional arguments
+        ``donate``, which the caller no longer reads after the call. Used by the serving loop
+        (:class:`futurefill.models.Server`) for the network's per-layer position work.
         """
 
     def synchronize(self) -> None:
@@ -445,6 +459,11 @@ class ArrayAPIExecutor(GroupedKernels):
     def capture_decode(
         self, state: ConvState, body: DecodeStep, tokens: Array, states: list[Any]
     ) -> DecodeStep | None:
+        return None
+
+    def compile_function(
+        self, fn: Callable[..., Any], *, donate: tuple[int, ...] = ()
+    ) -> Callable[..., Any] | None:
         return None
 
     def workspace_size(self, state: ConvState) -> dict[str, int]:

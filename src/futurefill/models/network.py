@@ -21,7 +21,16 @@ from .config import ModelConfig
 from .layers import embed, mlp, rms_norm
 from .mixer_base import Mixer, State
 
-__all__ = ["BackendWeights", "convert_weights", "layer_params", "position_pass", "sequence_pass"]
+__all__ = [
+    "BackendWeights",
+    "convert_weights",
+    "head_logits",
+    "layer_params",
+    "layer_position_inputs",
+    "layer_position_outputs",
+    "position_pass",
+    "sequence_pass",
+]
 
 Array = Any
 
@@ -172,8 +181,59 @@ def sequence_pass(
         after.append(state)
         if keep_inputs:
             inputs.append(u_t)
-    logits = rms_norm(x, w.top["norm"], eps, xp) @ w.top["head"]
+    logits = head_logits(eps, xp, w.top, x)
     return SequenceResult(logits=logits, conv_inputs=inputs, states=after)
+
+
+def layer_position_inputs(
+    mixer: Mixer, eps: float, xp: Any, lw: dict[str, Array], x: Array, state: State
+) -> tuple[Array, Array, State]:
+    """One layer's work before its long convolution at one position: the mixer's inputs.
+
+    Parameters
+    ----------
+    mixer : Mixer
+    eps : float
+        The model's ``norm_eps``.
+    xp : namespace
+    lw : dict
+        The layer's weights.
+    x : array, shape (B, D)
+        The residual stream entering the layer.
+    state : tuple
+        The layer's mixer state before this position.
+
+    Returns
+    -------
+    u : array, shape (B, C)
+        The long convolution's inputs.
+    aux : array
+        What the mixer's outputs need besides the convolution.
+    state : tuple
+        The mixer state after this position.
+    """
+    return mixer.position_inputs(lw, rms_norm(x, lw["norm1"], eps, xp), state, xp)
+
+
+def layer_position_outputs(
+    mixer: Mixer,
+    eps: float,
+    xp: Any,
+    lw: dict[str, Array],
+    x: Array,
+    y: Array,
+    u: Array,
+    aux: Array,
+) -> Array:
+    """One layer's work after its long convolution ``y`` ``(B, C)`` at one position: the
+    residual stream ``(B, D)`` leaving the layer (mixer outputs, then the MLP)."""
+    x = x + mixer.outputs(lw, y, u, aux, xp)
+    return x + mlp(rms_norm(x, lw["norm2"], eps, xp), lw, xp)
+
+
+def head_logits(eps: float, xp: Any, top: dict[str, Array], x: Array) -> Array:
+    """The logits ``(B, V)`` of the residual stream ``x`` ``(B, D)`` after the last layer."""
+    return rms_norm(x, top["norm"], eps, xp) @ top["head"]
 
 
 def position_pass(
@@ -200,13 +260,11 @@ def position_pass(
     states : list of tuples
         Per layer, the mixer state after this position.
     """
-    xp, cfg, mixer = w.xp, w.cfg, w.mixer
-    eps = cfg.norm_eps
+    xp, mixer, eps = w.xp, w.mixer, w.cfg.norm_eps
     x = embed(w.top["embed"], tokens, xp)
     new_states: list[State] = []
     for i, (lw, state) in enumerate(zip(w.layers, states, strict=True)):
-        u, aux, state = mixer.position_inputs(lw, rms_norm(x, lw["norm1"], eps, xp), state, xp)
-        x = x + mixer.outputs(lw, long_conv(i, u), u, aux, xp)
-        x = x + mlp(rms_norm(x, lw["norm2"], eps, xp), lw, xp)
+        u, aux, state = layer_position_inputs(mixer, eps, xp, lw, x, state)
+        x = layer_position_outputs(mixer, eps, xp, lw, x, long_conv(i, u), u, aux)
         new_states.append(state)
-    return rms_norm(x, w.top["norm"], eps, xp) @ w.top["head"], new_states
+    return head_logits(eps, xp, w.top, x), new_states

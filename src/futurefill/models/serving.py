@@ -34,6 +34,7 @@ from .._registry import get_backend
 from ..executor import Executor
 from ..plan import PlanSpec
 from ..pool import StreamPool
+from .compiled_rows import CompiledRows
 from .decode import DecodableModel
 from .mixer_base import State
 from .network import position_pass, sequence_pass
@@ -142,6 +143,11 @@ class Server:
         self.clock: Callable[[], float] = ReplayClock() if clock is None else clock
         self.results: dict[int, RequestResult] = {}
         self._states = SlotStates(self.executor, capacity)
+        self._compiled = (
+            CompiledRows(self.weights, self.executor)
+            if CompiledRows.available(self.executor)
+            else None
+        )
         self._waiting: deque[tuple[int, Request, float]] = deque()
         self._live: dict[int, _Live] = {}
         self._prefilling: deque[int] = deque()  # slots whose prompt runs, in admission order
@@ -309,14 +315,21 @@ class Server:
         prefilling = set(self._prefilling)
         slots = sorted(s for s in self._live if s not in prefilling)
         rows = np.asarray(slots, np.int64)
-        tokens = ex.asarray(np.asarray([self._live[s].next_input for s in slots], np.int64))
+        tokens = np.asarray([self._live[s].next_input for s in slots], np.int64)
 
         def long_conv(layer: int, u: Array) -> Array:
             return pool.emit(slots, u, channels=self.slices[layer])
 
-        logits, states = position_pass(self.weights, tokens, self._states.take(rows), long_conv)
-        pool.advance(slots)
-        self._states.put_rows(rows, states)
+        if self._compiled is not None:
+            logits, store = self._compiled(tokens, rows, self._states, long_conv)
+            pool.advance(slots)
+            store()
+        else:
+            logits, states = position_pass(
+                self.weights, ex.asarray(tokens), self._states.take(rows), long_conv
+            )
+            pool.advance(slots)
+            self._states.put_rows(rows, states)
         return self._emit_tokens(slots, ex.to_numpy(logits))
 
     def _emit_tokens(self, slots: list[int], logits: np.ndarray) -> list[int]:

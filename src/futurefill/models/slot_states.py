@@ -73,6 +73,21 @@ class SlotStates:
                     )
                 layer[k] = self._scatter(layer[k], rows, value)
 
+    def layer(self, index: int) -> State:
+        """Layer ``index``'s arrays ``(capacity, ...)``, as held (not copied)."""
+        if self._arrays is None:
+            raise RuntimeError("no state was put yet")
+        return tuple(self._arrays[index])
+
+    def replace_layers(self, arrays: Sequence[State]) -> None:
+        """Hold ``arrays`` (per layer, arrays of the shapes held now) instead."""
+        if self._arrays is None:
+            raise RuntimeError("no state was put yet")
+        shapes = [[tuple(a.shape) for a in layer] for layer in self._arrays]
+        if [[tuple(a.shape) for a in layer] for layer in arrays] != shapes:
+            raise ValueError("the replacement states do not have the shapes held")
+        self._arrays = [list(layer) for layer in arrays]
+
     # ------------------------------------------------------------------ rows
     @staticmethod
     def _span(rows: np.ndarray) -> slice | None:
