@@ -4,7 +4,8 @@ Tested against the eager :func:`~futurefill.models.network.position_pass` on the
 backend (float64: the same operations, fused differently, so agreement to rounding, 1e-12 of
 the largest value): the logits and the stored states of any set of stepped rows, padded or
 not; the states untouched until ``store()`` and outside the stepped rows; no new program once
-each padded row count was seen; and a server stepping three and more slots at once on JAX
+each padded row count was seen; a prompt's pass through the compiled programs, whole and
+continuing from states; and a server stepping three and more slots at once on JAX
 gives every request the tokens of ``generate`` alone.
 """
 
@@ -16,7 +17,7 @@ import pytest
 import futurefill
 from futurefill.models import Request, serve
 from futurefill.models.compiled_rows import CompiledRows
-from futurefill.models.network import position_pass
+from futurefill.models.network import position_pass, sequence_pass
 from futurefill.models.slot_states import SlotStates
 
 from .conftest import selected_backends
@@ -93,7 +94,8 @@ def test_compiled_rows_equal_the_eager_position_pass(variant: str, rows: list[in
 def test_no_new_program_once_each_padded_row_count_was_seen() -> None:
     model, ex, weights, states, rng = _setup("hyena")
     compiled = CompiledRows(weights, ex)
-    programs = vars(compiled._programs).values()
+    p = compiled._programs
+    programs = (p.enter, p.before, p.after, p.head, p.store)
 
     def step(rows: list[int]) -> None:
         tokens = rng.integers(0, model.config.vocab_size, len(rows))
@@ -106,6 +108,29 @@ def test_no_new_program_once_each_padded_row_count_was_seen() -> None:
     for rows in ([5], [3, 4], [1, 4, 5, 0], [2, 3, 4, 5, 0, 1]):
         step(sorted(rows))
     assert [p._cache_size() for p in programs] == sizes
+
+
+@pytest.mark.parametrize("variant", ["hyena", "stu_full"])
+def test_the_compiled_prompt_pass_equals_the_eager_one(variant: str) -> None:
+    """A prompt in two chunks (the second continuing from the mixers' states), through
+    ``sequence_pass`` with the compiled programs and without; same long convolution."""
+    model = small_model(variant, max_len=32)
+    ex = futurefill.get_backend("jax")
+    weights = model.backend_weights(ex)
+    tokens = ex.asarray(np.random.default_rng(5).integers(0, model.config.vocab_size, (1, 7)))
+
+    def long_conv(layer: int, u: object) -> object:
+        return 0.5 * u + 0.25 * layer
+
+    runs = []
+    for programs in (None, CompiledRows(weights, ex).sequence):
+        first = sequence_pass(weights, tokens[:, :4], long_conv=long_conv, programs=programs)
+        second = sequence_pass(
+            weights, tokens[:, 4:], long_conv=long_conv, states=first.states, programs=programs
+        )
+        runs.append([first.logits, second.logits, *(a for s in second.states for a in s)])
+    for compiled, eager in zip(runs[1], runs[0], strict=True):
+        _close(np.asarray(compiled), np.asarray(eager))
 
 
 def test_a_server_stepping_several_slots_on_jax_gives_the_tokens_of_generate() -> None:

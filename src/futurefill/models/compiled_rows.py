@@ -30,7 +30,13 @@ import numpy as np
 from ..executor import Executor
 from .layers import embed
 from .mixer_base import Mixer, State
-from .network import BackendWeights, head_logits, layer_position_inputs, layer_position_outputs
+from .network import (
+    BackendWeights,
+    SequencePrograms,
+    head_logits,
+    layer_position_inputs,
+    layer_position_outputs,
+)
 from .slot_states import SlotStates
 
 __all__ = ["CompiledRows"]
@@ -75,6 +81,9 @@ class _Programs:
                 raise ValueError(f"backend {executor.name!r} does not compile functions")
             return program
 
+        #: A prompt's pass (:func:`~futurefill.models.network.sequence_pass`), compiled per
+        #: sequence length.
+        self.sequence = SequencePrograms.eager(mixer, eps, xp).compiled(compiled)
         self.enter = compiled(enter)
         self.before = compiled(before)
         self.after = compiled(after)
@@ -111,6 +120,13 @@ class CompiledRows:
         self.weights = weights
         self.executor = executor
         self._programs = _programs(weights.mixer, float(weights.cfg.norm_eps), executor)
+
+    @property
+    def sequence(self) -> SequencePrograms:
+        """The position-wise work of a prompt's pass as programs (one set per sequence length
+        met: a prompt's pass is not padded, since its mixer states are those after its last
+        real position)."""
+        return self._programs.sequence
 
     @staticmethod
     def available(executor: Executor) -> bool:

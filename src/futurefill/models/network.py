@@ -23,11 +23,14 @@ from .mixer_base import Mixer, State
 
 __all__ = [
     "BackendWeights",
+    "SequencePrograms",
     "convert_weights",
     "head_logits",
     "layer_params",
     "layer_position_inputs",
     "layer_position_outputs",
+    "layer_sequence_inputs",
+    "layer_sequence_outputs",
     "position_pass",
     "sequence_pass",
 ]
@@ -134,6 +137,73 @@ class SequenceResult:
     states: list[State]
 
 
+def layer_sequence_inputs(
+    mixer: Mixer, eps: float, xp: Any, lw: dict[str, Array], x: Array, state: State | None
+) -> tuple[Array, Array, Array, State]:
+    """One layer's work before its long convolution over a sequence ``x`` ``(B, T, D)``:
+    the convolution's inputs with time last ``(B, C, T)`` and time second ``(B, T, C)``, what
+    the outputs need besides, and the mixer state after the sequence (``state``: before it,
+    ``None`` at the start)."""
+    u, aux, after = mixer.sequence_inputs(lw, rms_norm(x, lw["norm1"], eps, xp), xp, state)
+    return xp.permute_dims(u, (0, 2, 1)), u, aux, after
+
+
+def layer_sequence_outputs(
+    mixer: Mixer,
+    eps: float,
+    xp: Any,
+    lw: dict[str, Array],
+    x: Array,
+    y_t: Array,
+    u: Array,
+    aux: Array,
+) -> Array:
+    """One layer's work after its long convolution ``y_t`` ``(B, C, T)`` over a sequence:
+    the residual stream ``(B, T, D)`` leaving the layer."""
+    return layer_position_outputs(mixer, eps, xp, lw, x, xp.permute_dims(y_t, (0, 2, 1)), u, aux)
+
+
+@dataclass(frozen=True)
+class SequencePrograms:
+    """The position-wise work of :func:`sequence_pass`, eager or compiled (same functions).
+
+    Attributes
+    ----------
+    enter : callable
+        ``enter(embed_table, tokens) -> x``.
+    inputs : callable
+        ``inputs(layer_weights, x, state) -> (u_t, u, aux, state)``
+        (:func:`layer_sequence_inputs`).
+    outputs : callable
+        ``outputs(layer_weights, x, y_t, u, aux) -> x`` (:func:`layer_sequence_outputs`).
+    head : callable
+        ``head(top, x) -> logits`` (:func:`head_logits`).
+    """
+
+    enter: Callable[..., Any]
+    inputs: Callable[..., Any]
+    outputs: Callable[..., Any]
+    head: Callable[..., Any]
+
+    @classmethod
+    def eager(cls, mixer: Mixer, eps: float, xp: Any) -> SequencePrograms:
+        """The functions themselves, for ``mixer``, ``eps`` and namespace ``xp``."""
+        return cls(
+            enter=lambda table, tokens: embed(table, tokens, xp),
+            inputs=lambda lw, x, state: layer_sequence_inputs(mixer, eps, xp, lw, x, state),
+            outputs=lambda lw, x, y_t, u, aux: layer_sequence_outputs(
+                mixer, eps, xp, lw, x, y_t, u, aux
+            ),
+            head=lambda top, x: head_logits(eps, xp, top, x),
+        )
+
+    def compiled(self, compile_function: Callable[..., Any]) -> SequencePrograms:
+        """Each function passed through ``compile_function`` (e.g. ``jax.jit``)."""
+        return SequencePrograms(
+            *(compile_function(f) for f in (self.enter, self.inputs, self.outputs, self.head))
+        )
+
+
 def sequence_pass(
     w: BackendWeights,
     tokens: Array,
@@ -141,6 +211,7 @@ def sequence_pass(
     keep_inputs: bool = False,
     long_conv: Callable[[int, Array], Array] | None = None,
     states: Sequence[State] | None = None,
+    programs: SequencePrograms | None = None,
 ) -> SequenceResult:
     """Run the network on whole sequences ``tokens`` ``(B, T)``.
 
@@ -161,27 +232,26 @@ def sequence_pass(
         the positions before): the sequences continue from there, so a prompt may run in
         chunks (``long_conv`` must then continue too, as a pool's chunked ``prefill`` does).
         ``None``: the sequences start at ``tokens``.
+    programs : SequencePrograms, optional
+        The position-wise work as compiled programs (the same functions); eager by default.
     """
     if states is not None and long_conv is None:
         raise ValueError("a pass continuing from states needs the long_conv that continues too")
-    xp, cfg, mixer = w.xp, w.cfg, w.mixer
-    eps = cfg.norm_eps
-    x = embed(w.top["embed"], tokens, xp)
+    xp, mixer, eps = w.xp, w.mixer, w.cfg.norm_eps
+    if programs is None:
+        programs = SequencePrograms.eager(mixer, eps, xp)
+    x = programs.enter(w.top["embed"], tokens)
     before: Sequence[State | None] = [None] * len(w.layers) if states is None else states
     inputs: list[Array] = []
     after: list[State] = []
     for i, (lw, filt) in enumerate(zip(w.layers, w.filters, strict=True)):
-        h = rms_norm(x, lw["norm1"], eps, xp)
-        u, aux, state = mixer.sequence_inputs(lw, h, xp, before[i])
-        u_t = xp.permute_dims(u, (0, 2, 1))  # (B, C, T): time last for the FFT
+        u_t, u, aux, state = programs.inputs(lw, x, before[i])  # u_t: (B, C, T), time last
         y_t = causal_conv(u_t, filt, xp=xp) if long_conv is None else long_conv(i, u_t)
-        y = xp.permute_dims(y_t, (0, 2, 1))
-        x = x + mixer.outputs(lw, y, u, aux, xp)
-        x = x + mlp(rms_norm(x, lw["norm2"], eps, xp), lw, xp)
+        x = programs.outputs(lw, x, y_t, u, aux)
         after.append(state)
         if keep_inputs:
             inputs.append(u_t)
-    logits = head_logits(eps, xp, w.top, x)
+    logits = programs.head(w.top, x)
     return SequenceResult(logits=logits, conv_inputs=inputs, states=after)
 
 

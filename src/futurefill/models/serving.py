@@ -295,7 +295,13 @@ class Server:
         start = live.prefilled
         tokens = self.executor.asarray(np.array(live.request.prompt[None, start : start + n]))
         try:
-            result = sequence_pass(w, tokens, long_conv=prefill_layer, states=live.states)
+            result = sequence_pass(
+                w,
+                tokens,
+                long_conv=prefill_layer,
+                states=live.states,
+                programs=None if self._compiled is None else self._compiled.sequence,
+            )
         except BaseException:
             self._prefilling.remove(slot)
             self._live.pop(slot)
