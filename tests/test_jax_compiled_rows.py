@@ -95,7 +95,7 @@ def test_no_new_program_once_each_padded_row_count_was_seen() -> None:
     model, ex, weights, states, rng = _setup("hyena")
     compiled = CompiledRows(weights, ex)
     p = compiled._programs
-    programs = (p.enter, p.before, p.after, p.head, p.store)
+    programs = (p.position.enter, p.before, p.position.outputs, p.position.head, p.store)
 
     def step(rows: list[int]) -> None:
         tokens = rng.integers(0, model.config.vocab_size, len(rows))

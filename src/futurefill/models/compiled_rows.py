@@ -28,14 +28,11 @@ import array_api_extra as xpx
 import numpy as np
 
 from ..executor import Executor
-from .layers import embed
 from .mixer_base import Mixer, State
 from .network import (
     BackendWeights,
-    SequencePrograms,
-    head_logits,
+    PassPrograms,
     layer_position_inputs,
-    layer_position_outputs,
 )
 from .slot_states import SlotStates
 
@@ -49,13 +46,10 @@ def _padded(n: int) -> int:
 
 
 class _Programs:
-    """The four compiled programs of one mixer, norm epsilon and executor."""
+    """The compiled programs of one mixer, norm epsilon and executor."""
 
     def __init__(self, mixer: Mixer, eps: float, executor: Executor) -> None:
         xp = executor.xp
-
-        def enter(table: Array, tokens: Array) -> Array:
-            return embed(table, tokens, xp)
 
         def before(
             lw: dict[str, Array], x: Array, layer: State, rows: Array
@@ -63,17 +57,11 @@ class _Programs:
             state = tuple(xp.take(a, rows, axis=0) for a in layer)
             return layer_position_inputs(mixer, eps, xp, lw, x, state)
 
-        def after(lw: dict[str, Array], x: Array, y: Array, u: Array, aux: Array) -> Array:
-            return layer_position_outputs(mixer, eps, xp, lw, x, y, u, aux)
-
         def store(arrays: list[State], rows: Array, states: list[State]) -> list[State]:
             return [
                 tuple(xpx.at(a)[rows, ...].set(s) for a, s in zip(old, new, strict=True))
                 for old, new in zip(arrays, states, strict=True)
             ]
-
-        def head(top: dict[str, Array], x: Array) -> Array:
-            return head_logits(eps, xp, top, x)
 
         def compiled(fn: Callable[..., Any], donate: tuple[int, ...] = ()) -> Callable[..., Any]:
             program = executor.compile_function(fn, donate=donate)
@@ -82,13 +70,13 @@ class _Programs:
             return program
 
         #: A prompt's pass (:func:`~futurefill.models.network.sequence_pass`), compiled per
-        #: sequence length.
-        self.sequence = SequencePrograms.eager(mixer, eps, xp).compiled(compiled)
-        self.enter = compiled(enter)
+        #: sequence length, and a lock-step position (:func:`~.network.position_pass`).
+        self.sequence = PassPrograms.for_sequences(mixer, eps, xp).compiled(compiled)
+        self.position = PassPrograms.for_positions(mixer, eps, xp).compiled(compiled)
+        #: The gather of the stepped rows' states with the position's inputs, and the scatter
+        #: of the new states (the rest of a row step is ``position``'s).
         self.before = compiled(before)
-        self.after = compiled(after)
         self.store = compiled(store, donate=(0,))
-        self.head = compiled(head)
 
 
 #: The programs of each (mixer, norm epsilon, executor) met: shared by every server of the
@@ -122,11 +110,17 @@ class CompiledRows:
         self._programs = _programs(weights.mixer, float(weights.cfg.norm_eps), executor)
 
     @property
-    def sequence(self) -> SequencePrograms:
+    def sequence(self) -> PassPrograms:
         """The position-wise work of a prompt's pass as programs (one set per sequence length
         met: a prompt's pass is not padded, since its mixer states are those after its last
         real position)."""
         return self._programs.sequence
+
+    @property
+    def position(self) -> PassPrograms:
+        """The position-wise work of a lock-step position (every row of a batch steps: no
+        gather, no padding), as programs per batch size."""
+        return self._programs.position
 
     @staticmethod
     def available(executor: Executor) -> bool:
@@ -167,16 +161,16 @@ class CompiledRows:
         ex, w, p = self.executor, self.weights, self._programs
         pad = np.zeros(size - n, np.int64)
         padded_rows = ex.asarray(np.concatenate([rows, rows[pad]]).astype(np.int64))
-        x = p.enter(w.top["embed"], ex.asarray(np.concatenate([tokens, tokens[pad]])))
+        x = p.position.enter(w.top["embed"], ex.asarray(np.concatenate([tokens, tokens[pad]])))
         new: list[State] = []
         for i, lw in enumerate(w.layers):
             u, aux, state = p.before(lw, x, states.layer(i), padded_rows)
             y = long_conv(i, u if size == n else u[:n, ...])
             if size != n:
                 y = ex.xp.concat([y, ex.xp.take(y, ex.asarray(pad), axis=0)], axis=0)
-            x = p.after(lw, x, y, u, aux)
+            x = p.position.outputs(lw, x, y, u, aux)
             new.append(state)
-        logits = p.head(w.top, x)
+        logits = p.position.head(w.top, x)
 
         def store() -> None:
             arrays = [states.layer(i) for i in range(len(new))]

@@ -19,6 +19,7 @@ from ..executor import DecodeStep, Executor
 from ..interpreter import check_can_step
 from ..online import OnlineConv
 from ..plan import PlanSpec
+from .compiled_rows import CompiledRows
 from .config import ModelConfig
 from .network import BackendWeights, position_pass, sequence_pass
 from .options import GenerationOptions
@@ -163,6 +164,10 @@ class Decoder:
         self.timings = {"prefill": 0.0, "decode": 0.0, "long_conv": 0.0}
         #: The token step captured by the executor (e.g. CUDA graphs), or ``None``.
         self.program: DecodeStep | None = None
+        compiled = CompiledRows(w, self.executor) if CompiledRows.available(self.executor) else None
+        #: The position-wise work as compiled programs where the backend compiles functions.
+        self._sequence = None if compiled is None else compiled.sequence
+        self._position = None if compiled is None else compiled.position
         if not prompt_len:
             self._capture()
 
@@ -194,7 +199,7 @@ class Decoder:
         def prefill_layer(layer: int, u: Array) -> Array:
             return self.conv.prefill(u, channels=self.slices[layer])
 
-        result = sequence_pass(w, tokens, long_conv=prefill_layer)
+        result = sequence_pass(w, tokens, long_conv=prefill_layer, programs=self._sequence)
         self.states = result.states
         logits = result.logits[:, -1, :]
         if self.timed:
@@ -244,12 +249,14 @@ class Decoder:
             logits, self.states = self.program(tokens, self.states)
             return logits
         if not self.timed:
-            logits, self.states = position_pass(self.weights, tokens, self.states, self._long_conv)
+            logits, self.states = position_pass(
+                self.weights, tokens, self.states, self._long_conv, self._position
+            )
             self.conv.advance()
             return logits
         start = time.perf_counter()
         logits, self.states = position_pass(
-            self.weights, tokens, self.states, self._long_conv_timed
+            self.weights, tokens, self.states, self._long_conv_timed, self._position
         )
         mid = time.perf_counter()
         self.conv.advance()

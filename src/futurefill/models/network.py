@@ -23,7 +23,7 @@ from .mixer_base import Mixer, State
 
 __all__ = [
     "BackendWeights",
-    "SequencePrograms",
+    "PassPrograms",
     "convert_weights",
     "head_logits",
     "layer_params",
@@ -164,18 +164,22 @@ def layer_sequence_outputs(
 
 
 @dataclass(frozen=True)
-class SequencePrograms:
-    """The position-wise work of :func:`sequence_pass`, eager or compiled (same functions).
+class PassPrograms:
+    """The position-wise work of :func:`sequence_pass` or :func:`position_pass`, as the
+    functions themselves or compiled (the same functions through
+    :meth:`futurefill.executor.Executor.compile_function`).
 
     Attributes
     ----------
     enter : callable
         ``enter(embed_table, tokens) -> x``.
     inputs : callable
-        ``inputs(layer_weights, x, state) -> (u_t, u, aux, state)``
+        ``inputs(layer_weights, x, state) -> (u, aux, state)`` at one position
+        (:func:`layer_position_inputs`), ``-> (u_t, u, aux, state)`` over sequences
         (:func:`layer_sequence_inputs`).
     outputs : callable
-        ``outputs(layer_weights, x, y_t, u, aux) -> x`` (:func:`layer_sequence_outputs`).
+        ``outputs(layer_weights, x, y, u, aux) -> x`` (:func:`layer_position_outputs`, or
+        with ``y_t`` :func:`layer_sequence_outputs`).
     head : callable
         ``head(top, x) -> logits`` (:func:`head_logits`).
     """
@@ -186,8 +190,8 @@ class SequencePrograms:
     head: Callable[..., Any]
 
     @classmethod
-    def eager(cls, mixer: Mixer, eps: float, xp: Any) -> SequencePrograms:
-        """The functions themselves, for ``mixer``, ``eps`` and namespace ``xp``."""
+    def for_sequences(cls, mixer: Mixer, eps: float, xp: Any) -> PassPrograms:
+        """The functions of :func:`sequence_pass` for ``mixer``, ``eps`` and ``xp``."""
         return cls(
             enter=lambda table, tokens: embed(table, tokens, xp),
             inputs=lambda lw, x, state: layer_sequence_inputs(mixer, eps, xp, lw, x, state),
@@ -197,9 +201,21 @@ class SequencePrograms:
             head=lambda top, x: head_logits(eps, xp, top, x),
         )
 
-    def compiled(self, compile_function: Callable[..., Any]) -> SequencePrograms:
+    @classmethod
+    def for_positions(cls, mixer: Mixer, eps: float, xp: Any) -> PassPrograms:
+        """The functions of :func:`position_pass` for ``mixer``, ``eps`` and ``xp``."""
+        return cls(
+            enter=lambda table, tokens: embed(table, tokens, xp),
+            inputs=lambda lw, x, state: layer_position_inputs(mixer, eps, xp, lw, x, state),
+            outputs=lambda lw, x, y, u, aux: layer_position_outputs(
+                mixer, eps, xp, lw, x, y, u, aux
+            ),
+            head=lambda top, x: head_logits(eps, xp, top, x),
+        )
+
+    def compiled(self, compile_function: Callable[..., Any]) -> PassPrograms:
         """Each function passed through ``compile_function`` (e.g. ``jax.jit``)."""
-        return SequencePrograms(
+        return PassPrograms(
             *(compile_function(f) for f in (self.enter, self.inputs, self.outputs, self.head))
         )
 
@@ -211,7 +227,7 @@ def sequence_pass(
     keep_inputs: bool = False,
     long_conv: Callable[[int, Array], Array] | None = None,
     states: Sequence[State] | None = None,
-    programs: SequencePrograms | None = None,
+    programs: PassPrograms | None = None,
 ) -> SequenceResult:
     """Run the network on whole sequences ``tokens`` ``(B, T)``.
 
@@ -232,14 +248,15 @@ def sequence_pass(
         the positions before): the sequences continue from there, so a prompt may run in
         chunks (``long_conv`` must then continue too, as a pool's chunked ``prefill`` does).
         ``None``: the sequences start at ``tokens``.
-    programs : SequencePrograms, optional
-        The position-wise work as compiled programs (the same functions); eager by default.
+    programs : PassPrograms, optional
+        The position-wise work as compiled programs (:meth:`PassPrograms.for_sequences`
+        compiled); the functions themselves by default.
     """
     if states is not None and long_conv is None:
         raise ValueError("a pass continuing from states needs the long_conv that continues too")
     xp, mixer, eps = w.xp, w.mixer, w.cfg.norm_eps
     if programs is None:
-        programs = SequencePrograms.eager(mixer, eps, xp)
+        programs = PassPrograms.for_sequences(mixer, eps, xp)
     x = programs.enter(w.top["embed"], tokens)
     before: Sequence[State | None] = [None] * len(w.layers) if states is None else states
     inputs: list[Array] = []
@@ -311,6 +328,7 @@ def position_pass(
     tokens: Array,
     states: Sequence[State],
     long_conv: Callable[[int, Array], Array],
+    programs: PassPrograms | None = None,
 ) -> tuple[Array, list[State]]:
     """Run the network on one position of every sequence.
 
@@ -323,6 +341,9 @@ def position_pass(
     long_conv : callable
         ``long_conv(layer, u)`` returns the online convolution output ``(B, C_layer)`` of that
         layer's channels for the inputs ``u`` ``(B, C_layer)``.
+    programs : PassPrograms, optional
+        The position-wise work as compiled programs (:meth:`PassPrograms.for_positions`
+        compiled); the functions themselves by default.
 
     Returns
     -------
@@ -330,11 +351,12 @@ def position_pass(
     states : list of tuples
         Per layer, the mixer state after this position.
     """
-    xp, mixer, eps = w.xp, w.mixer, w.cfg.norm_eps
-    x = embed(w.top["embed"], tokens, xp)
+    if programs is None:
+        programs = PassPrograms.for_positions(w.mixer, w.cfg.norm_eps, w.xp)
+    x = programs.enter(w.top["embed"], tokens)
     new_states: list[State] = []
     for i, (lw, state) in enumerate(zip(w.layers, states, strict=True)):
-        u, aux, state = layer_position_inputs(mixer, eps, xp, lw, x, state)
-        x = layer_position_outputs(mixer, eps, xp, lw, x, long_conv(i, u), u, aux)
+        u, aux, state = programs.inputs(lw, x, state)
+        x = programs.outputs(lw, x, long_conv(i, u), u, aux)
         new_states.append(state)
-    return head_logits(eps, xp, w.top, x), new_states
+    return programs.head(w.top, x), new_states
