@@ -175,8 +175,9 @@ def test_pool_programs_update_the_buffer_in_place(rng) -> None:
     buffer_type = "f64[{},{},{}]".format(*state.buffer.shape)
     jnp = jax.numpy
     rows = jnp.arange(S)
+    index = jnp.stack([rows, rows + 40, rows + 30]).astype(jnp.int32)
     emit = _pool._emit.lower(
-        state.buffer, state.taps_reversed, rows, jnp.zeros((S, C)), rows + 40, rows + 30, 0,
+        state.buffer, state.taps_reversed, index, jnp.zeros((S, C)), 0,
         count=C, width=int(state.taps_reversed.shape[-1]),
     )  # fmt: skip
     assert _buffer_copies(emit.compile().as_text(), buffer_type) == 0
