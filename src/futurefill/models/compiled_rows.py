@@ -29,11 +29,7 @@ import numpy as np
 
 from ..executor import Executor
 from .mixer_base import Mixer, State
-from .network import (
-    BackendWeights,
-    PassPrograms,
-    layer_position_inputs,
-)
+from .network import BackendWeights, PassPrograms, layer_position_inputs
 from .slot_states import SlotStates
 
 __all__ = ["CompiledRows"]
