@@ -192,24 +192,26 @@ class PassPrograms:
     @classmethod
     def for_sequences(cls, mixer: Mixer, eps: float, xp: Any) -> PassPrograms:
         """The functions of :func:`sequence_pass` for ``mixer``, ``eps`` and ``xp``."""
-        return cls(
-            enter=lambda table, tokens: embed(table, tokens, xp),
-            inputs=lambda lw, x, state: layer_sequence_inputs(mixer, eps, xp, lw, x, state),
-            outputs=lambda lw, x, y_t, u, aux: layer_sequence_outputs(
-                mixer, eps, xp, lw, x, y_t, u, aux
-            ),
-            head=lambda top, x: head_logits(eps, xp, top, x),
-        )
+        return cls._of(mixer, eps, xp, layer_sequence_inputs, layer_sequence_outputs)
 
     @classmethod
     def for_positions(cls, mixer: Mixer, eps: float, xp: Any) -> PassPrograms:
         """The functions of :func:`position_pass` for ``mixer``, ``eps`` and ``xp``."""
+        return cls._of(mixer, eps, xp, layer_position_inputs, layer_position_outputs)
+
+    @classmethod
+    def _of(
+        cls,
+        mixer: Mixer,
+        eps: float,
+        xp: Any,
+        inputs: Callable[..., Any],
+        outputs: Callable[..., Any],
+    ) -> PassPrograms:
         return cls(
             enter=lambda table, tokens: embed(table, tokens, xp),
-            inputs=lambda lw, x, state: layer_position_inputs(mixer, eps, xp, lw, x, state),
-            outputs=lambda lw, x, y, u, aux: layer_position_outputs(
-                mixer, eps, xp, lw, x, y, u, aux
-            ),
+            inputs=lambda lw, x, state: inputs(mixer, eps, xp, lw, x, state),
+            outputs=lambda lw, x, y, u, aux: outputs(mixer, eps, xp, lw, x, y, u, aux),
             head=lambda top, x: head_logits(eps, xp, top, x),
         )
 
