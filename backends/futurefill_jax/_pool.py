@@ -6,9 +6,9 @@ buffer. Here each kernel is one jitted function whose buffer argument is donated
 place) and whose shapes are padded: the rows of a call up to the next power of two (1, 2, 4,
 ..., as serving engines pad batches to captured sizes) and a window to the plan's widest
 (:data:`FIXED_WIDTH` or narrower) or else up to the next power of two of the call's widest;
-the first channel of a call is traced. Padding rows repeat a real row -- the last, with its
-own input, in a window sum, so that the repeated store writes the same values; the first,
-with a zero contribution, in a task group -- so admitting or releasing slots never compiles anything
+the first channel of a call is traced. Padding rows repeat the last row -- with its own
+input in a window sum, so that the repeated store writes the same values, and with a zero
+contribution in a task group -- so admitting or releasing slots never compiles anything
 new: programs exist per (padded row count, window width or task shape) only, and layers of
 equal width share them.
 
@@ -54,11 +54,9 @@ def _padded(n: int) -> int:
     return 1 << max(0, (n - 1).bit_length())
 
 
-def _pad_rows(values: np.ndarray, size: int, *, last: bool = False) -> np.ndarray:
-    """``values`` followed by copies of its first (``last``: its last) entry, ``size``
-    entries in all."""
-    pad = values[-1:] if last else values[:1]
-    return np.concatenate([values, np.repeat(pad, size - values.shape[0], axis=0)])
+def _pad_rows(values: np.ndarray, size: int) -> np.ndarray:
+    """``values`` followed by copies of its last entry, ``size`` entries in all."""
+    return np.concatenate([values, np.repeat(values[-1:], size - values.shape[0], axis=0)])
 
 
 #: Plans whose windows are at most this wide sum every call over the widest window (one window
@@ -205,7 +203,7 @@ def _padded_rows(
     W = int(state.taps_reversed.shape[-1])
     width = W if W <= FIXED_WIDTH else min(_padded(int((slots - starts).max()) + 1), W)
     u_pad = jnp.pad(u, ((0, size - G), (0, 0)), mode="edge") if size > G else u
-    index = np.stack([_pad_rows(a, size, last=True) for a in (rows, slots, starts)])
+    index = np.stack([_pad_rows(a, size) for a in (rows, slots, starts)])
     return width, jnp.asarray(index.astype(np.int32)), u_pad
 
 

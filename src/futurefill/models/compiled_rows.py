@@ -162,8 +162,9 @@ class CompiledRows:
         for i, lw in enumerate(w.layers):
             u, aux, state = p.before(lw, x, states.layer(i), padded_rows)
             y = long_conv(i, u if size == n else u[:n, ...])
-            if size != n:
-                y = ex.xp.concat([y, ex.xp.take(y, ex.asarray(pad), axis=0)], axis=0)
+            if size != n:  # the padding rows copy the first: so do their outputs
+                fill = ex.xp.broadcast_to(y[:1, ...], (size - n, *y.shape[1:]))
+                y = ex.xp.concat([y, fill], axis=0)
             x = p.position.outputs(lw, x, y, u, aux)
             new.append(state)
         logits = p.position.head(w.top, x)

@@ -8,6 +8,7 @@ position). Written against the array API: ``xp`` is the weights' namespace.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -190,13 +191,17 @@ class PassPrograms:
     head: Callable[..., Any]
 
     @classmethod
+    @functools.lru_cache(maxsize=32)
     def for_sequences(cls, mixer: Mixer, eps: float, xp: Any) -> PassPrograms:
-        """The functions of :func:`sequence_pass` for ``mixer``, ``eps`` and ``xp``."""
+        """The functions of :func:`sequence_pass` for ``mixer``, ``eps`` and ``xp`` (built
+        once per combination: the passes ask for them at every call)."""
         return cls._of(mixer, eps, xp, layer_sequence_inputs, layer_sequence_outputs)
 
     @classmethod
+    @functools.lru_cache(maxsize=32)
     def for_positions(cls, mixer: Mixer, eps: float, xp: Any) -> PassPrograms:
-        """The functions of :func:`position_pass` for ``mixer``, ``eps`` and ``xp``."""
+        """The functions of :func:`position_pass` for ``mixer``, ``eps`` and ``xp`` (built
+        once per combination)."""
         return cls._of(mixer, eps, xp, layer_position_inputs, layer_position_outputs)
 
     @classmethod
